@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make dev` runs the service, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+N ?= 1000
+LIMIT ?= 100
+
+.PHONY: install dev migrate test check lint format load replay-dlq clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+dev: install
+	API_KEY=$${API_KEY:-dev-key} scripts/dev.sh
+
+migrate: install
+	$(BIN)/router-service migrate
+
+test: install
+	$(BIN)/pytest
+
+check: install
+	$(BIN)/ruff check router_service tests
+	$(BIN)/ruff format --check router_service tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix router_service tests
+	$(BIN)/ruff format router_service tests
+
+load: install
+	$(BIN)/router-service load -n $(N)
+
+replay-dlq: install
+	$(BIN)/router-service replay-dlq --limit $(LIMIT)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

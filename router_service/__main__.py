@@ -1,0 +1,3 @@
+from router_service.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""Engines, database creation and the schema check, for Postgres (asyncpg) and SQLite."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from router_service.config.settings import Settings
+
+_NUL = b"\\u0000"
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+def json_serializer(value: Any) -> str:
+    """orjson, except that NUL (which JSONB refuses) becomes U+FFFD in agent answers."""
+    data = orjson.dumps(value)
+    if _NUL in data:
+        data = orjson.dumps(_strip_nul(value))
+    return data.decode()
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(settings)
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_connect_timeout_s,
+        pool_pre_ping=True,
+        json_serializer=json_serializer,
+        json_deserializer=orjson.loads,
+        connect_args={
+            "timeout": settings.db_connect_timeout_s,
+            "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
+            "server_settings": {
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "lock_timeout": str(settings.db_statement_timeout_ms),
+                "application_name": "router-service",
+            },
+        },
+    )
+
+
+def _sqlite_engine(settings: Settings) -> AsyncEngine:
+    database = make_url(settings.database_url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_connect_timeout_s,
+        json_serializer=json_serializer,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": settings.db_statement_timeout_ms / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer; FULL makes every commit durable on disk.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={settings.db_statement_timeout_ms}")
+        cursor.close()
+
+    return engine
+
+
+_DB_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+async def ensure_database(database_url: str) -> str | None:
+    """Create the Postgres database when it does not exist; return a line saying so, or None."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql" or not url.database:
+        return None
+    import asyncpg
+
+    name = url.database
+    if not _DB_NAME.match(name):
+        raise ValueError(f"refusing to create a database with the name {name!r}")
+    conn = await asyncpg.connect(
+        host=url.host or "localhost",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database="postgres",
+        timeout=10,
+    )
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return None
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"created database {name!r} on {url.host or 'localhost'}:{url.port or 5432}"

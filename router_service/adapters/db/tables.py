@@ -1,0 +1,86 @@
+"""SQLAlchemy Core tables: the signal log and the dead-letter queue.
+
+The log's key is ``log_id`` (the idempotency key), so "never dispatch twice" is the primary key
+plus an atomic claim. Both tables carry ``created_at`` so they can be partitioned or pruned by time.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# JSONB on Postgres (queryable, compact), plain JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("log_id", String(128), primary_key=True),
+    Column("sender_id", String(256), nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    # Canonical JSON text: exactly what was hashed, whatever characters it holds.
+    Column("payload", Text, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("signal_ts", Timestamp, nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("rule", String(128), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("routed_agents", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("results", Json, nullable=True),
+    Column("response", Json, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+Index("ix_signals_created", signals.c.created_at.desc(), signals.c.log_id.desc())
+Index(
+    "ix_signals_sender_created",
+    signals.c.sender_id,
+    signals.c.created_at.desc(),
+    signals.c.log_id.desc(),
+)
+Index("ix_signals_kind_created", signals.c.kind, signals.c.created_at.desc())
+Index("ix_signals_status_lease", signals.c.status, signals.c.lease_expires_at)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("log_id", String(128), ForeignKey("signals.log_id"), nullable=False),
+    # '' when the whole signal is parked (first_success, fallback): unique keys and NULL disagree.
+    Column("agent", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("replay_count", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claim_expires_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_attempt_at", Timestamp, nullable=True),
+    UniqueConstraint("log_id", "agent", name="uq_dead_letters_log_agent"),
+)
+Index("ix_dead_letters_status_id", dead_letters.c.status, dead_letters.c.id)

@@ -1,0 +1,45 @@
+"""The app factory: settings in, a FastAPI app out; everything is built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from router_service import __version__
+from router_service.api.auth import KeyRing
+from router_service.api.errors import install_error_handlers
+from router_service.api.middleware import TraceMiddleware
+from router_service.api.routes import router
+from router_service.api.services import running_services
+from router_service.config.routing_file import RoutingConfig, load_routing_config
+from router_service.config.settings import Settings
+from router_service.observability.logging import configure_logging
+from router_service.observability.metrics import Metrics
+
+
+def create_app(settings: Settings | None = None, routing: RoutingConfig | None = None) -> FastAPI:
+    """Fails fast (``ConfigError``) on a missing key or a bad routing file, before serving."""
+    settings = settings or Settings()
+    keys = KeyRing.from_settings(settings.api_key, settings.api_keys)
+    routing = routing or load_routing_config(settings.routing_config)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        async with running_services(settings, routing, keys, metrics) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(
+        title="router-service",
+        version=__version__,
+        description="Classifies signals and routes them to HTTP agents, durably.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(TraceMiddleware, metrics=metrics)
+    return app

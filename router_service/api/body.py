@@ -1,0 +1,107 @@
+"""Reading a JSON request body: media type, streamed size limit, strict JSON, nesting depth."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from router_service.api.errors import describe_validation
+from router_service.domain.errors import (
+    InvalidJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJson(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidJson(f"duplicate object key {key[:64]!r}")
+            seen.add(key)
+    return result
+
+
+def check_media_type(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    structured = media.startswith("application/") and media.endswith("+json")
+    if media != "application/json" and not structured:
+        raise UnsupportedMediaType("Content-Type must be application/json")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be too large (never all read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, no lone surrogates."""
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise InvalidJson("body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidJson(f"body is not valid JSON: {exc.msg} at {where}") from exc
+    except RecursionError as exc:
+        raise ValidationFailed("JSON nesting is too deep") from exc
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidJson("body contains a lone UTF-16 surrogate") from exc
+    return value
+
+
+def check_depth(value: Any, max_depth: int) -> None:
+    """Iterative, so hostile nesting cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise ValidationFailed(f"JSON nesting deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def validate(model: type[M], value: Any) -> M:
+    if not isinstance(value, dict):
+        raise ValidationFailed("body must be a JSON object")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation(list(exc.errors()))) from exc
+
+
+async def read_model(request: Request, model: type[M], *, max_bytes: int, max_depth: int) -> M:
+    check_media_type(request)
+    value = parse_json(await read_body(request, max_bytes))
+    check_depth(value, max_depth)
+    return validate(model, value)

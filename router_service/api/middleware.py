@@ -1,0 +1,71 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware): trace context, in-flight gauge, access metrics."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from router_service.observability.logging import get_logger
+from router_service.observability.metrics import Metrics
+from router_service.observability.tracing import TraceContext
+
+
+class TraceMiddleware:
+    """Continues or starts the W3C trace, binds it to every log line, returns ``traceparent``."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = get_logger("http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                incoming = value.decode("latin-1")
+                break
+        trace = TraceContext.from_header(incoming)
+        scope.setdefault("state", {})["trace"] = trace
+        structlog.contextvars.bind_contextvars(trace_id=trace.trace_id, span_id=trace.span_id)
+        header = (b"traceparent", trace.traceparent.encode())
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            self.metrics.in_flight.dec()
+            route = _route_name(scope)
+            self.metrics.http_responses.labels(route, f"{status // 100}xx").inc()
+            if route != "/route":
+                self._access(scope, route, status, started)
+            structlog.contextvars.clear_contextvars()
+
+    def _access(self, scope: Scope, route: str, status: int, started: float) -> None:
+        self.log.info(
+            "http.request",
+            method=scope["method"],
+            route=route,
+            status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+
+def _route_name(scope: Scope) -> str:
+    """The route's template (bounded), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

@@ -1,0 +1,245 @@
+"""The HTTP edge: thin handlers that parse, call the service and shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from router_service.api.body import read_model
+from router_service.api.schemas import (
+    ErrorResponse,
+    ReplayRequest,
+    ReplayResponse,
+    RouteRequest,
+    RouteResponse,
+    parse_rfc3339,
+)
+from router_service.api.services import Services
+from router_service.domain.errors import NotFound, StorageError, ValidationFailed
+from router_service.domain.signal import Signal
+from router_service.observability.tracing import TraceContext
+from router_service.service.ports import DeadLetterQuery, DeadLetterRecord, LogQuery, LogRecord
+
+router = APIRouter()
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 415, 422, 503)
+}
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def authenticated(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """Runs before any body is read: an unauthenticated request is never parsed."""
+    keys = services(request).keys
+    assert keys is not None  # the app factory always builds a key ring
+    keys.authenticate(x_api_key)
+
+
+Auth = Depends(authenticated)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+@router.post(
+    "/route",
+    response_model=RouteResponse,
+    responses={**ERRORS, 202: {"model": RouteResponse}},
+    dependencies=[Auth],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RouteRequest.model_json_schema()}},
+        }
+    },
+)
+async def route(request: Request) -> Response:
+    svc = services(request)
+    received = datetime.now(UTC)
+    body = await read_model(
+        request,
+        RouteRequest,
+        max_bytes=svc.settings.max_body_bytes,
+        max_depth=svc.settings.max_json_depth,
+    )
+    signal = Signal.create(
+        sender_id=body.sender_id,
+        payload=body.payload,
+        timestamp=parse_rfc3339(body.timestamp) if body.timestamp else received,
+        metadata=body.metadata,
+        log_id=body.log_id,
+    )
+    trace: TraceContext = request.scope["state"]["trace"]
+    answer = await svc.intake.route(signal, body.mode, trace)
+    headers = {"Idempotent-Replayed": "true"} if answer.duplicate else None
+    status = 202 if answer.status == "dead_lettered" else 200
+    return json_response(answer.as_dict(), status, headers)
+
+
+def _log_item(record: LogRecord) -> dict[str, Any]:
+    return {
+        "log_id": record.log_id,
+        "trace_id": record.trace_id,
+        "sender_id": record.sender_id,
+        "kind": record.kind,
+        "rule": record.rule,
+        "mode": record.mode,
+        "status": record.status.value,
+        "routed_agents": record.routed_agents,
+        "payload": record.payload,
+        "metadata": record.metadata,
+        "response": record.response,
+        "results": record.results,
+        "timestamp": _iso(record.signal_ts),
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "latency_ms": record.latency_ms,
+    }
+
+
+def _dead_letter_item(entry: DeadLetterRecord) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "log_id": entry.log_id,
+        "agent": entry.agent,
+        "kind": entry.kind,
+        "mode": entry.mode,
+        "payload": entry.payload,
+        "error": entry.error,
+        "attempts": entry.attempts,
+        "replay_count": entry.replay_count,
+        "status": entry.status,
+        "created_at": _iso(entry.created_at),
+        "last_attempt_at": _iso(entry.last_attempt_at),
+    }
+
+
+LogStatus = Literal["in_progress", "delivered", "partial", "dead_lettered"]
+
+
+@router.get("/logs", dependencies=[Auth], responses=ERRORS)
+async def list_logs(
+    request: Request,
+    sender_id: str | None = None,
+    kind: str | None = None,
+    status: LogStatus | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    query = LogQuery(
+        sender_id=sender_id,
+        kind=kind,
+        status=status,
+        since=_utc(since),
+        until=_utc(until),
+        limit=limit,
+        cursor=cursor,
+    )
+    page = await services(request).store.list_logs(query)
+    return json_response(
+        {"items": [_log_item(r) for r in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@router.get("/logs/{log_id}", dependencies=[Auth], responses=ERRORS)
+async def get_log(request: Request, log_id: str) -> Response:
+    record = await services(request).store.get(log_id)
+    if record is None:
+        raise NotFound(f"no signal with log_id {log_id[:128]!r}")
+    return json_response(_log_item(record))
+
+
+DlqStatus = Literal["pending", "replayed", "exhausted", "all"]
+
+
+@router.get("/dlq", dependencies=[Auth], responses=ERRORS)
+async def list_dead_letters(
+    request: Request,
+    status: DlqStatus = "pending",
+    agent: str | None = None,
+    kind: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    query = DeadLetterQuery(
+        status=None if status == "all" else status,
+        agent=agent,
+        kind=kind,
+        limit=limit,
+        cursor=cursor,
+    )
+    page = await services(request).store.list_dead_letters(query)
+    return json_response(
+        {"items": [_dead_letter_item(e) for e in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@router.post(
+    "/dlq/replay",
+    dependencies=[Auth],
+    response_model=ReplayResponse,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ReplayRequest.model_json_schema()}},
+        }
+    },
+)
+async def replay_dead_letters(request: Request) -> Response:
+    svc = services(request)
+    body = await read_model(
+        request, ReplayRequest, max_bytes=svc.settings.max_body_bytes, max_depth=4
+    )
+    if (body.limit is None) == (body.ids is None):
+        raise ValidationFailed("give exactly one of 'limit' or 'ids'")
+    summary = await svc.replayer.replay(limit=body.limit, ids=body.ids)
+    return json_response(summary.as_dict())
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    svc = services(request)
+    try:
+        async with asyncio.timeout(svc.settings.db_connect_timeout_s + 1):
+            latency_ms = await svc.store.ping()
+    except (StorageError, TimeoutError) as exc:
+        message = exc.message if isinstance(exc, StorageError) else "database ping timed out"
+        failed = {"status": "unavailable", "error": message}
+        return json_response({"status": "unavailable", "checks": {"database": failed}}, 503)
+    database = {"status": "ok", "latency_ms": round(latency_ms, 3)}
+    return json_response({"status": "ok", "checks": {"database": database}})
+
+
+@router.get("/health/live")
+async def live() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    return Response(svc.render_metrics(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,90 @@
+"""Request and response shapes of the HTTP API (also what the OpenAPI schema shows)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from router_service.domain.routing import Mode
+
+NoNul = Field(pattern=r"^[^\x00]*$")
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 timestamp with an offset (``Z`` or ``±hh:mm``)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("timestamp must be an RFC 3339 date-time") from exc
+    if "T" not in value.upper() or moment.tzinfo is None:
+        raise ValueError("timestamp must be an RFC 3339 date-time with an offset, e.g. Z")
+    return moment.astimezone(UTC)
+
+
+class RouteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sender_id: Annotated[StrictStr, Field(min_length=1, max_length=256), NoNul]
+    payload: dict[StrictStr, Any]
+    log_id: Annotated[StrictStr, Field(min_length=1, max_length=128), NoNul] | None = None
+    timestamp: StrictStr | None = Field(
+        None, description="RFC 3339 date-time; default: the time the router received it"
+    )
+    metadata: dict[StrictStr, Any] | None = None
+    mode: Mode | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rfc3339(value)
+        return value
+
+
+class AgentResultOut(BaseModel):
+    agent: str
+    ok: bool
+    status_code: int | None
+    attempts: int
+    latency_ms: float
+    response: Any
+    error: str | None
+
+
+class RouteResponse(BaseModel):
+    log_id: str
+    trace_id: str
+    kind: str
+    rule: str
+    mode: Mode
+    routed_agents: list[str]
+    status: Literal["delivered", "partial", "dead_lettered"]
+    results: list[AgentResultOut]
+    response: Any
+    duplicate: bool
+    latency_ms: float
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
+    ids: Annotated[list[StrictInt], Field(min_length=1, max_length=1000)] | None = None
+
+
+class ReplayResponse(BaseModel):
+    replayed: int
+    succeeded: int
+    failed: int
+    exhausted: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,143 @@
+"""Everything one running router owns, built in the lifespan and closed on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from prometheus_client import generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from router_service.adapters.agents import HttpAgentClient
+from router_service.adapters.db.engine import create_engine
+from router_service.adapters.db.migrate import head_revision
+from router_service.adapters.db.store import SqlStore
+from router_service.api.auth import KeyRing
+from router_service.config.routing_file import RoutingConfig
+from router_service.config.settings import Settings
+from router_service.domain.errors import SchemaOutOfDate, StorageError
+from router_service.observability.events import Telemetry
+from router_service.observability.logging import get_logger
+from router_service.observability.metrics import Metrics
+from router_service.service.dispatch import Dispatcher
+from router_service.service.intake import Intake
+from router_service.service.replay import Replayer
+
+
+def instance_id() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    keys: KeyRing | None
+    metrics: Metrics
+    engine: AsyncEngine
+    store: SqlStore
+    client: HttpAgentClient
+    dispatcher: Dispatcher
+    intake: Intake
+    replayer: Replayer
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def render_metrics(self) -> bytes:
+        return generate_latest(self.metrics.registry)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.client.close()
+        await self.engine.dispose()
+
+
+def build_services(
+    settings: Settings, routing: RoutingConfig, keys: KeyRing | None, metrics: Metrics
+) -> Services:
+    telemetry = Telemetry(metrics)
+    engine = create_engine(settings)
+    pool = engine.sync_engine.pool
+    metrics.watch_pool(lambda: (getattr(pool, "checkedout", lambda: 0)(), settings.db_pool_size))
+    store = SqlStore(engine, telemetry)
+    client = HttpAgentClient(
+        max_connections=settings.global_concurrency,
+        max_response_bytes=settings.max_agent_response_bytes,
+    )
+    dispatcher = Dispatcher(
+        client,
+        telemetry,
+        policy=settings.retry_policy,
+        agent_timeout_s=settings.agent_timeout_ms / 1000,
+        fanout_concurrency=settings.fanout_concurrency,
+        global_concurrency=settings.global_concurrency,
+    )
+    owner = instance_id()
+    deadline_s = settings.request_deadline_ms / 1000
+    common = {"store": store, "dispatcher": dispatcher, "routing": routing, "events": telemetry}
+    return Services(
+        settings=settings,
+        keys=keys,
+        metrics=metrics,
+        engine=engine,
+        store=store,
+        client=client,
+        dispatcher=dispatcher,
+        intake=Intake(**common, deadline_s=deadline_s, owner=owner),  # type: ignore[arg-type]
+        replayer=Replayer(
+            **common,  # type: ignore[arg-type]
+            max_replays=settings.max_replays,
+            deadline_s=deadline_s,
+            owner=owner,
+        ),
+    )
+
+
+async def wait_for_schema(services: Services) -> None:
+    """Wait for the database (it may start after us), then refuse to run on an old schema."""
+    log = get_logger("startup")
+    delay = 0.2
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + services.settings.startup_db_wait_s
+    while True:
+        try:
+            revision = await services.store.schema_revision()
+            break
+        except StorageError as exc:
+            if loop.time() + delay > give_up:
+                raise
+            log.warning("startup.waiting_for_database", error=exc.message, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    head = head_revision()
+    if revision != head:
+        raise SchemaOutOfDate(
+            f"the database schema is at revision {revision or 'none'} but this router needs "
+            f"{head}: run `router-service migrate` (or `alembic upgrade head`) first"
+        )
+
+
+async def refresh_backlog(services: Services) -> None:
+    """Keep ``dlq_backlog`` true when other replicas or workers change the queue."""
+    while True:
+        with contextlib.suppress(StorageError):
+            services.metrics.dlq_backlog.set(await services.store.dlq_backlog())
+        await asyncio.sleep(services.settings.dlq_backlog_refresh_s)
+
+
+@contextlib.asynccontextmanager
+async def running_services(
+    settings: Settings, routing: RoutingConfig, keys: KeyRing | None, metrics: Metrics
+) -> AsyncIterator[Services]:
+    services = build_services(settings, routing, keys, metrics)
+    try:
+        await wait_for_schema(services)
+        services.tasks.append(asyncio.create_task(refresh_backlog(services)))
+        yield services
+    finally:
+        await services.close()

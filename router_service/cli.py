@@ -1,0 +1,141 @@
+"""The ``router-service`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from router_service.config.routing_file import RoutingConfig, load_routing_config
+from router_service.config.settings import Settings
+from router_service.domain.errors import RouterError
+
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]).upper()
+        raise click.ClickException(f"setting {name}: {first['msg']}") from exc
+
+
+def _fail(exc: RouterError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="router-service")
+def main() -> None:
+    """Classify signals with transparent rules and route them to HTTP agents, durably."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+def serve(host: str, port: int, workers: int, reload: bool) -> None:
+    """Run the HTTP server (settings come from the environment and .env)."""
+    import uvicorn
+
+    from router_service.api.app import create_app
+
+    try:
+        create_app(_settings())  # fail here, in one line, on a missing key or bad routing file
+    except RouterError as exc:
+        _fail(exc)
+    uvicorn.run(
+        "router_service.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers if not reload else None,
+        reload=reload,
+        reload_dirs=[str(Path(__file__).parent)] if reload else None,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Create the database if needed and bring its schema to the newest revision."""
+    from router_service.adapters.db.migrate import upgrade
+
+    settings = _settings()
+    revision = upgrade(settings.database_url)
+    click.echo(f"database schema is at revision {revision}")
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(path_type=Path))
+def check_config(file: Path) -> None:
+    """Validate a routing file; on error, name the file, the location and what is wrong."""
+    try:
+        config = load_routing_config(file)
+    except RouterError as exc:
+        _fail(exc)
+    rules = len(config.classifier.rules)
+    click.echo(
+        f"{file}: ok ({len(config.agents)} agents, {rules} rules, "
+        f"{len(config.table.routes)} routes)"
+    )
+
+
+@main.command("replay-dlq")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+def replay_dlq(limit: int) -> None:
+    """Replay the oldest pending dead-letter entries, with a progress bar and a summary."""
+    settings = _settings()
+    try:
+        routing = load_routing_config(settings.routing_config)
+        summary = asyncio.run(_replay(settings, routing, limit))
+    except RouterError as exc:
+        _fail(exc)
+    click.echo(
+        f"replayed {summary['replayed']}: {summary['succeeded']} succeeded, "
+        f"{summary['failed']} failed, {summary['exhausted']} exhausted"
+    )
+
+
+async def _replay(settings: Settings, routing: RoutingConfig, limit: int) -> dict[str, int]:
+    from router_service.api.services import running_services
+    from router_service.observability.logging import configure_logging
+    from router_service.observability.metrics import Metrics
+
+    configure_logging("WARNING")
+    async with running_services(settings, routing, None, Metrics()) as services:
+        backlog = await services.store.dlq_backlog()
+        total = min(limit, backlog)
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=err,
+            transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("replay", total=total)
+            summary = await services.replayer.replay(
+                limit=limit, on_entry=lambda s: progress.update(task, completed=s.replayed)
+            )
+        return summary.as_dict()
+
+
+def _register_devtools() -> None:
+    from router_service.devtools.demo_agents import demo_agents_command
+    from router_service.devtools.loadgen import load_command
+
+    main.add_command(demo_agents_command)
+    main.add_command(load_command)
+
+
+_register_devtools()

@@ -1,0 +1,76 @@
+"""The one typed settings object, read from the environment and an optional ``.env``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from router_service.domain.retry import RetryPolicy
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/router.db"
+DEFAULT_ROUTING_CONFIG = Path(__file__).with_name("routing.yaml")
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual spellings and always use an async driver underneath."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"DATABASE_URL is not a URL: {url!r}")
+    base = scheme.split("+", 1)[0]
+    if base in {"postgres", "postgresql"}:
+        return f"postgresql+asyncpg://{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    raise ValueError(f"DATABASE_URL must be a postgresql:// or sqlite:// URL, not {scheme}://")
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable (the field name in upper case)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    api_key: SecretStr | None = None
+    api_keys: SecretStr | None = None
+    routing_config: Path = DEFAULT_ROUTING_CONFIG
+
+    request_deadline_ms: int = Field(3000, gt=0)
+    agent_timeout_ms: int = Field(1000, gt=0)
+    retry_max_attempts: int = Field(3, ge=1)
+    retry_base_ms: int = Field(50, ge=0)
+    retry_cap_ms: int = Field(500, ge=0)
+    max_replays: int = Field(5, ge=1)
+    fanout_concurrency: int = Field(16, ge=1)
+    global_concurrency: int = Field(256, ge=1)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_json_depth: int = Field(32, ge=2)
+    max_agent_response_bytes: int = Field(1024 * 1024, ge=1024)
+
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_connect_timeout_s: float = Field(2.0, gt=0)
+    db_statement_timeout_ms: int = Field(5000, gt=0)
+    dlq_backlog_refresh_s: float = Field(15.0, gt=0)
+    startup_db_wait_s: float = Field(30.0, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            base_s=self.retry_base_ms / 1000,
+            cap_s=self.retry_cap_ms / 1000,
+        )

@@ -1,0 +1,1 @@
+"""The pure core: signals, classification, routing, retry maths and outcomes. No I/O here."""

@@ -1,0 +1,330 @@
+"""Classification: a payload becomes a *kind*, plus the id of the rule that decided it.
+
+Rules are data: an ordered tuple of ``Rule(id, kind, condition)``; the first rule whose
+condition matches wins, and a payload no rule matches is ``Classification("default",
+"default")``. Everything that can be prepared (regexes, dotted paths, comparison functions) is
+prepared when a condition is built, because ``Classifier.classify`` runs once per signal.
+
+Conditions address a payload field by a dotted path (``ticket.priority``, ``items.0.name``):
+integer segments index lists, and a path that does not resolve simply does not match. The string
+conditions (``Keywords``, ``Regex``, ``Prefix``) look at every string leaf under their field, or
+under the whole payload when no field is given, so ``{"message": "help me understand policy"}``
+is caught without naming ``message``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from enum import StrEnum
+from typing import Any, Final, TypeAlias
+
+DEFAULT_RULE: Final = "default"
+# String leaves deeper than this are ignored: a hostile payload must not buy unbounded work.
+MAX_SCAN_DEPTH: Final = 32
+
+_MISSING: Final = object()
+_StringTest: TypeAlias = Callable[[str], object]
+# (mapping key, list index or None) per dotted-path segment, split once at construction.
+_Path: TypeAlias = tuple[tuple[str, int | None], ...]
+
+
+def _compile_path(dotted: str) -> _Path:
+    return tuple((seg, int(seg) if seg.isdigit() else None) for seg in dotted.split("."))
+
+
+def _resolve(payload: Any, path: _Path) -> Any:
+    """The value at ``path``, or ``_MISSING``; a digit segment is a key in a mapping."""
+    value = payload
+    for key, index in path:
+        if isinstance(value, Mapping):
+            value = value.get(key, _MISSING)
+            if value is _MISSING:
+                return _MISSING
+        elif index is not None and isinstance(value, list | tuple) and index < len(value):
+            value = value[index]
+        else:
+            return _MISSING
+    return value
+
+
+def _any_string_leaf(value: Any, test: _StringTest, depth: int) -> bool:
+    if isinstance(value, str):
+        return bool(test(value))
+    if depth <= 0:
+        return False
+    # Plain loops rather than any(genexpr) here and in AllOf/AnyOf: this runs for every leaf of
+    # every signal, and the loop measured about twice as fast on CPython 3.11.
+    if isinstance(value, Mapping):
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return False
+    for item in value:  # noqa: SIM110 - hot path, see above
+        if _any_string_leaf(item, test, depth - 1):
+            return True
+    return False
+
+
+def _scan(payload: Mapping[str, Any], path: _Path | None, test: _StringTest) -> bool:
+    root = payload if path is None else _resolve(payload, path)
+    return _any_string_leaf(root, test, MAX_SCAN_DEPTH)
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass in Python but not a number in JSON.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> bool:
+    """A JSON number that is not NaN or infinite (the only thing a comparison may take)."""
+    # isfinite only on floats: it would overflow on a huge int, which is finite anyway.
+    return math.isfinite(value) if isinstance(value, float) else _is_number(value)
+
+
+def json_equal(a: object, b: object) -> bool:
+    """Equality as JSON sees it: ``1 == 1.0`` but ``True != 1``, recursively."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if _is_number(a) or _is_number(b):
+        return _is_number(a) and _is_number(b) and a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a is None and b is None
+
+
+def keywords_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    """One case-insensitive, whole-word pattern for the set; inner whitespace is flexible."""
+    phrases = sorted({r"\s+".join(map(re.escape, w.split())) for w in words}, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(phrases) + r")(?!\w)", re.IGNORECASE)
+
+
+_REGEX_FLAGS: Final = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+
+
+def regex_flags(letters: str) -> re.RegexFlag:
+    """``"i"``, ``"m"``, ``"s"`` or a combination; ``ValueError`` names an unknown letter."""
+    flags = re.RegexFlag(0)
+    for letter in letters:
+        if letter not in _REGEX_FLAGS:
+            raise ValueError(f"unknown regex flag {letter!r} (use i, m, s)")
+        flags |= _REGEX_FLAGS[letter]
+    return flags
+
+
+@dataclass(frozen=True, slots=True)
+class Keywords:
+    """Any of ``words`` (whole words or phrases, any case) occurs in a string leaf."""
+
+    words: tuple[str, ...]
+    field: str | None = None
+    _path: _Path | None = dc_field(init=False, repr=False, compare=False)
+    _search: _StringTest = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.words or not all(w.strip() for w in self.words):
+            raise ValueError("keywords must be a non-empty set of non-empty strings")
+        object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
+        object.__setattr__(self, "_search", keywords_pattern(self.words).search)
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return _scan(payload, self._path, self._search)
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """``re.search(pattern)`` succeeds on a string leaf; ``flags`` is letters from ``ims``."""
+
+    pattern: str
+    field: str | None = None
+    flags: str = ""
+    _path: _Path | None = dc_field(init=False, repr=False, compare=False)
+    _search: _StringTest = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        compiled = re.compile(self.pattern, regex_flags(self.flags))
+        object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
+        object.__setattr__(self, "_search", compiled.search)
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return _scan(payload, self._path, self._search)
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """A string leaf starts with ``prefix``."""
+
+    prefix: str
+    field: str | None = None
+    case_sensitive: bool = True
+    _path: _Path | None = dc_field(init=False, repr=False, compare=False)
+    _test: _StringTest = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        test: _StringTest
+        if self.case_sensitive:
+            prefix = self.prefix
+            test = lambda s: s.startswith(prefix)  # noqa: E731 - built once, not per call
+        else:
+            # An anchored IGNORECASE match avoids lower-casing every candidate string.
+            test = re.compile(re.escape(self.prefix), re.IGNORECASE).match
+        object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
+        object.__setattr__(self, "_test", test)
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return _scan(payload, self._path, self._test)
+
+
+@dataclass(frozen=True, slots=True)
+class Equals:
+    """The field holds ``value`` (JSON equality: ``true`` is not ``1``)."""
+
+    field: str
+    value: Any
+    _path: _Path = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_path", _compile_path(self.field))
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        found = _resolve(payload, self._path)
+        return found is not _MISSING and json_equal(found, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    """The path resolves (to anything, ``null`` included) iff ``present``."""
+
+    field: str
+    present: bool = True
+    _path: _Path = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_path", _compile_path(self.field))
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return (_resolve(payload, self._path) is not _MISSING) is self.present
+
+
+class Comparison(StrEnum):
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+
+
+_COMPARATORS: Final[Mapping[Comparison, Callable[[Any, Any], bool]]] = {
+    Comparison.GT: operator.gt,
+    Comparison.GTE: operator.ge,
+    Comparison.LT: operator.lt,
+    Comparison.LTE: operator.le,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``field <op> value`` for numbers only: strings and booleans never match."""
+
+    field: str
+    op: Comparison
+    value: float
+    _path: _Path = dc_field(init=False, repr=False, compare=False)
+    _apply: Callable[[Any, Any], bool] = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not is_finite_number(self.value):
+            raise ValueError(f"{self.op} needs a finite number, got {self.value!r}")
+        object.__setattr__(self, "_path", _compile_path(self.field))
+        object.__setattr__(self, "_apply", _COMPARATORS[Comparison(self.op)])
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        found = _resolve(payload, self._path)
+        return _is_number(found) and self._apply(found, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    conditions: tuple[Condition, ...]
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        for condition in self.conditions:  # noqa: SIM110 - hot path, see _any_string_leaf
+            if not condition.matches(payload):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    conditions: tuple[Condition, ...]
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        for condition in self.conditions:  # noqa: SIM110 - hot path, see _any_string_leaf
+            if condition.matches(payload):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    condition: Condition
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return not self.condition.matches(payload)
+
+
+# A closed set: the routing file can only build these, and the docs list exactly these.
+Condition: TypeAlias = Keywords | Regex | Prefix | Equals | Exists | Compare | AllOf | AnyOf | Not
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    kind: str
+    rule: str
+
+
+DEFAULT_CLASSIFICATION: Final = Classification(kind="default", rule=DEFAULT_RULE)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    kind: str
+    condition: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """Ordered rules; the first match wins, no match is the ``default`` classification."""
+
+    rules: tuple[Rule, ...]
+    # Outcomes are built once so a match returns a shared object instead of allocating.
+    _table: tuple[tuple[Condition, Classification], ...] = dc_field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        ids = [r.id for r in self.rules]
+        if DEFAULT_RULE in ids:
+            raise ValueError(f"rule id {DEFAULT_RULE!r} is reserved for the no-match outcome")
+        if len(set(ids)) != len(ids):
+            raise ValueError("rule ids must be unique")
+        table = tuple((r.condition, Classification(r.kind, r.id)) for r in self.rules)
+        object.__setattr__(self, "_table", table)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """Every kind a rule can produce (``default`` is always possible too)."""
+        return frozenset(r.kind for r in self.rules)
+
+    def classify(self, payload: Mapping[str, Any]) -> Classification:
+        for condition, outcome in self._table:
+            if condition.matches(payload):
+                return outcome
+        return DEFAULT_CLASSIFICATION

@@ -1,0 +1,133 @@
+"""One exception root for everything the router raises on purpose.
+
+::
+
+    RouterError
+    ├── ConfigError                 the routing file or the settings are wrong (start-up)
+    ├── BadRequest                  the client sent something we cannot accept   (4xx)
+    │   ├── InvalidJson             400 invalid_json
+    │   ├── UnsupportedMediaType    415 unsupported_media_type
+    │   ├── PayloadTooLarge         413 payload_too_large
+    │   ├── ValidationFailed        422 validation_error
+    │   └── IdempotencyKeyReused    422 idempotency_key_reused
+    ├── AuthError                   401 unauthorized
+    ├── NotFound                    404 not_found
+    ├── Conflict                    409 in_progress (a duplicate of a signal still in flight)
+    ├── StorageError                the database failed
+    │   ├── StorageUnavailable      503 database_unavailable
+    │   └── SchemaOutOfDate         start-up refusal: migrations are behind
+    └── AgentError                  one agent attempt failed (never reaches a client as such)
+        ├── RetryableAgentError     connection error, timeout, 5xx, 408, 429
+        └── PermanentAgentError     any other non-2xx
+
+Each client-facing class carries its HTTP ``status`` and snake_case ``code``; the API maps them
+to a JSON body in exactly one place (``router_service.api.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RouterError(Exception):
+    """Root of every exception the router raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(RouterError):
+    """The routing file or a setting is invalid; the message names the file and the location."""
+
+    code = "config_error"
+
+
+class BadRequest(RouterError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    status = 400
+    code = "invalid_json"
+
+
+class UnsupportedMediaType(BadRequest):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(BadRequest):
+    status = 422
+    code = "validation_error"
+
+
+class IdempotencyKeyReused(BadRequest):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class AuthError(RouterError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(RouterError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(RouterError):
+    status = 409
+    code = "in_progress"
+
+
+class StorageError(RouterError):
+    status = 503
+    code = "database_error"
+
+
+class StorageUnavailable(StorageError):
+    status = 503
+    code = "database_unavailable"
+
+
+class SchemaOutOfDate(StorageError):
+    code = "schema_out_of_date"
+
+
+class AgentError(RouterError):
+    """One failed attempt at one agent."""
+
+    code = "agent_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+        response: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        self.response = response
+
+
+class RetryableAgentError(AgentError):
+    code = "agent_retryable"
+
+
+class PermanentAgentError(AgentError):
+    code = "agent_permanent"

@@ -1,0 +1,54 @@
+"""Alembic environment: runs the migrations through the same async engine the service uses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from router_service.adapters.db.engine import create_engine, ensure_database
+from router_service.adapters.db.tables import metadata
+from router_service.config.settings import Settings
+
+config = context.config
+
+
+def _settings() -> Settings:
+    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    return Settings(database_url=url) if url else Settings()
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _migrate(settings: Settings) -> None:
+    created = await ensure_database(settings.database_url)
+    if created:
+        print(created)
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    asyncio.run(_migrate(_settings()))
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline migrations are not supported: run against a database")
+run_migrations_online()

@@ -1,0 +1,86 @@
+"""The events sink: the service emits typed events; metrics and JSON logs subscribe here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router_service.observability.logging import get_logger
+from router_service.observability.metrics import Metrics
+
+
+class Telemetry:
+    """``Events`` implemented by Prometheus metrics plus one JSON log line per signal/attempt."""
+
+    def __init__(self, metrics: Metrics, logger: Any = None) -> None:
+        self.metrics = metrics
+        self._log = logger or get_logger()
+
+    def signal_received(self, kind: str) -> None:
+        self.metrics.signals_received.labels(kind).inc()
+
+    def signal_finished(
+        self,
+        *,
+        log_id: str,
+        kind: str,
+        rule: str,
+        status: str,
+        agents: list[str],
+        latency_s: float,
+        agent_s: float,
+        duplicate: bool,
+    ) -> None:
+        self._log.info(
+            "signal.routed",
+            log_id=log_id,
+            kind=kind,
+            rule=rule,
+            status=status,
+            agents=agents,
+            duplicate=duplicate,
+            latency_ms=round(latency_s * 1000, 3),
+        )
+        m = self.metrics
+        m.router_latency.labels(kind).observe(latency_s)
+        m.router_overhead.labels(kind).observe(max(0.0, latency_s - agent_s))
+        m.signals_completed.labels(kind, status).inc()
+
+    def agent_attempt(
+        self,
+        *,
+        agent: str,
+        outcome: str,
+        status_code: int | None,
+        latency_s: float,
+        attempt: int,
+        span_id: str,
+        error: str | None,
+    ) -> None:
+        self.metrics.agent_latency.labels(agent, outcome).observe(latency_s)
+        if outcome != "ok":
+            self.metrics.routing_errors.labels(agent).inc()
+        self._log.info(
+            "agent.attempt",
+            agent=agent,
+            attempt=attempt,
+            outcome=outcome,
+            status_code=status_code,
+            latency_ms=round(latency_s * 1000, 3),
+            span_id=span_id,
+            error=error,
+        )
+
+    def retry(self, *, agent: str, delay_s: float) -> None:
+        self.metrics.retry_attempts.inc()
+
+    def dead_lettered(self, count: int) -> None:
+        self.metrics.dlq.inc(count)
+
+    def dlq_backlog(self, size: int) -> None:
+        self.metrics.dlq_backlog.set(size)
+
+    def replayed(self, *, outcome: str) -> None:
+        self.metrics.replays.labels(outcome).inc()
+
+    def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None:
+        self.metrics.db_latency.labels(operation, "ok" if ok else "error").observe(latency_s)

@@ -1,0 +1,185 @@
+"""A signal's path after the edge: claim log_id -> classify -> plan -> dispatch -> record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from router_service.config.routing_file import RoutingConfig
+from router_service.domain.errors import Conflict, IdempotencyKeyReused
+from router_service.domain.outcome import Status, fold
+from router_service.domain.routing import Mode, Plan
+from router_service.domain.signal import Signal, format_timestamp
+from router_service.observability.tracing import TraceContext
+from router_service.service.dispatch import Dispatcher, Envelope
+from router_service.service.ports import Events, LogRecord, Store
+
+# How often a duplicate re-reads a signal still in flight (doubling up to the cap).
+_POLL_FIRST_S = 0.005
+_POLL_CAP_S = 0.100
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAnswer:
+    log_id: str
+    trace_id: str
+    kind: str
+    rule: str
+    mode: str
+    routed_agents: list[str]
+    status: str
+    results: list[dict[str, Any]]
+    response: Any
+    duplicate: bool
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "log_id": self.log_id,
+            "trace_id": self.trace_id,
+            "kind": self.kind,
+            "rule": self.rule,
+            "mode": self.mode,
+            "routed_agents": self.routed_agents,
+            "status": self.status,
+            "results": self.results,
+            "response": self.response,
+            "duplicate": self.duplicate,
+            "latency_ms": self.latency_ms,
+        }
+
+
+def agent_body(signal: Signal, kind: str) -> bytes:
+    """The JSON agents receive; the payload is spliced in as the canonical text already made."""
+    head = orjson.dumps(
+        {
+            "log_id": signal.log_id,
+            "sender_id": signal.sender_id,
+            "kind": kind,
+            "metadata": signal.metadata,
+            "timestamp": format_timestamp(signal.timestamp),
+        }
+    )
+    return head[:-1] + b',"payload":' + signal.payload_json.encode() + b"}"
+
+
+class Intake:
+    """Routes one signal, exactly once per ``log_id`` across every process sharing the store."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        dispatcher: Dispatcher,
+        routing: RoutingConfig,
+        events: Events,
+        deadline_s: float,
+        owner: str,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._routing = routing
+        self._events = events
+        self._deadline_s = deadline_s
+        self._owner = owner
+
+    def plan(self, signal: Signal, mode: Mode | None) -> Plan:
+        found = self._routing.classifier.classify(signal.payload)
+        return self._routing.table.plan(found.kind, found.rule, mode)
+
+    async def route(self, signal: Signal, mode: Mode | None, trace: TraceContext) -> RouteAnswer:
+        started = time.perf_counter()
+        deadline = started + self._deadline_s
+        plan = self.plan(signal, mode)
+        self._events.signal_received(plan.kind)
+        claim = await self._store.claim(
+            signal, plan, trace.trace_id, self._owner, lease_s=self._deadline_s * 2
+        )
+        if claim.record is not None:
+            record = await self._await_original(claim.record, signal, deadline)
+            latency_s = time.perf_counter() - started
+            self._events.signal_finished(
+                log_id=record.log_id,
+                kind=record.kind,
+                rule=record.rule,
+                status=record.status,
+                agents=record.routed_agents,
+                latency_s=latency_s,
+                agent_s=0.0,
+                duplicate=True,
+            )
+            return _stored_answer(record, trace, latency_s)
+
+        envelope = Envelope(signal.log_id, agent_body(signal, plan.kind))
+        results = await self._dispatcher.dispatch(plan, envelope, trace, deadline)
+        outcome = fold(plan.mode, results)
+        latency_s = time.perf_counter() - started
+        created = await self._store.record(signal.log_id, plan, outcome, latency_s * 1000)
+        if created:
+            self._events.dead_lettered(created)
+            self._events.dlq_backlog(await self._store.dlq_backlog())
+        agent_s = max((r.latency_ms for r in results), default=0.0) / 1000
+        self._events.signal_finished(
+            log_id=signal.log_id,
+            kind=plan.kind,
+            rule=plan.rule,
+            status=outcome.status,
+            agents=plan.agent_names,
+            latency_s=latency_s,
+            agent_s=agent_s,
+            duplicate=False,
+        )
+        return RouteAnswer(
+            log_id=signal.log_id,
+            trace_id=trace.trace_id,
+            kind=plan.kind,
+            rule=plan.rule,
+            mode=plan.mode.value,
+            routed_agents=plan.agent_names,
+            status=outcome.status.value,
+            results=[r.as_dict() for r in outcome.results],
+            response=outcome.response,
+            duplicate=False,
+            latency_ms=round(latency_s * 1000, 3),
+        )
+
+    async def _await_original(
+        self, record: LogRecord, signal: Signal, deadline: float
+    ) -> LogRecord:
+        """A duplicate never dispatches: it gets the original's outcome, or 409 if still busy."""
+        if record.sender_id != signal.sender_id or record.payload_hash != signal.payload_hash:
+            raise IdempotencyKeyReused(
+                "this log_id was already used for a different sender_id or payload"
+            )
+        poll = _POLL_FIRST_S
+        while record.status is Status.IN_PROGRESS:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise Conflict("a request with this log_id is still in progress; retry later")
+            await asyncio.sleep(min(poll, remaining))
+            poll = min(poll * 2, _POLL_CAP_S)
+            latest = await self._store.get(signal.log_id)
+            if latest is None:  # pragma: no cover - rows are never deleted while in flight
+                raise Conflict("a request with this log_id is still in progress; retry later")
+            record = latest
+        return record
+
+
+def _stored_answer(record: LogRecord, trace: TraceContext, latency_s: float) -> RouteAnswer:
+    return RouteAnswer(
+        log_id=record.log_id,
+        trace_id=trace.trace_id,
+        kind=record.kind,
+        rule=record.rule,
+        mode=record.mode,
+        routed_agents=record.routed_agents,
+        status=record.status.value,
+        results=record.results or [],
+        response=record.response,
+        duplicate=True,
+        latency_ms=round(latency_s * 1000, 3),
+    )

@@ -1,0 +1,129 @@
+"""Dead-letter replay: re-send to the agent(s) that failed, with the original log_id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from router_service.config.routing_file import RoutingConfig
+from router_service.domain.outcome import Status, fold
+from router_service.domain.routing import Mode
+from router_service.domain.signal import Signal
+from router_service.observability.tracing import TraceContext, new_span_id
+from router_service.service.dispatch import Dispatcher, Envelope
+from router_service.service.intake import agent_body
+from router_service.service.ports import DeadLetterRecord, Events, ReplayResult, Store
+
+BATCH = 100
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    replayed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    exhausted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "replayed": self.replayed,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "exhausted": self.exhausted,
+        }
+
+
+class Replayer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        dispatcher: Dispatcher,
+        routing: RoutingConfig,
+        events: Events,
+        max_replays: int,
+        deadline_s: float,
+        owner: str,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._routing = routing
+        self._events = events
+        self._max_replays = max_replays
+        self._deadline_s = deadline_s
+        self._owner = owner
+
+    async def replay(
+        self,
+        *,
+        limit: int | None = None,
+        ids: Sequence[int] | None = None,
+        on_entry: Callable[[ReplaySummary], None] | None = None,
+    ) -> ReplaySummary:
+        """Replay up to ``limit`` oldest pending entries, or exactly the pending ``ids``."""
+        summary = ReplaySummary()
+        while True:
+            batch = BATCH if limit is None else min(BATCH, limit - summary.replayed)
+            if batch <= 0:
+                break
+            entries = await self._store.claim_dead_letters(
+                limit=None if ids is not None else batch,
+                ids=ids,
+                owner=self._owner,
+                lease_s=self._deadline_s * 4,
+            )
+            for entry in entries:
+                await self._replay_entry(entry, summary)
+                if on_entry is not None:
+                    on_entry(summary)
+            if ids is not None or len(entries) < batch:
+                break
+        self._events.dlq_backlog(await self._store.dlq_backlog())
+        return summary
+
+    async def _replay_entry(self, entry: DeadLetterRecord, summary: ReplaySummary) -> None:
+        result = await self._send(entry)
+        status = await self._store.finish_replay(entry, result, self._max_replays)
+        summary.replayed += 1
+        if result.ok:
+            summary.succeeded += 1
+        else:
+            summary.failed += 1
+        if status == "exhausted":
+            summary.exhausted += 1
+        self._events.replayed(outcome="succeeded" if result.ok else status)
+
+    async def _send(self, entry: DeadLetterRecord) -> ReplayResult:
+        signal = Signal.create(
+            sender_id=entry.sender_id,
+            payload=entry.payload,
+            timestamp=entry.signal_ts or entry.created_at,
+            metadata=entry.metadata,
+            log_id=entry.log_id,
+        )
+        envelope = Envelope(entry.log_id, agent_body(signal, entry.kind))
+        trace = TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
+        deadline = time.perf_counter() + self._deadline_s
+        if entry.agent is not None:
+            spec = self._routing.agents.get(entry.agent)
+            if spec is None:
+                return ReplayResult(
+                    ok=False, error=f"agent {entry.agent!r} is no longer configured"
+                )
+            result = await self._dispatcher.call_one(spec, envelope, trace, deadline)
+            return ReplayResult(
+                ok=result.ok,
+                error=result.error,
+                results=[result.as_dict()],
+                response=result.response,
+            )
+        plan = self._routing.table.plan(entry.kind, "replay", Mode(entry.mode))
+        outcome = fold(plan.mode, await self._dispatcher.dispatch(plan, envelope, trace, deadline))
+        errors = "; ".join(f"{r.agent}: {r.error}" for r in outcome.results if not r.ok)
+        return ReplayResult(
+            ok=outcome.status is Status.DELIVERED,
+            error=errors or None,
+            results=[r.as_dict() for r in outcome.results],
+            response=outcome.response,
+        )
