@@ -80,15 +80,14 @@ def parse_json(raw: bytes) -> Any:
 
 def check_depth(value: Any, max_depth: int) -> None:
     """Iterative, so hostile nesting cannot exhaust the stack."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    # Depth counts containers: {"a": 1} is 1 level, {"a": [1]} is 2.
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
         if depth > max_depth:
             raise ValidationFailed(f"JSON nesting deeper than {max_depth} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 def validate(model: type[M], value: Any) -> M:

@@ -152,6 +152,7 @@ class Agent:
     behaviour: Behaviour = OK
     script: deque[Behaviour] = field(default_factory=deque)
     received: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def next_behaviour(self) -> Behaviour:
         return self.script.popleft() if self.script else self.behaviour
@@ -216,6 +217,11 @@ def _record(agent: Agent, request: web.Request, raw: bytes) -> Any:
     return body
 
 
+async def _announce(agent: Agent) -> None:
+    async with agent.arrived:
+        agent.arrived.notify_all()
+
+
 async def _drip(
     request: web.Request, book: AgentBook, payload: bytes, interval_s: float
 ) -> web.StreamResponse:
@@ -247,6 +253,7 @@ async def agent_handler(request: web.Request) -> web.StreamResponse:
     # The behaviour is taken before any await so scripts are consumed in arrival order.
     behaviour = agent.next_behaviour()
     body = _record(agent, request, await request.read())
+    await _announce(agent)
     mode = behaviour.mode
     if mode == "fail":
         return _failure(agent, behaviour)
@@ -280,9 +287,18 @@ async def control_handler(request: web.Request) -> web.Response:
 
 
 async def received_handler(request: web.Request) -> web.Response:
-    agents = request.app[BOOK].agents
-    agent = agents.get(request.match_info["name"])
-    items = agent.received if agent else []
+    """``?wait_for=N&timeout_ms=T`` holds the answer until N requests arrived (or T passed)."""
+    agent = request.app[BOOK].agent(request.match_info["name"])
+    try:
+        wait_for = int(request.query.get("wait_for", "0"))
+        timeout_s = float(request.query.get("timeout_ms", "5000")) / 1000
+    except ValueError:
+        return web.json_response({"error": "wait_for and timeout_ms must be numbers"}, status=400)
+    if wait_for:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s), agent.arrived:
+                await agent.arrived.wait_for(lambda: len(agent.received) >= wait_for)
+    items = agent.received
     return web.json_response({"items": items, "count": len(items)})
 
 
@@ -425,6 +441,14 @@ class RunningAgents:
 
     def received(self, name: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self._call("GET", f"/_received/{name}")["items"]
+        return items
+
+    def wait_received(self, name: str, count: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Block until ``name`` has received ``count`` requests; raise if it has not in time."""
+        query = f"?wait_for={count}&timeout_ms={int(timeout_s * 1000)}"
+        items: list[dict[str, Any]] = self._call("GET", f"/_received/{name}{query}")["items"]
+        if len(items) < count:
+            raise AssertionError(f"{name} received {len(items)} requests, expected {count}")
         return items
 
     def reset(self) -> None:

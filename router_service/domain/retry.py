@@ -24,7 +24,8 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """Upper bound of the wait after failed attempt number ``attempt`` (1-based)."""
-        return float(min(self.cap_s, self.base_s * 2.0 ** (attempt - 1)))
+        # The exponent is capped so a huge attempt number cannot overflow a float.
+        return float(min(self.cap_s, self.base_s * 2.0 ** min(attempt - 1, 64)))
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Full jitter: uniform in [0, ceiling)."""

@@ -23,7 +23,7 @@ class TraceContext:
     def from_header(cls, header: str | None) -> TraceContext:
         """Continue the caller's trace when its header is valid; start a new one otherwise."""
         if header:
-            match = _TRACEPARENT.match(header.strip().lower())
+            match = _TRACEPARENT.match(header.strip())
             if match and match[1] != "ff" and set(match[2]) != {"0"} and set(match[3]) != {"0"}:
                 return cls(match[2], new_span_id(), sampled=int(match[4], 16) & 1 == 1)
         return cls(secrets.token_hex(16), new_span_id())

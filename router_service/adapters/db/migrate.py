@@ -8,7 +8,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 

@@ -1,0 +1,47 @@
+"""Routers under test on both backends, served over real HTTP to real demo agents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_service.devtools.demo_agents import RunningAgents
+from tests.conftest import API_KEY, make_settings
+from tests.support.db import wipe
+from tests.support.server import RouterServer
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def database_url(backend: str, migrated: Callable[[str], str]) -> str:
+    return migrated(backend)
+
+
+@pytest.fixture(scope="module")
+def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    server = RouterServer(make_settings(database_url, routing_file)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest, agents: RunningAgents) -> None:
+    """Every test starts with obliging agents and, when it uses a router, empty tables."""
+    agents.reset()
+    if "router" in request.fixturenames:
+        wipe(request.getfixturevalue("database_url"))
+
+
+@pytest.fixture
+def client(router: RouterServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=router.base_url, headers={"X-API-Key": API_KEY}, timeout=30) as http:
+        yield http

@@ -1,0 +1,1 @@
+"""Test harness: throwaway databases, a router served on a loopback port, routing files."""
