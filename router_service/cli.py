@@ -28,7 +28,7 @@ def _settings() -> Settings:
 
 
 def _fail(exc: RouterError) -> None:
-    err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    click.echo(f"error: {exc.message}", err=True)
     sys.exit(2)
 
 
@@ -48,9 +48,13 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     import uvicorn
 
     from router_service.api.app import create_app
+    from router_service.api.services import preflight
 
+    settings = _settings()
     try:
-        create_app(_settings())  # fail here, in one line, on a missing key or bad routing file
+        # Fail here, in one line: a missing key, a bad routing file, an old schema.
+        create_app(settings)
+        asyncio.run(preflight(settings))
     except RouterError as exc:
         _fail(exc)
     uvicorn.run(

@@ -1,0 +1,134 @@
+"""The `router-service` command as a user runs it: real processes, real databases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import PG_ADMIN
+from tests.support.db import query
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"API_KEY", "API_KEYS", "DATABASE_URL"}}
+    return subprocess.run(
+        [str(BIN / "router-service"), *args],
+        env={**base, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
+    result = run("serve", "--port", "1", env={"DATABASE_URL": f"sqlite:///{tmp_path}/r.db"})
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "API_KEY" in line
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    env = {"API_KEY": "k", "DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "STARTUP_DB_WAIT_S": "0"}
+    result = run("serve", "--port", "1", env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "router-service migrate" in line
+
+
+def test_serve_refuses_a_bad_routing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "routing.yaml"
+    bad.write_text("agents:\n  - {name: a, url: 'ftp://x'}\nroutes:\n  default: {agents: [a]}\n")
+    env = {"API_KEY": "k", "ROUTING_CONFIG": str(bad), "DATABASE_URL": f"sqlite:///{tmp_path}/r.db"}
+    result = run("serve", "--port", "1", env=env)
+    assert result.returncode == 2
+    assert str(bad) in result.stderr
+    assert "agents[0].url" in result.stderr
+
+
+def test_check_config_names_file_location_and_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "routing.yaml"
+    bad.write_text(
+        "agents:\n  - {name: a, url: 'http://127.0.0.1:1/a'}\n"
+        "rules:\n  - {id: r1, kind: k, when: {regexp: x}}\n"
+        "routes:\n  default: {agents: [a]}\n"
+    )
+    result = run("check-config", str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr
+    assert "rules[0].when" in result.stderr
+    assert "line 4" in result.stderr
+    good = run("check-config", str(ROOT / "router_service/config/routing.yaml"))
+    assert good.returncode == 0
+    assert "ok" in good.stdout
+
+
+async def _drop(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["alembic"]])
+def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[str]) -> None:
+    import asyncio
+
+    name = f"router_new_{secrets.token_hex(4)}"
+    host = PG_ADMIN.split("//", 1)[1].split("/", 1)[0]
+    # The seed's spelling, with the psycopg2 driver name; an async driver is used underneath.
+    url = f"postgresql+psycopg2://{host}/{name}"
+    try:
+        if command == ["alembic"]:
+            result = subprocess.run(
+                [str(BIN / "alembic"), "upgrade", "head"],
+                env={**os.environ, "DATABASE_URL": url},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        else:
+            result = run("migrate", env={"DATABASE_URL": url})
+        assert result.returncode == 0, result.stderr
+        created = [line for line in result.stdout.splitlines() if "created database" in line]
+        assert len(created) == 1
+        assert name in created[0]
+        tables = query(
+            f"postgresql://{host}/{name}",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+            "ORDER BY table_name",
+        )
+        assert [t["table_name"] for t in tables] == ["alembic_version", "dead_letters", "signals"]
+        again = run("migrate", env={"DATABASE_URL": url})
+        assert again.returncode == 0
+        assert "created database" not in again.stdout
+    finally:
+        asyncio.run(_drop(name))
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "router_service", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    for command in ("serve", "migrate", "replay-dlq", "check-config", "demo-agents", "load"):
+        assert command in result.stdout
