@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -14,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from router_service.config.routing_file import RoutingConfig, load_routing_config
 from router_service.config.settings import Settings
 from router_service.domain.errors import RouterError
+from router_service.observability.metrics import MULTIPROC_ENV
 
 err = Console(stderr=True)
 
@@ -50,6 +53,9 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     from router_service.api.app import create_app
     from router_service.api.services import preflight
 
+    if (workers > 1 and not reload) or os.environ.get(MULTIPROC_ENV):
+        _share_metrics_between_workers()  # before anything creates a metric
+
     settings = _settings()
     try:
         # Fail here, in one line: a missing key, a bad routing file, an old schema.
@@ -71,6 +77,17 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+
+
+def _share_metrics_between_workers() -> None:
+    """Prometheus multiprocess mode: each worker writes its samples to files in one directory
+    and /metrics, whichever worker answers, reads them all. Stale files from an earlier run
+    would be counted again, so the directory starts empty."""
+    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="router-metrics-")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = directory
 
 
 @main.command()

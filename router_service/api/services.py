@@ -10,7 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from prometheus_client import generate_latest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router_service.adapters.agents import HttpAgentClient
@@ -47,7 +47,7 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def render_metrics(self) -> bytes:
-        return generate_latest(self.metrics.registry)
+        return self.metrics.render()
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -57,13 +57,20 @@ class Services:
         await self.engine.dispose()
 
 
+def watch_pool(engine: AsyncEngine, metrics: Metrics, size: int) -> None:
+    """Pool use as gauges kept by pool events, so they also add up across worker processes."""
+    metrics.pool_size.set(size)
+    pool = engine.sync_engine.pool
+    event.listen(pool, "checkout", lambda *_: metrics.pool_in_use.inc())
+    event.listen(pool, "checkin", lambda *_: metrics.pool_in_use.dec())
+
+
 def build_services(
     settings: Settings, routing: RoutingConfig, keys: KeyRing | None, metrics: Metrics
 ) -> Services:
     telemetry = Telemetry(metrics)
     engine = create_engine(settings)
-    pool = engine.sync_engine.pool
-    metrics.watch_pool(lambda: (getattr(pool, "checkedout", lambda: 0)(), settings.db_pool_size))
+    watch_pool(engine, metrics, settings.db_pool_size)
     store = SqlStore(engine, telemetry)
     client = HttpAgentClient(
         max_connections=settings.global_concurrency,

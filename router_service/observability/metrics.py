@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from router_service import __version__
 
@@ -36,16 +35,12 @@ LATENCY_BUCKETS = (
 )
 
 
-class PoolCollector(Collector):
-    """Database pool use, read at scrape time."""
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
-        self._read = read
 
-    def collect(self) -> Iterable[Metric]:
-        in_use, size = self._read()
-        yield GaugeMetricFamily("db_pool_connections_in_use", "Checked-out connections", in_use)
-        yield GaugeMetricFamily("db_pool_size", "Connections the pool keeps", size)
+def multiprocess_dir() -> str | None:
+    """Set (by ``serve --workers N``) before any worker imports prometheus_client."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class Metrics:
@@ -111,7 +106,29 @@ class Metrics:
             ["route", "status_class"],
             registry=r,
         )
-        Info("router_build", "Build information", registry=r).info({"version": __version__})
+        self.pool_in_use = Gauge(
+            "db_pool_connections_in_use",
+            "Checked-out database connections",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.pool_size = Gauge(
+            "db_pool_size", "Connections the pools keep", registry=r, multiprocess_mode="livesum"
+        )
+        self.build_info = Gauge(
+            "router_build_info",
+            "Build information (always 1)",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(__version__).set(1)
 
-    def watch_pool(self, read: Callable[[], tuple[int, int]]) -> None:
-        self.registry.register(PoolCollector(read))
+    def render(self) -> bytes:
+        """This process's registry, or every worker's when running multi-process."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

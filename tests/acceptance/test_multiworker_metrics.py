@@ -1,0 +1,66 @@
+"""Several worker processes still report the whole service on /metrics."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.acceptance.test_end_to_end import default_config_on
+from tests.support.processes import BIN, ROOT, free_port, start, stop
+
+
+def total(text: str, name: str) -> float:
+    return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def test_two_workers_metrics_add_up_to_the_requests_sent(tmp_path: Path) -> None:
+    agents_port, router_port = free_port(), free_port()
+    env = {
+        "API_KEY": "k",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "ROUTING_CONFIG": str(default_config_on(agents_port, tmp_path)),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    subprocess.run(
+        [str(BIN / "router-service"), "migrate"],
+        env={**env, "PATH": str(BIN)},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    agents = start(
+        [str(BIN / "router-service"), "demo-agents", "--port", str(agents_port)], env, agents_port
+    )
+    router = start(
+        [str(BIN / "router-service"), "serve", "--port", str(router_port), "--workers", "2"],
+        env,
+        router_port,
+    )
+    sent = 60
+    pids = set()
+    try:
+        for index in range(sent):
+            # A new connection each time, so the kernel spreads them over both workers.
+            response = httpx.post(
+                f"http://127.0.0.1:{router_port}/route",
+                json={"sender_id": "w", "payload": {"message": f"policy question {index}"}},
+                headers={"X-API-Key": "k", "Connection": "close"},
+            )
+            assert response.status_code == 200
+        text = ""
+        for _ in range(4):
+            text = httpx.get(f"http://127.0.0.1:{router_port}/metrics").text
+            pids.add(text)
+    finally:
+        stop(router)
+        stop(agents)
+    assert total(text, "signals_received_total") == sent
+    assert total(text, "router_latency_seconds_count") == sent
+    assert 'router_build_info{version="' in text
+    written = list((tmp_path / "metrics").glob("*.db"))
+    worker_pids = {p.stem.rsplit("_", 1)[-1] for p in written}
+    assert len(worker_pids) >= 2  # both workers wrote samples
