@@ -25,8 +25,8 @@ test: install
 	$(BIN)/pytest
 
 check: install
-	$(BIN)/ruff check router_service tests
-	$(BIN)/ruff format --check router_service tests
+	$(BIN)/ruff check router_service tests deploy
+	$(BIN)/ruff format --check router_service tests deploy
 	$(BIN)/mypy
 
 format: install

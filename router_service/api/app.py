@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None, routing: RoutingConfig | None =
         version=__version__,
         description="Classifies signals and routes them to HTTP agents, durably.",
         lifespan=lifespan,
+        # Spans come from our own events sink (observability/otel.py), with the ids agents see.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.include_router(router)

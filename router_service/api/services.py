@@ -44,6 +44,7 @@ class Services:
     dispatcher: Dispatcher
     intake: Intake
     replayer: Replayer
+    telemetry: Telemetry
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def render_metrics(self) -> bytes:
@@ -55,6 +56,7 @@ class Services:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.client.close()
         await self.engine.dispose()
+        await asyncio.to_thread(self.telemetry.close)  # flushes queued spans over HTTP
 
 
 def watch_pool(engine: AsyncEngine, metrics: Metrics, size: int) -> None:
@@ -68,7 +70,12 @@ def watch_pool(engine: AsyncEngine, metrics: Metrics, size: int) -> None:
 def build_services(
     settings: Settings, routing: RoutingConfig, keys: KeyRing | None, metrics: Metrics
 ) -> Services:
-    telemetry = Telemetry(metrics)
+    spans = None
+    if settings.otel_exporter_otlp_endpoint:
+        from router_service.observability.otel import SpanExporter
+
+        spans = SpanExporter(settings.otel_exporter_otlp_endpoint, settings.otel_service_name)
+    telemetry = Telemetry(metrics, spans=spans)
     engine = create_engine(settings)
     watch_pool(engine, metrics, settings.db_pool_size)
     store = SqlStore(engine, telemetry)
@@ -95,6 +102,7 @@ def build_services(
         store=store,
         client=client,
         dispatcher=dispatcher,
+        telemetry=telemetry,
         intake=Intake(**common, deadline_s=deadline_s, owner=owner),  # type: ignore[arg-type]
         replayer=Replayer(
             **common,  # type: ignore[arg-type]

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     startup_db_wait_s: float = Field(30.0, ge=0)
 
     log_level: str = "INFO"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "router-service"
 
     @field_validator("database_url")
     @classmethod

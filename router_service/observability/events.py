@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
+from router_service.observability.tracing import TraceContext
+
+if TYPE_CHECKING:
+    from router_service.observability.otel import SpanExporter
 
 
 class Telemetry:
     """``Events`` implemented by Prometheus metrics plus one JSON log line per signal/attempt."""
 
-    def __init__(self, metrics: Metrics, logger: Any = None) -> None:
+    def __init__(
+        self, metrics: Metrics, logger: Any = None, spans: SpanExporter | None = None
+    ) -> None:
         self.metrics = metrics
         self._log = logger or get_logger()
+        self._spans = spans
 
     def signal_received(self, kind: str) -> None:
         self.metrics.signals_received.labels(kind).inc()
@@ -29,6 +36,7 @@ class Telemetry:
         latency_s: float,
         agent_s: float,
         duplicate: bool,
+        trace: TraceContext,
     ) -> None:
         self._log.info(
             "signal.routed",
@@ -44,6 +52,17 @@ class Telemetry:
         m.router_latency.labels(kind).observe(latency_s)
         m.router_overhead.labels(kind).observe(max(0.0, latency_s - agent_s))
         m.signals_completed.labels(kind, status).inc()
+        if self._spans is not None:
+            from opentelemetry.trace import SpanKind
+
+            attributes = {
+                "router.log_id": log_id,
+                "router.kind": kind,
+                "router.rule": rule,
+                "router.status": status,
+                "router.duplicate": duplicate,
+            }
+            self._spans.record("POST /route", trace, latency_s, attributes, kind=SpanKind.SERVER)
 
     def agent_attempt(
         self,
@@ -53,7 +72,7 @@ class Telemetry:
         status_code: int | None,
         latency_s: float,
         attempt: int,
-        span_id: str,
+        span: TraceContext,
         error: str | None,
     ) -> None:
         self.metrics.agent_latency.labels(agent, outcome).observe(latency_s)
@@ -66,9 +85,21 @@ class Telemetry:
             outcome=outcome,
             status_code=status_code,
             latency_ms=round(latency_s * 1000, 3),
-            span_id=span_id,
+            span_id=span.span_id,
             error=error,
         )
+        if self._spans is not None:
+            from opentelemetry.trace import SpanKind
+
+            attributes = {
+                "router.agent": agent,
+                "router.attempt": attempt,
+                "router.outcome": outcome,
+                "http.response.status_code": status_code,
+            }
+            self._spans.record(
+                f"agent {agent}", span, latency_s, attributes, kind=SpanKind.CLIENT, error=error
+            )
 
     def retry(self, *, agent: str, delay_s: float) -> None:
         self.metrics.retry_attempts.inc()
@@ -81,6 +112,10 @@ class Telemetry:
 
     def replayed(self, *, outcome: str) -> None:
         self.metrics.replays.labels(outcome).inc()
+
+    def close(self) -> None:
+        if self._spans is not None:
+            self._spans.shutdown()
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None:
         self.metrics.db_latency.labels(operation, "ok" if ok else "error").observe(latency_s)

@@ -18,6 +18,7 @@ class TraceContext:
     trace_id: str
     span_id: str
     sampled: bool = True
+    parent_id: str | None = None
 
     @classmethod
     def from_header(cls, header: str | None) -> TraceContext:
@@ -25,11 +26,12 @@ class TraceContext:
         if header:
             match = _TRACEPARENT.match(header.strip())
             if match and match[1] != "ff" and set(match[2]) != {"0"} and set(match[3]) != {"0"}:
-                return cls(match[2], new_span_id(), sampled=int(match[4], 16) & 1 == 1)
+                sampled = int(match[4], 16) & 1 == 1
+                return cls(match[2], new_span_id(), sampled, parent_id=match[3])
         return cls(secrets.token_hex(16), new_span_id())
 
     def child(self) -> TraceContext:
-        return TraceContext(self.trace_id, new_span_id(), self.sampled)
+        return TraceContext(self.trace_id, new_span_id(), self.sampled, parent_id=self.span_id)
 
     @property
     def traceparent(self) -> str:

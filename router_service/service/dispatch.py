@@ -214,7 +214,7 @@ class Dispatcher:
             status_code=error.status_code if error else status_code,
             latency_s=time.perf_counter() - started,
             attempt=progress.attempts,
-            span_id=span.span_id,
+            span=span,
             error=error.message if error else None,
         )
 

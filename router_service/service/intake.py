@@ -111,6 +111,7 @@ class Intake:
                 latency_s=latency_s,
                 agent_s=0.0,
                 duplicate=True,
+                trace=trace,
             )
             return _stored_answer(record, trace, latency_s)
 
@@ -132,6 +133,7 @@ class Intake:
             latency_s=latency_s,
             agent_s=agent_s,
             duplicate=False,
+            trace=trace,
         )
         return RouteAnswer(
             log_id=signal.log_id,

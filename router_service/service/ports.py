@@ -10,6 +10,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import AgentSpec, Plan
 from router_service.domain.signal import Signal
+from router_service.observability.tracing import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ class Events(Protocol):
         latency_s: float,
         agent_s: float,
         duplicate: bool,
+        trace: TraceContext,
     ) -> None: ...
 
     def agent_attempt(
@@ -172,7 +174,7 @@ class Events(Protocol):
         status_code: int | None,
         latency_s: float,
         attempt: int,
-        span_id: str,
+        span: TraceContext,
         error: str | None,
     ) -> None: ...
 

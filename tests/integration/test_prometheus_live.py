@@ -41,11 +41,13 @@ SCRAPE_TIMEOUT_S = 20.0
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_ports(count: int) -> list[int]:
+    """Distinct loopback ports that nothing listens on (all held open until all are chosen)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float, *logs: Path) -> T:
@@ -173,7 +175,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert prometheus, "the prometheus binary is missing: install Debian's `prometheus` package"
     command = str(Path(sys.executable).with_name("router-service"))
     work = tmp_path_factory.mktemp("prometheus-live")
-    agents_port, closed_port, router_port, prometheus_port = (free_port() for _ in range(4))
+    agents_port, closed_port, router_port, prometheus_port = free_ports(4)
     (work / "routing.yaml").write_text(yaml.safe_dump(routing_file(agents_port, closed_port)))
     env = {
         **clean_environment(),

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -35,13 +36,15 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float
     raise TimeoutError(f"nothing listened on port {port} within {timeout_s} s")
 
 
-def start(args: Sequence[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start(
+    args: Sequence[str], env: dict[str, str], port: int, stdout: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         list(args),
         env={**os.environ, **env},
         cwd=ROOT,
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout or subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:

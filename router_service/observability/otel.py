@@ -1,0 +1,99 @@
+"""Optional OpenTelemetry export (OTLP over HTTP), enabled by ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+
+Spans are made from the events the service already emits, after the fact, with the very trace
+and span ids that the logs carry and that agents received in ``traceparent``. When the endpoint is
+unset this module is never imported: no OpenTelemetry cost on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+
+from router_service import __version__
+from router_service.observability.tracing import TraceContext
+
+
+class _PresetIds(RandomIdGenerator):
+    """Hands the SDK the ids we already chose; the next ``start_span`` takes them."""
+
+    def __init__(self) -> None:
+        self.trace_id = 0
+        self.span_id = 0
+
+    def generate_trace_id(self) -> int:
+        return self.trace_id or super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        return self.span_id or super().generate_span_id()
+
+
+def _traces_url(endpoint: str) -> str:
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
+
+
+class SpanExporter:
+    def __init__(self, endpoint: str, service_name: str = "router-service") -> None:
+        self._ids = _PresetIds()
+        resource = Resource.create({"service.name": service_name, "service.version": __version__})
+        self._provider = TracerProvider(resource=resource, id_generator=self._ids)
+        self._provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(endpoint)))
+        )
+        self._tracer = self._provider.get_tracer("router_service")
+
+    def record(
+        self,
+        name: str,
+        context: TraceContext,
+        duration_s: float,
+        attributes: dict[str, Any],
+        *,
+        kind: SpanKind,
+        error: str | None = None,
+    ) -> None:
+        end = time.time_ns()
+        parent = None
+        if context.parent_id:
+            remote = SpanContext(
+                trace_id=int(context.trace_id, 16),
+                span_id=int(context.parent_id, 16),
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+            parent = trace.set_span_in_context(NonRecordingSpan(remote))
+        self._ids.trace_id = int(context.trace_id, 16)
+        self._ids.span_id = int(context.span_id, 16)
+        try:
+            span = self._tracer.start_span(
+                name,
+                context=parent,
+                kind=kind,
+                start_time=end - int(duration_s * 1e9),
+                attributes={k: v for k, v in attributes.items() if v is not None},
+            )
+        finally:
+            self._ids.trace_id = self._ids.span_id = 0
+        if error:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=end)
+
+    def shutdown(self) -> None:
+        """Flushes what is queued."""
+        self._provider.shutdown()

@@ -1,0 +1,146 @@
+"""Follow one signal: response, log lines, the agent's traceparent and exported spans agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from router_service.devtools.demo_agents import RunningAgents
+from tests.conftest import routing_yaml
+from tests.support.processes import BIN, ROOT, free_port, start, stop
+
+
+class Collector:
+    """An OTLP/HTTP endpoint on loopback that keeps every span it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[object] = []
+        spans = self.spans
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource in request.resource_spans:
+                    for scope in resource.scope_spans:
+                        spans.extend(scope.spans)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    running = Collector()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def test_one_signal_has_one_trace_everywhere(
+    tmp_path: Path, agents: RunningAgents, collector: Collector
+) -> None:
+    agents.reset()
+    config = tmp_path / "routing.yaml"
+    config.write_text(routing_yaml(agents))
+    port = free_port()
+    env = {
+        "API_KEY": "k",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "ROUTING_CONFIG": str(config),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+    }
+    subprocess.run(
+        [str(BIN / "router-service"), "migrate"],
+        env={**env, "PATH": str(BIN)},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    log_file = tmp_path / "router.log"
+    with log_file.open("wb") as out:
+        router = start(
+            [str(BIN / "router-service"), "serve", "--port", str(port)], env, port, stdout=out
+        )
+        try:
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/route",
+                json={"sender_id": "t", "payload": {"route": "one"}},
+                headers={"X-API-Key": "k"},
+            )
+        finally:
+            stop(router)  # SIGTERM: the lifespan flushes the queued spans
+    body = response.json()
+    trace_id = body["trace_id"]
+    assert response.headers["traceparent"].split("-")[1] == trace_id
+
+    [received] = agents.received("alpha")
+    _, agent_trace, agent_span, _ = received["headers"]["traceparent"].split("-")
+    assert agent_trace == trace_id
+
+    lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("trace_id") == trace_id]
+    events = {line["event"] for line in mine}
+    assert {"signal.routed", "agent.attempt"} <= events
+    [attempt] = [line for line in mine if line["event"] == "agent.attempt"]
+    assert attempt["span_id"] == agent_span
+    assert all("span_id" in line for line in mine)
+    assert "k" not in {str(v) for line in lines for v in line.values()}  # the key is never logged
+
+    exported = {span.span_id.hex(): span for span in collector.spans}  # type: ignore[attr-defined]
+    assert {span.trace_id.hex() for span in exported.values()} == {trace_id}
+    agent_call = exported[agent_span]
+    assert agent_call.name == "agent alpha"
+    server_span = exported[agent_call.parent_span_id.hex()]
+    assert server_span.name == "POST /route"
+
+
+def test_without_an_endpoint_the_opentelemetry_sdk_is_never_loaded(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from router_service.api.app import create_app\n"
+        "from router_service.config.settings import Settings\n"
+        f"s = Settings(_env_file=None, api_key='k', database_url='sqlite:///{tmp_path}/x.db')\n"
+        "from router_service.api.services import build_services\n"
+        "from router_service.config.routing_file import load_routing_config\n"
+        "from router_service.observability.metrics import Metrics\n"
+        "async def main():\n"
+        "    svc = build_services(s, load_routing_config(s.routing_config), None, Metrics())\n"
+        "    await svc.close()\n"
+        "asyncio.run(main())\n"
+        # FastAPI itself imports the (no-op) OpenTelemetry API; the SDK and exporter are ours.
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', "
+        "'opentelemetry.exporter', 'router_service.observability.otel'))))\n"
+    )
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+        env={"PATH": str(BIN)},
+    )
+    assert result.stdout.strip() == "[]"
