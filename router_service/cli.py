@@ -96,7 +96,12 @@ def migrate() -> None:
     from router_service.adapters.db.migrate import upgrade
 
     settings = _settings()
-    revision = upgrade(settings.database_url)
+    try:
+        revision = upgrade(settings.database_url)
+    except (OSError, TimeoutError) as exc:
+        waited = f"after waiting {settings.startup_db_wait_s:g} s"
+        click.echo(f"error: cannot reach the database {waited}: {exc}", err=True)
+        sys.exit(2)
     click.echo(f"database schema is at revision {revision}")
 
 

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from router_service.adapters.db.engine import create_engine, ensure_database
+from router_service.adapters.db.engine import create_engine, ensure_database_waiting
 from router_service.adapters.db.tables import metadata
 from router_service.config.settings import Settings
 
@@ -30,7 +30,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    created = await ensure_database(settings.database_url)
+    created = await ensure_database_waiting(settings.database_url, settings.startup_db_wait_s)
     if created:
         print(created)
     engine = create_engine(settings)

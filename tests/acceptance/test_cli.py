@@ -132,3 +132,12 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert result.returncode == 0
     for command in ("serve", "migrate", "replay-dlq", "check-config", "demo-agents", "load"):
         assert command in result.stdout
+
+
+def test_migrate_waits_then_gives_up_in_one_line_when_the_database_never_comes() -> None:
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/routerdb", "STARTUP_DB_WAIT_S": "1"}
+    result = run("migrate", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("waiting for the database") for line in lines)
+    assert lines[-1].startswith("error: cannot reach the database after waiting 1 s")

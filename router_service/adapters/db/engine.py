@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,24 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
 
 
 _DB_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+async def ensure_database_waiting(database_url: str, wait_s: float) -> str | None:
+    """``ensure_database``, retried while the server is not accepting connections yet."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return await ensure_database(database_url)
+        except (OSError, TimeoutError) as exc:
+            if loop.time() + delay > give_up:
+                raise
+            print(f"waiting for the database: {exc}", file=sys.stderr)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def ensure_database(database_url: str) -> str | None:
