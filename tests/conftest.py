@@ -87,6 +87,9 @@ def make_settings(database_url: str, routing_file: Path, **overrides: Any) -> Se
         "retry_base_ms": 1,
         "retry_cap_ms": 5,
         "startup_db_wait_s": 0,
+        # Tests share agents across a module: the breaker and budget get their own tests.
+        "breaker_failures": 1_000_000,
+        "retry_budget_min": 1_000_000,
         "log_level": "WARNING",
     }
     values.update(overrides)

@@ -223,15 +223,19 @@ async def replay_dead_letters(request: Request) -> Response:
 @router.get("/health")
 async def health(request: Request) -> Response:
     svc = services(request)
+    circuits = svc.dispatcher.circuit_states()
+    degraded = any(state != "closed" for state in circuits.values())
+    agents = {"status": "degraded" if degraded else "ok", "circuits": circuits}
     try:
         async with asyncio.timeout(svc.settings.db_connect_timeout_s + 1):
             latency_ms = await svc.store.ping()
     except (StorageError, TimeoutError) as exc:
         message = exc.message if isinstance(exc, StorageError) else "database ping timed out"
         failed = {"status": "unavailable", "error": message}
-        return json_response({"status": "unavailable", "checks": {"database": failed}}, 503)
+        checks = {"database": failed, "agents": agents}
+        return json_response({"status": "unavailable", "checks": checks}, 503)
     database = {"status": "ok", "latency_ms": round(latency_ms, 3)}
-    return json_response({"status": "ok", "checks": {"database": database}})
+    return json_response({"status": "ok", "checks": {"database": database, "agents": agents}})
 
 
 @router.get("/health/live")

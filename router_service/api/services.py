@@ -90,6 +90,7 @@ def build_services(
         agent_timeout_s=settings.agent_timeout_ms / 1000,
         fanout_concurrency=settings.fanout_concurrency,
         global_concurrency=settings.global_concurrency,
+        guard_policy=settings.guard_policy,
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router_service.domain.breaker import GuardPolicy
 from router_service.domain.retry import RetryPolicy
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/router.db"
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(32, ge=2)
     max_agent_response_bytes: int = Field(1024 * 1024, ge=1024)
 
+    breaker_failures: int = Field(5, ge=1)
+    breaker_cooldown_s: float = Field(10.0, gt=0)
+    retry_budget_ratio: float = Field(0.2, ge=0)
+    retry_budget_min: int = Field(10, ge=0)
+    retry_budget_window_s: float = Field(10.0, gt=0)
+
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_connect_timeout_s: float = Field(2.0, gt=0)
@@ -68,6 +75,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def guard_policy(self) -> GuardPolicy:
+        return GuardPolicy(
+            failure_threshold=self.breaker_failures,
+            cooldown_s=self.breaker_cooldown_s,
+            retry_ratio=self.retry_budget_ratio,
+            min_retries=self.retry_budget_min,
+            window_s=self.retry_budget_window_s,
+        )
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:

@@ -8,6 +8,8 @@ from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.observability.tracing import TraceContext
 
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
 if TYPE_CHECKING:
     from router_service.observability.otel import SpanExporter
 
@@ -103,6 +105,13 @@ class Telemetry:
 
     def retry(self, *, agent: str, delay_s: float) -> None:
         self.metrics.retry_attempts.inc()
+
+    def circuit_state(self, *, agent: str, state: str) -> None:
+        self.metrics.circuit_state.labels(agent).set(CIRCUIT_STATES[state])
+        self._log.warning("agent.circuit", agent=agent, state=state)
+
+    def circuit_rejected(self, *, agent: str) -> None:
+        self.metrics.circuit_rejections.labels(agent).inc()
 
     def dead_lettered(self, count: int) -> None:
         self.metrics.dlq.inc(count)

@@ -106,6 +106,19 @@ class Metrics:
             ["route", "status_class"],
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "agent_circuit_state",
+            "Circuit breaker per agent: 0 closed, 1 half-open, 2 open",
+            ["agent"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.circuit_rejections = Counter(
+            "agent_circuit_rejections",
+            "Calls not made because the agent's circuit was open",
+            ["agent"],
+            registry=r,
+        )
         self.pool_in_use = Gauge(
             "db_pool_connections_in_use",
             "Checked-out database connections",

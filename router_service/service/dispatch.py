@@ -7,14 +7,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from router_service.domain.breaker import AgentGuard, GuardPolicy
 from router_service.domain.errors import AgentError, RetryableAgentError
 from router_service.domain.outcome import AgentResult
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.observability.tracing import TraceContext
-from router_service.service.ports import AgentClient, Events
+from router_service.service.ports import AgentClient, AgentReply, Events
 
+T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -48,6 +51,7 @@ class Dispatcher:
         agent_timeout_s: float,
         fanout_concurrency: int,
         global_concurrency: int,
+        guard_policy: GuardPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -57,6 +61,8 @@ class Dispatcher:
         self._agent_timeout_s = agent_timeout_s
         self._fanout_concurrency = fanout_concurrency
         self.agent_calls = asyncio.Semaphore(global_concurrency)
+        self._guard_policy = guard_policy or GuardPolicy()
+        self._guards: dict[str, AgentGuard] = {}
         self._sleep = sleep
         self._rand = rand
 
@@ -146,6 +152,15 @@ class Dispatcher:
             state = progress or _Progress()
             return await self.call_with_retries(agent, envelope, trace, deadline, state)
 
+    def guard(self, agent: str) -> AgentGuard:
+        found = self._guards.get(agent)
+        if found is None:
+            found = self._guards[agent] = self._guard_policy.guard(time.monotonic)
+        return found
+
+    def circuit_states(self) -> dict[str, str]:
+        return {name: g.breaker.state.name.lower() for name, g in sorted(self._guards.items())}
+
     async def call_with_retries(
         self,
         agent: AgentSpec,
@@ -155,39 +170,26 @@ class Dispatcher:
         progress: _Progress,
     ) -> AgentResult:
         progress.started = time.perf_counter()
+        guard = self.guard(agent.name)
         while True:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 progress.last_error = progress.last_error or "deadline exceeded"
                 return self._failed(agent, progress)
+            if not self._observe(agent.name, guard, guard.breaker.allow):
+                self._events.circuit_rejected(agent=agent.name)
+                progress.last_error = "circuit open: the agent keeps failing, not called"
+                return self._failed(agent, progress)
             progress.attempts += 1
-            span = trace.child()
-            timeout = min(agent.timeout_s or self._agent_timeout_s, remaining)
-            headers = {
-                "Content-Type": "application/json",
-                "Idempotency-Key": envelope.log_id,
-                "traceparent": span.traceparent,
-            }
-            attempt_started = time.perf_counter()
             try:
-                async with self.agent_calls:
-                    reply = await self._client.call(agent, envelope.body, headers, timeout)
+                reply = await self._attempt(agent, envelope, trace, remaining, progress, guard)
             except AgentError as exc:
-                progress.last_error = exc.message
-                progress.last_status = exc.status_code
-                retryable = isinstance(exc, RetryableAgentError)
-                self._attempted(agent, progress, span, attempt_started, exc, retryable)
-                if not retryable:
-                    return self._failed(agent, progress, exc.response)
-                delay = self._policy.next_delay(
-                    progress.attempts, deadline - time.perf_counter(), exc.retry_after_s, self._rand
-                )
+                delay = self._retry_delay(agent.name, progress, exc, deadline, guard)
                 if delay is None:
                     return self._failed(agent, progress, exc.response)
                 self._events.retry(agent=agent.name, delay_s=delay)
                 await self._sleep(delay)
                 continue
-            self._attempted(agent, progress, span, attempt_started, None, False, reply.status_code)
             return AgentResult(
                 agent=agent.name,
                 ok=True,
@@ -196,6 +198,69 @@ class Dispatcher:
                 latency_ms=(time.perf_counter() - progress.started) * 1000,
                 response=reply.body,
             )
+
+    async def _attempt(
+        self,
+        agent: AgentSpec,
+        envelope: Envelope,
+        trace: TraceContext,
+        remaining: float,
+        progress: _Progress,
+        guard: AgentGuard,
+    ) -> AgentReply:
+        """One attempt; its verdict feeds the breaker (a 4xx proves the agent is alive)."""
+        span = trace.child()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": envelope.log_id,
+            "traceparent": span.traceparent,
+        }
+        timeout = min(agent.timeout_s or self._agent_timeout_s, remaining)
+        started = time.perf_counter()
+        guard.budget.record_call()
+        try:
+            async with self.agent_calls:
+                reply = await self._client.call(agent, envelope.body, headers, timeout)
+        except AgentError as exc:
+            progress.last_error = exc.message
+            progress.last_status = exc.status_code
+            retryable = isinstance(exc, RetryableAgentError)
+            outcome = guard.breaker.failure if retryable else guard.breaker.success
+            self._observe(agent.name, guard, outcome)
+            self._attempted(agent, progress, span, started, exc, retryable)
+            raise
+        except BaseException:
+            guard.breaker.release()  # cancelled mid-attempt: no verdict on the agent
+            raise
+        self._observe(agent.name, guard, guard.breaker.success)
+        self._attempted(agent, progress, span, started, None, False, reply.status_code)
+        return reply
+
+    def _retry_delay(
+        self,
+        agent: str,
+        progress: _Progress,
+        exc: AgentError,
+        deadline: float,
+        guard: AgentGuard,
+    ) -> float | None:
+        if not isinstance(exc, RetryableAgentError):
+            return None
+        delay = self._policy.next_delay(
+            progress.attempts, deadline - time.perf_counter(), exc.retry_after_s, self._rand
+        )
+        if delay is not None and not guard.budget.try_retry():
+            progress.last_error = f"{exc.message} (retry budget exhausted)"
+            return None
+        return delay
+
+    def _observe(self, agent: str, guard: AgentGuard, step: Callable[[], T]) -> T:
+        """Run a breaker step and report the state when it changed."""
+        before = guard.breaker.state
+        result = step()
+        if guard.breaker.state is not before:
+            self._events.circuit_state(agent=agent, state=guard.breaker.state.name.lower())
+        return result
 
     def _attempted(
         self,
