@@ -55,7 +55,8 @@ def test_breaker_opens_fails_fast_then_probes_and_closes(
         probe = guarded.post("/route", json={"sender_id": "b", "payload": {"route": "one"}})
         if probe.status_code == 200:
             break
-    assert probe is not None and probe.status_code == 200
+    assert probe is not None
+    assert probe.status_code == 200
     assert guarded.get("/health").json()["checks"]["agents"]["circuits"]["alpha"] == "closed"
 
 
