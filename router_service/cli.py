@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +52,7 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     import uvicorn
 
     from router_service.api.app import create_app
+    from router_service.api.protocol import GuardedHttpProtocol
     from router_service.api.services import preflight
 
     if (workers > 1 and not reload) or os.environ.get(MULTIPROC_ENV):
@@ -63,6 +65,10 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
         asyncio.run(preflight(settings))
     except RouterError as exc:
         _fail(exc)
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
+    # handler a clean exit, so a drained shutdown ends with status 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.run(
         "router_service.api.app:create_app",
         factory=True,
@@ -72,11 +78,15 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
         reload=reload,
         reload_dirs=[str(Path(__file__).parent)] if reload else None,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpProtocol,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    sys.exit(0)
 
 
 def _share_metrics_between_workers() -> None:
@@ -154,6 +164,74 @@ async def _replay(settings: Settings, routing: RoutingConfig, limit: int) -> dic
                 limit=limit, on_entry=lambda s: progress.update(task, completed=s.replayed)
             )
         return summary.as_dict()
+
+
+@main.command()
+@click.option("--older-than-days", type=click.FloatRange(min=0), required=True)
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+def prune(older_than_days: float, batch: int) -> None:
+    """Retention: delete finished signals (and their settled dead letters) older than N days.
+
+    In batches, each its own short transaction, so it can run beside live traffic (cron it).
+    Signals in flight or with a pending dead letter are kept.
+    """
+    settings = _settings()
+    try:
+        deleted = asyncio.run(_prune(settings, older_than_days, batch))
+    except RouterError as exc:
+        _fail(exc)
+    click.echo(f"pruned {deleted} signals older than {older_than_days:g} days")
+
+
+async def _prune(settings: Settings, days: float, batch: int) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from router_service.adapters.db.engine import create_engine
+    from router_service.adapters.db.store import SqlStore
+    from router_service.observability.events import Telemetry
+    from router_service.observability.metrics import Metrics
+
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    engine = create_engine(settings)
+    store = SqlStore(engine, Telemetry(Metrics()))
+    total = 0
+    try:
+        while deleted := await store.prune(cutoff, batch):
+            total += deleted
+    finally:
+        await engine.dispose()
+    return total
+
+
+@main.command()
+def worker() -> None:
+    """Redeliver dead letters on a schedule and finish crashed replicas' signals, until stopped.
+
+    Due entries only (a failed replay backs off), at most DLQ_WORKER_RATE entries per second;
+    entries that fail MAX_REPLAYS times become exhausted. Several workers can run at once.
+    """
+    settings = _settings()
+    try:
+        routing = load_routing_config(settings.routing_config)
+        asyncio.run(_work(settings, routing))
+    except RouterError as exc:
+        _fail(exc)
+
+
+async def _work(settings: Settings, routing: RoutingConfig) -> None:
+    from router_service.api.services import running_services
+    from router_service.observability.logging import configure_logging, get_logger
+    from router_service.observability.metrics import Metrics
+
+    configure_logging(settings.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_services(settings, routing, None, Metrics(), redelivery=True):
+        get_logger("worker").info("worker.started", rate_per_s=settings.dlq_worker_rate)
+        await stop.wait()
+    get_logger("worker").info("worker.stopped")
 
 
 def _register_devtools() -> None:

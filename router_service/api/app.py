@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from router_service import __version__
 from router_service.api.auth import KeyRing
 from router_service.api.errors import install_error_handlers
 from router_service.api.middleware import TraceMiddleware
+from router_service.api.protocol import HTTP_LIMITS
 from router_service.api.routes import router
 from router_service.api.services import running_services
 from router_service.config.routing_file import RoutingConfig, load_routing_config
@@ -22,16 +24,20 @@ from router_service.observability.metrics import Metrics
 def create_app(settings: Settings | None = None, routing: RoutingConfig | None = None) -> FastAPI:
     """Fails fast (``ConfigError``) on a missing key or a bad routing file, before serving."""
     settings = settings or Settings()
-    keys = KeyRing.from_settings(settings.api_key, settings.api_keys)
+    keys = KeyRing.from_settings(settings.api_key, settings.api_keys, settings.api_keys_file)
     routing = routing or load_routing_config(settings.routing_config)
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         configure_logging(settings.log_level)
         async with running_services(settings, routing, keys, metrics) as services:
             app.state.services = services
-            yield
+            limits = {
+                "header_timeout_s": settings.header_timeout_s,
+                "max_header_bytes": settings.max_header_bytes,
+            }
+            yield {HTTP_LIMITS: limits}
 
     app = FastAPI(
         title="router-service",

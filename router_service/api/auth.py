@@ -1,53 +1,123 @@
-"""API keys: only their SHA-256 digests are kept; comparison is constant-time."""
+"""API keys with scopes. Only SHA-256 digests are kept; comparison is constant-time; repeated
+failures from one client address are refused for a while.
+
+Keys come from ``API_KEY`` (one key, every scope), ``API_KEYS`` (comma-separated
+``name:key`` or ``name:key:scope+scope``; bare keys are named key1, key2…) and ``API_KEYS_FILE``
+(YAML: ``keys: [{name, sha256 | key, scopes}]`` — a file of digests keeps no secret at rest).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import SecretStr
 
-from router_service.domain.errors import AuthError, ConfigError
+from router_service.domain.errors import AuthError, ConfigError, Forbidden, TooManyAuthFailures
+
+SCOPES = frozenset({"route", "logs:read", "dlq:admin"})
 
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     name: str
     digest: bytes
+    scopes: frozenset[str] = SCOPES
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
-class KeyRing:
-    """The keys the server accepts, parsed from ``API_KEY`` and ``API_KEYS``.
+def _scopes(raw: Any, where: str) -> frozenset[str]:
+    scopes = frozenset(raw.split("+") if isinstance(raw, str) else raw)
+    unknown = scopes - SCOPES
+    if unknown or not scopes:
+        known = ", ".join(sorted(SCOPES))
+        raise ConfigError(f"{where}: unknown or empty scopes {sorted(unknown)} (known: {known})")
+    return scopes
 
-    ``API_KEYS`` is a comma-separated list of ``name:key`` (or bare keys, named key1, key2…).
-    """
+
+def _split_scopes(rest: str) -> tuple[str, str]:
+    """``key:route+logs:read`` -> (key, scopes); scopes hold colons themselves, so the split is
+    at the first colon after which everything is known scopes."""
+    for index, char in enumerate(rest):
+        if char == ":" and set(rest[index + 1 :].split("+")) <= SCOPES:
+            return rest[:index], rest[index + 1 :]
+    return rest, ""
+
+
+def _from_env(api_keys: str) -> list[ApiKey]:
+    keys = []
+    entries = [e.strip() for e in api_keys.split(",") if e.strip()]
+    for index, entry in enumerate(entries, start=1):
+        name, sep, rest = entry.partition(":")
+        if not sep:
+            name, rest = f"key{index}", entry
+        # A last ":scope+scope" part counts only when every part is a known scope, so keys
+        # that contain a colon keep working.
+        key, scopes = _split_scopes(rest)
+        if not key:
+            raise ConfigError(f"API_KEYS entry {index} ({name!r}) has an empty key")
+        keys.append(ApiKey(name, _digest(key), frozenset(scopes.split("+")) if scopes else SCOPES))
+    return keys
+
+
+def _from_file(path: Path) -> list[ApiKey]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the keys file: {exc}") from exc
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a mapping with a 'keys' list")
+    keys = []
+    for index, entry in enumerate(entries):
+        where = f"{path}: keys[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}: each key needs a 'name'")
+        if isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64:
+            digest = bytes.fromhex(entry["sha256"])
+        elif isinstance(entry.get("key"), str) and entry["key"]:
+            digest = _digest(entry["key"])
+        else:
+            raise ConfigError(f"{where}: give 'sha256' (hex digest of the key) or 'key'")
+        keys.append(ApiKey(entry["name"], digest, _scopes(entry.get("scopes", SCOPES), where)))
+    return keys
+
+
+class KeyRing:
+    """The keys the server accepts."""
 
     def __init__(self, keys: list[ApiKey]) -> None:
         if not keys:
             raise ConfigError(
-                "no API key configured: set API_KEY (one key) or API_KEYS (name:key,...)"
+                "no API key configured: set API_KEY (one key), API_KEYS (name:key,...) "
+                "or API_KEYS_FILE"
             )
         self._keys = tuple(keys)
 
     @classmethod
-    def from_settings(cls, api_key: SecretStr | None, api_keys: SecretStr | None) -> KeyRing:
+    def from_settings(
+        cls,
+        api_key: SecretStr | None,
+        api_keys: SecretStr | None,
+        keys_file: Path | None = None,
+    ) -> KeyRing:
         keys: list[ApiKey] = []
         if api_key is not None and api_key.get_secret_value():
             keys.append(ApiKey("default", _digest(api_key.get_secret_value())))
         if api_keys is not None:
-            entries = [e.strip() for e in api_keys.get_secret_value().split(",") if e.strip()]
-            for index, entry in enumerate(entries, start=1):
-                name, sep, key = entry.partition(":")
-                if not sep:
-                    name, key = f"key{index}", entry
-                if not key:
-                    raise ConfigError(f"API_KEYS entry {index} ({name!r}) has an empty key")
-                keys.append(ApiKey(name, _digest(key)))
+            keys.extend(_from_env(api_keys.get_secret_value()))
+        if keys_file is not None:
+            keys.extend(_from_file(keys_file))
         return cls(keys)
 
     def authenticate(self, presented: str | None) -> ApiKey:
@@ -61,3 +131,46 @@ class KeyRing:
         if found is None:
             raise AuthError("invalid API key")
         return found
+
+
+def require_scope(key: ApiKey, scope: str) -> None:
+    if scope not in key.scopes:
+        raise Forbidden(f"the key {key.name!r} lacks the scope {scope!r}")
+
+
+class FailureLimiter:
+    """At most ``limit`` failed authentications per client address per ``window_s``.
+
+    Bounded memory: the least recently seen addresses are forgotten beyond ``max_clients``.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 60.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit = limit
+        self._window_s = window_s
+        self._max_clients = max_clients
+        self._clock = clock
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def _count(self, client: str) -> int:
+        started, count = self._failures.get(client, (0.0, 0))
+        if self._clock() - started > self._window_s:
+            return 0
+        return count
+
+    def check(self, client: str) -> None:
+        if self._count(client) >= self._limit:
+            raise TooManyAuthFailures("too many failed authentications from this address")
+
+    def failed(self, client: str) -> None:
+        count = self._count(client)
+        started = self._failures[client][0] if count else self._clock()
+        self._failures[client] = (started, count + 1)
+        self._failures.move_to_end(client)
+        while len(self._failures) > self._max_clients:
+            self._failures.popitem(last=False)

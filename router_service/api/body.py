@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -13,6 +15,7 @@ from router_service.api.errors import describe_validation
 from router_service.domain.errors import (
     InvalidJson,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -43,18 +46,33 @@ def check_media_type(request: Request) -> None:
         raise UnsupportedMediaType("Content-Type must be application/json")
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be too large (never all read)."""
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    max_bytes: int = 256 * 1024
+    max_depth: int = 32
+    max_string_chars: int = 100_000
+    max_array_items: int = 10_000
+    timeout_s: float = 10.0
+
+
+async def read_body(request: Request, limits: BodyLimits) -> bytes:
+    """The body, refused with 413 as soon as it is known to be too large (never all read),
+    and with 408 when it does not arrive within the body timeout."""
+    max_bytes = limits.max_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(limits.timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise RequestTimeout(f"body not received within {limits.timeout_s:g} s") from exc
     return b"".join(chunks)
 
 
@@ -78,8 +96,11 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
-def check_depth(value: Any, max_depth: int) -> None:
-    """Iterative, so hostile nesting cannot exhaust the stack."""
+def check_depth(
+    value: Any, max_depth: int, max_string_chars: int = 0, max_array_items: int = 0
+) -> None:
+    """Nesting, string and array limits (0: unchecked); iterative, so hostile nesting cannot
+    exhaust the stack."""
     # Depth counts containers: {"a": 1} is 1 level, {"a": [1]} is 2.
     stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
@@ -87,6 +108,13 @@ def check_depth(value: Any, max_depth: int) -> None:
         children = node.values() if isinstance(node, dict) else node
         if depth > max_depth:
             raise ValidationFailed(f"JSON nesting deeper than {max_depth} levels")
+        if max_array_items and isinstance(node, list) and len(node) > max_array_items:
+            raise ValidationFailed(f"a JSON array has more than {max_array_items} items")
+        if max_string_chars:
+            strings = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            for item in strings:
+                if isinstance(item, str) and len(item) > max_string_chars:
+                    raise ValidationFailed(f"a JSON string is longer than {max_string_chars}")
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
@@ -99,8 +127,8 @@ def validate(model: type[M], value: Any) -> M:
         raise ValidationFailed(describe_validation(list(exc.errors()))) from exc
 
 
-async def read_model(request: Request, model: type[M], *, max_bytes: int, max_depth: int) -> M:
+async def read_model(request: Request, model: type[M], limits: BodyLimits) -> M:
     check_media_type(request)
-    value = parse_json(await read_body(request, max_bytes))
-    check_depth(value, max_depth)
+    value = parse_json(await read_body(request, limits))
+    check_depth(value, limits.max_depth, limits.max_string_chars, limits.max_array_items)
     return validate(model, value)

@@ -35,7 +35,7 @@ async def _router_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RouterError)
     if exc.status >= 500 and exc.status != 503:
         get_logger().error("request.failed", code=exc.code, error=exc.message)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers or None)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

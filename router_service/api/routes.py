@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from router_service.api.auth import require_scope
 from router_service.api.body import read_model
 from router_service.api.schemas import (
     ErrorResponse,
@@ -21,7 +22,13 @@ from router_service.api.schemas import (
     parse_rfc3339,
 )
 from router_service.api.services import Services
-from router_service.domain.errors import NotFound, StorageError, ValidationFailed
+from router_service.domain.errors import (
+    AuthError,
+    NotFound,
+    Overloaded,
+    StorageError,
+    ValidationFailed,
+)
 from router_service.domain.signal import Signal
 from router_service.observability.tracing import TraceContext
 from router_service.service.ports import DeadLetterQuery, DeadLetterRecord, LogQuery, LogRecord
@@ -29,7 +36,8 @@ from router_service.service.ports import DeadLetterQuery, DeadLetterRecord, LogQ
 router = APIRouter()
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 415, 422, 503)
+    status: {"model": ErrorResponse}
+    for status in (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503)
 }
 
 
@@ -38,14 +46,23 @@ def services(request: Request) -> Services:
     return found
 
 
-def authenticated(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """Runs before any body is read: an unauthenticated request is never parsed."""
-    keys = services(request).keys
-    assert keys is not None  # the app factory always builds a key ring
-    keys.authenticate(x_api_key)
+def scoped(scope: str) -> Any:
+    """A dependency that runs before any body is read: an unauthenticated request is never
+    parsed. Failures count against the client address."""
 
+    def authenticated(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+        svc = services(request)
+        assert svc.keys is not None  # the app factory always builds a key ring
+        client = request.client.host if request.client else "unknown"
+        svc.auth_failures.check(client)
+        try:
+            key = svc.keys.authenticate(x_api_key)
+        except AuthError:
+            svc.auth_failures.failed(client)
+            raise
+        require_scope(key, scope)
 
-Auth = Depends(authenticated)
+    return Depends(authenticated)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -60,7 +77,7 @@ def _iso(moment: datetime | None) -> str | None:
     "/route",
     response_model=RouteResponse,
     responses={**ERRORS, 202: {"model": RouteResponse}},
-    dependencies=[Auth],
+    dependencies=[scoped("route")],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -70,13 +87,18 @@ def _iso(moment: datetime | None) -> str | None:
 )
 async def route(request: Request) -> Response:
     svc = services(request)
+    if svc.in_flight >= svc.settings.max_in_flight:
+        raise Overloaded("too many signals in flight; retry shortly")
+    svc.in_flight += 1
+    try:
+        return await _route(request, svc)
+    finally:
+        svc.in_flight -= 1
+
+
+async def _route(request: Request, svc: Services) -> Response:
     received = datetime.now(UTC)
-    body = await read_model(
-        request,
-        RouteRequest,
-        max_bytes=svc.settings.max_body_bytes,
-        max_depth=svc.settings.max_json_depth,
-    )
+    body = await read_model(request, RouteRequest, svc.limits)
     signal = Signal.create(
         sender_id=body.sender_id,
         payload=body.payload,
@@ -132,7 +154,7 @@ def _dead_letter_item(entry: DeadLetterRecord) -> dict[str, Any]:
 LogStatus = Literal["in_progress", "delivered", "partial", "dead_lettered"]
 
 
-@router.get("/logs", dependencies=[Auth], responses=ERRORS)
+@router.get("/logs", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def list_logs(
     request: Request,
     sender_id: str | None = None,
@@ -164,7 +186,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@router.get("/logs/{log_id}", dependencies=[Auth], responses=ERRORS)
+@router.get("/logs/{log_id}", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def get_log(request: Request, log_id: str) -> Response:
     record = await services(request).store.get(log_id)
     if record is None:
@@ -175,7 +197,7 @@ async def get_log(request: Request, log_id: str) -> Response:
 DlqStatus = Literal["pending", "replayed", "exhausted", "all"]
 
 
-@router.get("/dlq", dependencies=[Auth], responses=ERRORS)
+@router.get("/dlq", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def list_dead_letters(
     request: Request,
     status: DlqStatus = "pending",
@@ -199,7 +221,7 @@ async def list_dead_letters(
 
 @router.post(
     "/dlq/replay",
-    dependencies=[Auth],
+    dependencies=[scoped("dlq:admin")],
     response_model=ReplayResponse,
     responses=ERRORS,
     openapi_extra={
@@ -211,9 +233,7 @@ async def list_dead_letters(
 )
 async def replay_dead_letters(request: Request) -> Response:
     svc = services(request)
-    body = await read_model(
-        request, ReplayRequest, max_bytes=svc.settings.max_body_bytes, max_depth=4
-    )
+    body = await read_model(request, ReplayRequest, svc.limits)
     if (body.limit is None) == (body.ids is None):
         raise ValidationFailed("give exactly one of 'limit' or 'ids'")
     summary = await svc.replayer.replay(limit=body.limit, ids=body.ids)

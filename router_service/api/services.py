@@ -17,15 +17,18 @@ from router_service.adapters.agents import HttpAgentClient
 from router_service.adapters.db.engine import create_engine
 from router_service.adapters.db.migrate import head_revision
 from router_service.adapters.db.store import SqlStore
-from router_service.api.auth import KeyRing
+from router_service.api.auth import FailureLimiter, KeyRing
+from router_service.api.body import BodyLimits
 from router_service.config.routing_file import RoutingConfig
 from router_service.config.settings import Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
+from router_service.domain.retry import RetryPolicy
 from router_service.observability.events import Telemetry
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.service.dispatch import Dispatcher
 from router_service.service.intake import Intake
+from router_service.service.recovery import Sweeper, redelivery_step, run_every
 from router_service.service.replay import Replayer
 
 
@@ -44,16 +47,39 @@ class Services:
     dispatcher: Dispatcher
     intake: Intake
     replayer: Replayer
+    sweeper: Sweeper
+    limits: BodyLimits
+    auth_failures: FailureLimiter
     telemetry: Telemetry
+    owner: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()
+
+    def start_background(self, *, redelivery: bool) -> None:
+        """Owned tasks, cancelled by ``close``: backlog gauge, lease sweeper, redelivery."""
+        s = self.settings
+        self.tasks.append(asyncio.create_task(refresh_backlog(self)))
+        self.tasks.append(
+            asyncio.create_task(run_every(s.sweep_interval_s, "sweep", self.sweeper.sweep_once))
+        )
+        if redelivery:
+            step = redelivery_step(self.replayer, batch=100, rate_per_s=s.dlq_worker_rate)
+            self.tasks.append(
+                asyncio.create_task(run_every(s.dlq_worker_interval_s, "redelivery", step))
+            )
 
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        with contextlib.suppress(StorageError):
+            # Whatever is still in flight becomes reclaimable by the other replicas right away.
+            released = await self.store.release_leases(self.owner)
+            if released:
+                get_logger("shutdown").warning("shutdown.leases_released", signals=released)
         await self.client.close()
         await self.engine.dispose()
         await asyncio.to_thread(self.telemetry.close)  # flushes queued spans over HTTP
@@ -110,7 +136,22 @@ def build_services(
             max_replays=settings.max_replays,
             deadline_s=deadline_s,
             owner=owner,
+            backoff=RetryPolicy(
+                max_attempts=settings.max_replays,
+                base_s=settings.dlq_retry_base_s,
+                cap_s=settings.dlq_retry_cap_s,
+            ),
         ),
+        limits=BodyLimits(
+            max_bytes=settings.max_body_bytes,
+            max_depth=settings.max_json_depth,
+            max_string_chars=settings.max_string_chars,
+            max_array_items=settings.max_array_items,
+            timeout_s=settings.body_timeout_s,
+        ),
+        auth_failures=FailureLimiter(settings.auth_failures_per_minute),
+        sweeper=Sweeper(**common, deadline_s=deadline_s, owner=owner),  # type: ignore[arg-type]
+        owner=owner,
     )
 
 
@@ -157,12 +198,17 @@ async def preflight(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def running_services(
-    settings: Settings, routing: RoutingConfig, keys: KeyRing | None, metrics: Metrics
+    settings: Settings,
+    routing: RoutingConfig,
+    keys: KeyRing | None,
+    metrics: Metrics,
+    *,
+    redelivery: bool = False,
 ) -> AsyncIterator[Services]:
     services = build_services(settings, routing, keys, metrics)
     try:
         await wait_for_schema(services.store, settings.startup_db_wait_s)
-        services.tasks.append(asyncio.create_task(refresh_backlog(services)))
+        services.start_background(redelivery=redelivery or settings.dlq_worker_enabled)
         yield services
     finally:
         await services.close()

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     global_concurrency: int = Field(256, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_json_depth: int = Field(32, ge=2)
+    max_string_chars: int = Field(100_000, ge=1)
+    max_array_items: int = Field(10_000, ge=1)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(10.0, gt=0)
+    api_keys_file: Path | None = None
+    auth_failures_per_minute: int = Field(20, ge=1)
     max_agent_response_bytes: int = Field(1024 * 1024, ge=1024)
 
     breaker_failures: int = Field(5, ge=1)
@@ -62,6 +69,14 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(5000, gt=0)
     dlq_backlog_refresh_s: float = Field(15.0, gt=0)
     startup_db_wait_s: float = Field(30.0, ge=0)
+    sweep_interval_s: float = Field(5.0, gt=0)
+    drain_timeout_s: float = Field(10.0, ge=0)
+    max_in_flight: int = Field(512, ge=1)
+    dlq_worker_enabled: bool = False
+    dlq_worker_rate: float = Field(50.0, gt=0)
+    dlq_worker_interval_s: float = Field(1.0, gt=0)
+    dlq_retry_base_s: float = Field(5.0, ge=0)
+    dlq_retry_cap_s: float = Field(300.0, ge=0)
 
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None

@@ -9,8 +9,12 @@
     │   ├── UnsupportedMediaType    415 unsupported_media_type
     │   ├── PayloadTooLarge         413 payload_too_large
     │   ├── ValidationFailed        422 validation_error
-    │   └── IdempotencyKeyReused    422 idempotency_key_reused
+    │   ├── IdempotencyKeyReused    422 idempotency_key_reused
+    │   └── RequestTimeout          408 request_timeout (the body arrived too slowly)
     ├── AuthError                   401 unauthorized
+    │   ├── Forbidden               403 forbidden (the key lacks the endpoint's scope)
+    │   └── TooManyAuthFailures     429 too_many_auth_failures (per client address)
+    ├── Overloaded                  503 overloaded (too many signals in flight; Retry-After)
     ├── NotFound                    404 not_found
     ├── Conflict                    409 in_progress (a duplicate of a signal still in flight)
     ├── StorageError                the database failed
@@ -40,6 +44,19 @@ class RouterError(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After`` for the ones a client should retry)."""
+        return {}
+
+
+class _RetryLater:
+    retry_after_s: int = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
 
 class ConfigError(RouterError):
     """The routing file or a setting is invalid; the message names the file and the location."""
@@ -62,7 +79,15 @@ class UnsupportedMediaType(BadRequest):
     code = "unsupported_media_type"
 
 
-class PayloadTooLarge(BadRequest):
+class _CloseConnection:
+    """The body was not read to its end, so the connection cannot carry another request."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
+class PayloadTooLarge(_CloseConnection, BadRequest):
     status = 413
     code = "payload_too_large"
 
@@ -77,9 +102,30 @@ class IdempotencyKeyReused(BadRequest):
     code = "idempotency_key_reused"
 
 
+class RequestTimeout(_CloseConnection, BadRequest):
+    status = 408
+    code = "request_timeout"
+
+
 class AuthError(RouterError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(AuthError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyAuthFailures(_RetryLater, AuthError):
+    status = 429
+    code = "too_many_auth_failures"
+    retry_after_s = 60
+
+
+class Overloaded(_RetryLater, RouterError):
+    status = 503
+    code = "overloaded"
 
 
 class NotFound(RouterError):

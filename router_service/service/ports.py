@@ -123,12 +123,26 @@ class Store(Protocol):
     async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]: ...
 
     async def claim_dead_letters(
-        self, *, limit: int | None, ids: Sequence[int] | None, owner: str, lease_s: float
+        self,
+        *,
+        limit: int | None,
+        ids: Sequence[int] | None,
+        owner: str,
+        lease_s: float,
+        due_only: bool = False,
     ) -> list[DeadLetterRecord]: ...
 
     async def finish_replay(
-        self, entry: DeadLetterRecord, result: ReplayResult, max_replays: int
+        self,
+        entry: DeadLetterRecord,
+        result: ReplayResult,
+        max_replays: int,
+        retry_in_s: float = 0.0,
     ) -> str: ...
+
+    async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]: ...
+
+    async def release_leases(self, owner: str) -> int: ...
 
     async def dlq_backlog(self) -> int: ...
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from router_service.config.routing_file import RoutingConfig
 from router_service.domain.outcome import Status, fold
+from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
 from router_service.domain.signal import Signal
 from router_service.observability.tracing import TraceContext, new_span_id
@@ -45,6 +47,7 @@ class Replayer:
         max_replays: int,
         deadline_s: float,
         owner: str,
+        backoff: RetryPolicy | None = None,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -53,6 +56,8 @@ class Replayer:
         self._max_replays = max_replays
         self._deadline_s = deadline_s
         self._owner = owner
+        # When a failed entry is due again (for the redelivery worker; manual replays ignore it).
+        self._backoff = backoff or RetryPolicy(max_attempts=max_replays, base_s=5.0, cap_s=300.0)
 
     async def replay(
         self,
@@ -60,9 +65,16 @@ class Replayer:
         limit: int | None = None,
         ids: Sequence[int] | None = None,
         on_entry: Callable[[ReplaySummary], None] | None = None,
+        due_only: bool = False,
+        pace_s: float = 0.0,
     ) -> ReplaySummary:
-        """Replay up to ``limit`` oldest pending entries, or exactly the pending ``ids``."""
+        """Replay up to ``limit`` oldest pending entries, or exactly the pending ``ids``.
+
+        ``due_only`` skips entries whose backoff has not run out; ``pace_s`` spaces entries out
+        (the redelivery worker's rate cap).
+        """
         summary = ReplaySummary()
+        next_slot = time.monotonic()
         while True:
             batch = BATCH if limit is None else min(BATCH, limit - summary.replayed)
             if batch <= 0:
@@ -71,9 +83,13 @@ class Replayer:
                 limit=None if ids is not None else batch,
                 ids=ids,
                 owner=self._owner,
-                lease_s=self._deadline_s * 4,
+                lease_s=self._deadline_s * 4 + pace_s * batch,
+                due_only=due_only,
             )
             for entry in entries:
+                if pace_s:
+                    await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
+                    next_slot = max(next_slot, time.monotonic()) + pace_s
                 await self._replay_entry(entry, summary)
                 if on_entry is not None:
                     on_entry(summary)
@@ -84,7 +100,8 @@ class Replayer:
 
     async def _replay_entry(self, entry: DeadLetterRecord, summary: ReplaySummary) -> None:
         result = await self._send(entry)
-        status = await self._store.finish_replay(entry, result, self._max_replays)
+        retry_in_s = self._backoff.ceiling(entry.replay_count + 1)
+        status = await self._store.finish_replay(entry, result, self._max_replays, retry_in_s)
         summary.replayed += 1
         if result.ok:
             summary.succeeded += 1

@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from router_service.api.app import create_app
+from router_service.api.protocol import GuardedHttpProtocol
 from router_service.config.settings import Settings
 
 
@@ -28,7 +29,12 @@ class RouterServer:
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            self.app, lifespan="on", log_level="warning", access_log=False, loop="asyncio"
+            self.app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            loop="asyncio",
+            http=GuardedHttpProtocol,
         )
         self._server = uvicorn.Server(config)
         self._failed: BaseException | None = None

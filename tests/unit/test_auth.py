@@ -113,10 +113,10 @@ def test_key_ring_keeps_no_plaintext_key() -> None:
     assert PLAINTEXT not in repr(vars(ring))
 
 
-def test_api_key_holds_only_a_name_and_the_sha256_digest() -> None:
+def test_api_key_holds_only_a_name_the_sha256_digest_and_scopes() -> None:
     ring = KeyRing.from_settings(SecretStr(PLAINTEXT), None)
     key = ring.authenticate(PLAINTEXT)
     assert not hasattr(key, "__dict__")
-    assert set(ApiKey.__slots__) == {"name", "digest"}
+    assert set(ApiKey.__slots__) == {"name", "digest", "scopes"}
     assert key.digest == hashlib.sha256(PLAINTEXT.encode()).digest()
     assert PLAINTEXT not in repr(key)

@@ -211,9 +211,10 @@ class SqlStore:
         """The outcome and its dead letters in one transaction; returns dead letters created."""
         now = utcnow()
         async with self._connect("record", write=True) as conn:
-            await conn.execute(
+            updated = await conn.execute(
                 update(signals)
-                .where(signals.c.log_id == log_id)
+                # The first final outcome wins (a reclaimed signal may be finished twice).
+                .where(signals.c.log_id == log_id, signals.c.status == Status.IN_PROGRESS.value)
                 .values(
                     status=outcome.status.value,
                     results=[r.as_dict() for r in outcome.results],
@@ -224,7 +225,7 @@ class SqlStore:
                     updated_at=now,
                 )
             )
-            if not outcome.dead_letters:
+            if not outcome.dead_letters or updated.rowcount == 0:
                 return 0
             rows = [
                 {
@@ -317,7 +318,13 @@ class SqlStore:
         return Page(items, next_cursor)
 
     async def claim_dead_letters(
-        self, *, limit: int | None, ids: Sequence[int] | None, owner: str, lease_s: float
+        self,
+        *,
+        limit: int | None,
+        ids: Sequence[int] | None,
+        owner: str,
+        lease_s: float,
+        due_only: bool = False,
     ) -> list[DeadLetterRecord]:
         """Claim pending entries for one replayer; a claim expires if its replayer dies.
 
@@ -329,6 +336,13 @@ class SqlStore:
             dead_letters.c.status == "pending",
             or_(dead_letters.c.claim_expires_at.is_(None), dead_letters.c.claim_expires_at < now),
         )
+        if due_only:
+            claimable = and_(
+                claimable,
+                or_(
+                    dead_letters.c.next_attempt_at.is_(None), dead_letters.c.next_attempt_at <= now
+                ),
+            )
         candidates = select(dead_letters.c.id).where(claimable).order_by(dead_letters.c.id)
         if ids is not None:
             candidates = candidates.where(dead_letters.c.id.in_(list(ids)))
@@ -361,7 +375,11 @@ class SqlStore:
         return [_dead_letter_record(r) for r in rows]
 
     async def finish_replay(
-        self, entry: DeadLetterRecord, result: ReplayResult, max_replays: int
+        self,
+        entry: DeadLetterRecord,
+        result: ReplayResult,
+        max_replays: int,
+        retry_in_s: float = 0.0,
     ) -> str:
         """Mark the entry and bring the signal's status up to date; returns the entry's status."""
         now = utcnow()
@@ -379,6 +397,7 @@ class SqlStore:
                     replay_count=replay_count,
                     error=result.error or entry.error,
                     last_attempt_at=now,
+                    next_attempt_at=now + timedelta(seconds=retry_in_s),
                     claimed_by=None,
                     claim_expires_at=None,
                 )
@@ -426,6 +445,74 @@ class SqlStore:
                 updated_at=now,
             )
         )
+
+    async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]:
+        """Take over signals whose owner died mid-flight (their lease expired)."""
+        now = utcnow()
+        expired = (
+            select(signals.c.log_id)
+            .where(
+                signals.c.status == Status.IN_PROGRESS.value,
+                signals.c.lease_expires_at < now,
+            )
+            .order_by(signals.c.lease_expires_at)
+            .limit(limit)
+        )
+        if self._dialect == "postgresql":
+            expired = expired.with_for_update(skip_locked=True)
+        claim = (
+            update(signals)
+            .where(
+                signals.c.log_id.in_(expired.scalar_subquery()),
+                signals.c.status == Status.IN_PROGRESS.value,
+                signals.c.lease_expires_at < now,
+            )
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
+            .returning(*signals.c)
+        )
+        async with self._connect("reclaim_expired", write=True) as conn:
+            rows = (await conn.execute(claim)).mappings().all()
+        return [_log_record(r) for r in rows]
+
+    async def release_leases(self, owner: str) -> int:
+        """On shutdown: what this process leaves unfinished is reclaimable at once elsewhere."""
+        async with self._connect("release_leases", write=True) as conn:
+            result = await conn.execute(
+                update(signals)
+                .where(
+                    signals.c.lease_owner == owner,
+                    signals.c.status == Status.IN_PROGRESS.value,
+                )
+                .values(lease_expires_at=utcnow())
+            )
+            return int(result.rowcount)
+
+    async def prune(self, older_than: datetime, batch: int = 1000) -> int:
+        """Delete one batch of finished signals created before ``older_than`` (with their
+        settled dead letters); returns how many signals went. Signals still in flight or with
+        a pending dead letter are kept. Run it until it returns 0."""
+        pending = (
+            select(dead_letters.c.log_id)
+            .where(dead_letters.c.status == "pending")
+            .where(dead_letters.c.log_id == signals.c.log_id)
+        )
+        doomed = (
+            select(signals.c.log_id)
+            .where(
+                signals.c.created_at < _utc(older_than),
+                signals.c.status != Status.IN_PROGRESS.value,
+                ~pending.exists(),
+            )
+            .order_by(signals.c.created_at)
+            .limit(batch)
+        )
+        async with self._connect("prune", write=True) as conn:
+            ids = [r[0] for r in (await conn.execute(doomed)).all()]
+            if not ids:
+                return 0
+            await conn.execute(dead_letters.delete().where(dead_letters.c.log_id.in_(ids)))
+            await conn.execute(signals.delete().where(signals.c.log_id.in_(ids)))
+        return len(ids)
 
     async def dlq_backlog(self) -> int:
         async with self._connect("dlq_backlog", write=False) as conn:

@@ -81,6 +81,9 @@ dead_letters = Table(
     Column("claim_expires_at", Timestamp, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("last_attempt_at", Timestamp, nullable=True),
+    # NULL: due now. Set after a failed replay so the redelivery worker backs off.
+    Column("next_attempt_at", Timestamp, nullable=True),
     UniqueConstraint("log_id", "agent", name="uq_dead_letters_log_agent"),
 )
 Index("ix_dead_letters_status_id", dead_letters.c.status, dead_letters.c.id)
+Index("ix_dead_letters_status_due", dead_letters.c.status, dead_letters.c.next_attempt_at)

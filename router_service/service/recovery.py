@@ -1,0 +1,116 @@
+"""Background work every replica runs: finish what crashed replicas left behind, and redeliver
+dead letters on a schedule.
+
+A signal is claimed with a lease (owner, expiry = 2 x the request deadline). If its owner dies
+mid-flight the lease runs out and any replica's sweeper takes it over: it dispatches again with the
+same ``log_id`` and ``Idempotency-Key`` and records the outcome (or dead-letters it). Agents
+therefore see a signal at least once across crashes, always under one key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from router_service.config.routing_file import RoutingConfig
+from router_service.domain.errors import StorageError
+from router_service.domain.outcome import fold
+from router_service.domain.routing import AgentSpec, Mode, Plan
+from router_service.domain.signal import Signal
+from router_service.observability.logging import get_logger
+from router_service.observability.tracing import TraceContext, new_span_id
+from router_service.service.dispatch import Dispatcher, Envelope
+from router_service.service.intake import agent_body
+from router_service.service.ports import Events, LogRecord, Store
+from router_service.service.replay import Replayer
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        dispatcher: Dispatcher,
+        routing: RoutingConfig,
+        events: Events,
+        deadline_s: float,
+        owner: str,
+        batch: int = 50,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._routing = routing
+        self._events = events
+        self._deadline_s = deadline_s
+        self._owner = owner
+        self._batch = batch
+        self._log = get_logger("recovery")
+
+    async def sweep_once(self) -> int:
+        """Finish every expired signal found now; returns how many."""
+        found = await self._store.reclaim_expired(self._owner, self._deadline_s * 2, self._batch)
+        await asyncio.gather(*(self._finish(record) for record in found))
+        return len(found)
+
+    def _plan(self, record: LogRecord) -> Plan:
+        # The agents it was routed to, as the routing file knows them now.
+        agents: tuple[AgentSpec, ...] = tuple(
+            self._routing.agents[name]
+            for name in record.routed_agents
+            if name in self._routing.agents
+        )
+        return Plan(kind=record.kind, rule=record.rule, mode=Mode(record.mode), agents=agents)
+
+    async def _finish(self, record: LogRecord) -> None:
+        signal = Signal.create(
+            sender_id=record.sender_id,
+            payload=record.payload,
+            timestamp=record.signal_ts,
+            metadata=record.metadata,
+            log_id=record.log_id,
+        )
+        plan = self._plan(record)
+        trace = TraceContext(record.trace_id, new_span_id())
+        started = time.perf_counter()
+        envelope = Envelope(record.log_id, agent_body(signal, record.kind))
+        results = await self._dispatcher.dispatch(plan, envelope, trace, started + self._deadline_s)
+        outcome = fold(plan.mode, results)
+        created = await self._store.record(
+            record.log_id, plan, outcome, (time.perf_counter() - started) * 1000
+        )
+        if created:
+            self._events.dead_lettered(created)
+        self._log.warning(
+            "signal.recovered",
+            log_id=record.log_id,
+            status=outcome.status.value,
+            trace_id=record.trace_id,
+        )
+
+
+Step = Callable[[], Awaitable[int]]
+
+
+async def run_every(interval_s: float, step_name: str, step: Step) -> None:
+    """Run ``step`` (an async callable returning how much it did) forever, every ``interval_s``
+    when idle; storage errors are logged and retried on the next tick, never fatal."""
+    log = get_logger("recovery")
+    while True:
+        try:
+            did = await step()
+        except StorageError as exc:
+            log.warning(f"{step_name}.failed", error=exc.message)
+            did = 0
+        if not did:
+            await asyncio.sleep(interval_s)
+
+
+def redelivery_step(replayer: Replayer, batch: int, rate_per_s: float) -> Step:
+    """One pass of the redelivery worker: due entries only, at most ``rate_per_s``."""
+
+    async def step() -> int:
+        summary = await replayer.replay(limit=batch, due_only=True, pace_s=1.0 / rate_per_s)
+        return summary.replayed
+
+    return step

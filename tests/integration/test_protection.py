@@ -1,0 +1,130 @@
+"""Protecting the router: scopes, auth failure limits, back-pressure, slow and huge clients."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_service.devtools.demo_agents import RunningAgents
+from tests.conftest import make_settings
+from tests.support.server import RouterServer
+
+
+@pytest.fixture
+def strict(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    settings = make_settings(
+        database_url,
+        routing_file,
+        api_key=None,
+        api_keys="ingest:in-key:route,ops:ops-key:logs:read+dlq:admin",
+        auth_failures_per_minute=3,
+        max_in_flight=1,
+        header_timeout_s=0.3,
+        body_timeout_s=0.3,
+        max_string_chars=1000,
+        max_array_items=50,
+    )
+    server = RouterServer(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def post(server: RouterServer, key: str, body: object, **kwargs: object) -> httpx.Response:
+    return httpx.post(
+        f"{server.base_url}/route", json=body, headers={"X-API-Key": key}, timeout=30, **kwargs
+    )
+
+
+def test_scopes_are_enforced_per_endpoint(strict: RouterServer) -> None:
+    signal = {"sender_id": "s", "payload": {"route": "one"}}
+    assert post(strict, "in-key", signal).status_code == 200
+    assert post(strict, "ops-key", signal).status_code == 403
+    logs = httpx.get(f"{strict.base_url}/logs", headers={"X-API-Key": "in-key"})
+    assert logs.status_code == 403
+    assert logs.json()["error"]["code"] == "forbidden"
+    assert httpx.get(f"{strict.base_url}/logs", headers={"X-API-Key": "ops-key"}).status_code == 200
+    replay = httpx.post(
+        f"{strict.base_url}/dlq/replay", json={"limit": 1}, headers={"X-API-Key": "ops-key"}
+    )
+    assert replay.status_code == 200
+
+
+def test_repeated_auth_failures_are_refused_for_a_while(strict: RouterServer) -> None:
+    for _ in range(3):
+        assert post(strict, "wrong", {}).status_code == 401
+    refused = post(strict, "wrong", {})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_auth_failures"
+    assert int(refused.headers["Retry-After"]) > 0
+    # Even the right key waits: the address is the unit, not the key.
+    assert post(strict, "in-key", {"sender_id": "s", "payload": {}}).status_code == 429
+
+
+def test_beyond_max_in_flight_is_a_fast_503_with_retry_after(
+    strict: RouterServer, agents: RunningAgents
+) -> None:
+    agents.set("alpha", mode="slow", delay_ms=400)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(post, strict, "in-key", {"sender_id": "s", "payload": {"route": "one"}})
+        agents.wait_received("alpha", 1)
+        second = post(strict, "in-key", {"sender_id": "s", "payload": {"route": "one"}})
+        assert first.result().status_code == 200
+    assert second.status_code == 503
+    assert second.json()["error"]["code"] == "overloaded"
+    assert second.headers["Retry-After"] == "1"
+
+
+def test_long_strings_and_arrays_are_422(strict: RouterServer) -> None:
+    long_string = post(strict, "in-key", {"sender_id": "s", "payload": {"t": "x" * 1001}})
+    assert long_string.status_code == 422
+    many_items = post(strict, "in-key", {"sender_id": "s", "payload": {"t": list(range(51))}})
+    assert many_items.status_code == 422
+
+
+def _raw(port: int, data: bytes, timeout_s: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_slow_headers_are_cut_with_408(strict: RouterServer) -> None:
+    port = int(strict.base_url.rsplit(":", 1)[1])
+    answer = _raw(port, b"POST /route HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"request_timeout" in answer
+
+
+def test_slow_body_is_cut_with_408(strict: RouterServer) -> None:
+    port = int(strict.base_url.rsplit(":", 1)[1])
+    head = (
+        b"POST /route HTTP/1.1\r\nHost: x\r\nX-API-Key: in-key\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    answer = _raw(port, head)
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_huge_headers_are_431(strict: RouterServer) -> None:
+    response = httpx.get(f"{strict.base_url}/health/live", headers={"X-Big": "y" * 40_000})
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "headers_too_large"
+
+
+def test_a_100_mb_declared_body_is_refused_without_being_read(strict: RouterServer) -> None:
+    port = int(strict.base_url.rsplit(":", 1)[1])
+    head = (
+        b"POST /route HTTP/1.1\r\nHost: x\r\nX-API-Key: in-key\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
+    )
+    answer = _raw(port, head)
+    assert answer.startswith(b"HTTP/1.1 413")

@@ -1,0 +1,228 @@
+"""Crash recovery, graceful drain, automatic redelivery and retention."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_service.devtools.demo_agents import RunningAgents
+from tests.conftest import API_KEY, make_settings
+from tests.support.db import query
+from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.support.server import RouterServer
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll a condition the system reaches by itself (a background loop), bounded in time."""
+    give_up = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > give_up:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def subprocess_env(database_url: str, routing_file: Path, **extra: str) -> dict[str, str]:
+    return {
+        "API_KEY": API_KEY,
+        "DATABASE_URL": database_url,
+        "ROUTING_CONFIG": str(routing_file),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def test_signal_of_a_killed_router_is_finished_by_another_replica(
+    database_url: str, routing_file: Path, agents: RunningAgents
+) -> None:
+    agents.set("alpha", mode="slow", delay_ms=3000)
+    port = free_port()
+    env = subprocess_env(
+        database_url, routing_file, REQUEST_DEADLINE_MS="1000", AGENT_TIMEOUT_MS="5000"
+    )
+    crashed = start([str(BIN / "router-service"), "serve", "--port", str(port)], env, port)
+    body = {"sender_id": "crash", "payload": {"route": "one"}, "log_id": "crash-1"}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(
+            httpx.post,
+            f"http://127.0.0.1:{port}/route",
+            json=body,
+            headers={"X-API-Key": API_KEY},
+            timeout=10,
+        )
+        agents.wait_received("alpha", 1)
+        os.killpg(crashed.pid, signal.SIGKILL)  # mid-dispatch, before anything is recorded
+        crashed.wait(10)
+    [row] = query(database_url, "SELECT status FROM signals WHERE log_id = $1", "crash-1")
+    assert row["status"] == "in_progress"
+
+    agents.set("alpha", mode="ok")
+    survivor = RouterServer(
+        make_settings(database_url, routing_file, request_deadline_ms=1000, sweep_interval_s=0.1)
+    ).start()
+    try:
+        receipts = agents.wait_received("alpha", 2, timeout_s=15)
+        eventually(
+            lambda: (
+                query(database_url, "SELECT status FROM signals WHERE log_id = $1", "crash-1")
+                == [{"status": "delivered"}]
+            )
+        )
+    finally:
+        survivor.stop()
+    keys = {r["headers"]["idempotency-key"] for r in receipts}
+    assert keys == {"crash-1"}  # redelivered under the same key: agents can deduplicate
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(
+    database_url: str, routing_file: Path, agents: RunningAgents
+) -> None:
+    agents.set("alpha", mode="slow", delay_ms=700)
+    port = free_port()
+    env = subprocess_env(database_url, routing_file, DRAIN_TIMEOUT_S="5")
+    router = start([str(BIN / "router-service"), "serve", "--port", str(port)], env, port)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(
+                httpx.post,
+                f"http://127.0.0.1:{port}/route",
+                json={"sender_id": "drain", "payload": {"route": "one"}},
+                headers={"X-API-Key": API_KEY},
+                timeout=10,
+            )
+            agents.wait_received("alpha", 1)
+            os.killpg(router.pid, signal.SIGTERM)
+            assert answer.result().status_code == 200
+        assert router.wait(15) == 0
+    finally:
+        stop(router)
+
+
+@pytest.fixture
+def worker_router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    settings = make_settings(
+        database_url,
+        routing_file,
+        dlq_worker_enabled=True,
+        dlq_worker_interval_s=0.05,
+        dlq_retry_base_s=0.05,
+        dlq_retry_cap_s=0.1,
+        max_replays=2,
+    )
+    server = RouterServer(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redelivery_worker_replays_until_success(
+    worker_router: RouterServer, agents: RunningAgents
+) -> None:
+    agents.set("alpha", mode="fail", status=400, script=[{"status": 400}])
+    headers = {"X-API-Key": API_KEY}
+    parked = httpx.post(
+        f"{worker_router.base_url}/route",
+        json={"sender_id": "w", "payload": {"route": "one"}},
+        headers=headers,
+    )
+    assert parked.status_code == 202
+    agents.set("alpha", mode="ok")
+    agents.wait_received("alpha", 2)
+    log_url = f"{worker_router.base_url}/logs/{parked.json()['log_id']}"
+    eventually(lambda: httpx.get(log_url, headers=headers).json()["status"] == "delivered")
+
+
+def test_redelivery_worker_backs_off_then_exhausts(
+    worker_router: RouterServer, agents: RunningAgents
+) -> None:
+    agents.set("alpha", mode="fail", status=400)
+    headers = {"X-API-Key": API_KEY}
+    httpx.post(
+        f"{worker_router.base_url}/route",
+        json={"sender_id": "w", "payload": {"route": "one"}},
+        headers=headers,
+    )
+    dlq_url = f"{worker_router.base_url}/dlq"
+    eventually(
+        lambda: (
+            len(httpx.get(dlq_url, params={"status": "exhausted"}, headers=headers).json()["items"])
+            == 1
+        )
+    )
+    [entry] = httpx.get(dlq_url, params={"status": "exhausted"}, headers=headers).json()["items"]
+    assert entry["replay_count"] == 2
+    assert len(agents.received("alpha")) == 3  # the call, then exactly MAX_REPLAYS replays
+
+
+def test_worker_command_redelivers_and_stops_cleanly(
+    router: RouterServer,
+    client: httpx.Client,
+    agents: RunningAgents,
+    database_url: str,
+    routing_file: Path,
+) -> None:
+    agents.set("alpha", mode="fail", status=400)
+    parked = client.post("/route", json={"sender_id": "w", "payload": {"route": "one"}})
+    agents.set("alpha", mode="ok")
+    env = subprocess_env(database_url, routing_file, DLQ_WORKER_INTERVAL_S="0.1")
+    worker = subprocess.Popen(
+        [str(BIN / "router-service"), "worker"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        agents.wait_received("alpha", 2, timeout_s=20)
+        eventually(
+            lambda: client.get(f"/logs/{parked.json()['log_id']}").json()["status"] == "delivered"
+        )
+        os.killpg(worker.pid, signal.SIGTERM)
+        assert worker.wait(15) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(5)
+        assert worker.stderr is not None
+        worker.stderr.close()
+
+
+def test_prune_deletes_old_finished_signals_and_keeps_pending_dead_letters(
+    router: RouterServer,
+    client: httpx.Client,
+    agents: RunningAgents,
+    database_url: str,
+    routing_file: Path,
+) -> None:
+    done = client.post("/route", json={"sender_id": "p", "payload": {"route": "one"}}).json()
+    agents.set("alpha", mode="fail", status=400)
+    parked = client.post("/route", json={"sender_id": "p", "payload": {"route": "one"}}).json()
+    fresh = client.post("/route", json={"sender_id": "p", "payload": {"route": "race"}})
+    assert fresh.status_code in (200, 202)
+    old = "2000-01-01 00:00:00" if database_url.startswith("sqlite") else "2000-01-01T00:00:00Z"
+    for log_id in (done["log_id"], parked["log_id"]):
+        query(database_url, f"UPDATE signals SET created_at = '{old}' WHERE log_id = $1", log_id)  # noqa: S608 - constant
+    result = subprocess.run(
+        [str(BIN / "router-service"), "prune", "--older-than-days", "30"],
+        env={**os.environ, **subprocess_env(database_url, routing_file)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pruned 1 signals" in result.stdout
+    remaining = {r["log_id"] for r in query(database_url, "SELECT log_id FROM signals")}
+    assert done["log_id"] not in remaining
+    assert parked["log_id"] in remaining  # its dead letter is still pending
+    assert fresh.json()["log_id"] in remaining
