@@ -71,6 +71,8 @@ class HttpAgentClient:
             raise RetryableAgentError(f"connection error: {type(exc).__name__}") from exc
         except OSError as exc:
             raise RetryableAgentError(f"connection error: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # aiohttp refuses a request it considers malformed
+            raise PermanentAgentError(f"request refused by the client: {exc}") from exc
 
     async def _attempt(
         self, agent: AgentSpec, body: bytes, headers: Mapping[str, str]

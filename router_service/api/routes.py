@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
@@ -19,6 +18,7 @@ from router_service.api.schemas import (
     ReplayResponse,
     RouteRequest,
     RouteResponse,
+    inline_schema,
     parse_rfc3339,
 )
 from router_service.api.services import Services
@@ -30,6 +30,7 @@ from router_service.domain.errors import (
     ValidationFailed,
 )
 from router_service.domain.signal import Signal
+from router_service.jsonwire import dumps
 from router_service.observability.tracing import TraceContext
 from router_service.service.ports import DeadLetterQuery, DeadLetterRecord, LogQuery, LogRecord
 
@@ -66,7 +67,7 @@ def scoped(scope: str) -> Any:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+    return Response(dumps(body), status, headers, media_type="application/json")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -81,7 +82,7 @@ def _iso(moment: datetime | None) -> str | None:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": RouteRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_schema(RouteRequest)}},
         }
     },
 )
@@ -227,7 +228,7 @@ async def list_dead_letters(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ReplayRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_schema(ReplayRequest)}},
         }
     },
 )

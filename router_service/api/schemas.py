@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 from router_service.domain.routing import Mode
 
 NoNul = Field(pattern=r"^[^\x00]*$")
+# The log_id travels as the Idempotency-Key header: visible ASCII only, nothing to inject.
+HeaderSafe = Field(pattern=r"^[\x21-\x7e]+$")
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -28,7 +30,7 @@ class RouteRequest(BaseModel):
 
     sender_id: Annotated[StrictStr, Field(min_length=1, max_length=256), NoNul]
     payload: dict[StrictStr, Any]
-    log_id: Annotated[StrictStr, Field(min_length=1, max_length=128), NoNul] | None = None
+    log_id: Annotated[StrictStr, Field(min_length=1, max_length=128), HeaderSafe] | None = None
     timestamp: StrictStr | None = Field(
         None, description="RFC 3339 date-time; default: the time the router received it"
     )
@@ -88,3 +90,23 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` inlined, to embed in the OpenAPI document
+    (where ``#/$defs/...`` references would not resolve)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved

@@ -21,7 +21,9 @@ def _cap_and_redact(
     for key in list(event):
         if key.lower() in SECRET_KEYS:
             event[key] = "[redacted]"
-        elif isinstance(event[key], str) and len(event[key]) > MAX_FIELD_CHARS:
+        elif (
+            key != "exception" and isinstance(event[key], str) and len(event[key]) > MAX_FIELD_CHARS
+        ):
             event[key] = event[key][:MAX_FIELD_CHARS] + "…"
     return event
 

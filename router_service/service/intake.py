@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from router_service.config.routing_file import RoutingConfig
 from router_service.domain.errors import Conflict, IdempotencyKeyReused
-from router_service.domain.outcome import Status, fold
+from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.routing import Mode, Plan
 from router_service.domain.signal import Signal, format_timestamp
+from router_service.jsonwire import dumps
+from router_service.observability.logging import get_logger
 from router_service.observability.tracing import TraceContext
 from router_service.service.dispatch import Dispatcher, Envelope
 from router_service.service.ports import Events, LogRecord, Store
@@ -55,7 +55,7 @@ class RouteAnswer:
 
 def agent_body(signal: Signal, kind: str) -> bytes:
     """The JSON agents receive; the payload is spliced in as the canonical text already made."""
-    head = orjson.dumps(
+    head = dumps(
         {
             "log_id": signal.log_id,
             "sender_id": signal.sender_id,
@@ -116,7 +116,22 @@ class Intake:
             return _stored_answer(record, trace, latency_s)
 
         envelope = Envelope(signal.log_id, agent_body(signal, plan.kind))
-        results = await self._dispatcher.dispatch(plan, envelope, trace, deadline)
+        try:
+            results = await self._dispatcher.dispatch(plan, envelope, trace, deadline)
+        except Exception:
+            # A bug must not leave the claimed signal stuck in flight: park it for replay.
+            get_logger().exception("dispatch.crashed", log_id=signal.log_id)
+            results = [
+                AgentResult(
+                    agent=a.name,
+                    ok=False,
+                    status_code=None,
+                    attempts=0,
+                    latency_ms=0.0,
+                    error="internal error during dispatch",
+                )
+                for a in plan.agents
+            ]
         outcome = fold(plan.mode, results)
         latency_s = time.perf_counter() - started
         created = await self._store.record(signal.log_id, plan, outcome, latency_s * 1000)

@@ -152,8 +152,8 @@ def test_two_dead_letters_for_one_signal_and_agent_are_a_violation() -> None:
 
 
 def test_a_signal_left_in_progress_is_stuck() -> None:
-    verdict = _verdict([_answer("s1", 0)], rows=[LogRow("s1", "in_progress")],
-                       crash_affected=frozenset({"s1"}))  # fmt: skip
+    rows = [LogRow("s1", "in_progress")]
+    verdict = _verdict([_answer("s1", 0)], rows=rows, crash_affected=frozenset({"s1"}))
     assert verdict.stuck == 1
     assert _invariants(verdict) == {"e"}
 

@@ -160,6 +160,9 @@ def test_chunked_body_over_limit_is_413(client: httpx.Client) -> None:
         ({"sender_id": "s", "payload": []}, "payload"),
         ({"sender_id": "s"}, "payload"),
         ({"sender_id": "s", "payload": {}, "log_id": "x" * 129}, "log_id"),
+        ({"sender_id": "s", "payload": {}, "log_id": "a\u0017b"}, "log_id"),
+        ({"sender_id": "s", "payload": {}, "log_id": "two words"}, "log_id"),
+        ({"sender_id": "s", "payload": {}, "log_id": "x\r\nInjected: 1"}, "log_id"),
         ({"sender_id": "s", "payload": {}, "timestamp": "yesterday"}, "timestamp"),
         ({"sender_id": "s", "payload": {}, "timestamp": "2026-01-01T00:00:00"}, "timestamp"),
         ({"sender_id": "s", "payload": {}, "mode": "broadcast"}, "mode"),
@@ -220,3 +223,14 @@ def test_nul_and_lone_surrogate_never_make_a_500(client: httpx.Client) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert surrogate.status_code == 400
+
+
+def test_integers_beyond_64_bits_are_kept_exactly(client: httpx.Client) -> None:
+    huge = -439999558299931050508288
+    response = route(
+        client, {"sender_id": "s", "payload": {"route": "one", "n": huge}, "metadata": {"m": huge}}
+    )
+    assert response.status_code == 200
+    log = client.get(f"/logs/{response.json()['log_id']}").json()
+    assert log["payload"]["n"] == huge
+    assert log["metadata"]["m"] == huge

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from router_service.config.settings import Settings
+from router_service.jsonwire import dumps
 
 _NUL = b"\\u0000"
 
@@ -30,9 +31,9 @@ def _strip_nul(value: Any) -> Any:
 
 def json_serializer(value: Any) -> str:
     """orjson, except that NUL (which JSONB refuses) becomes U+FFFD in agent answers."""
-    data = orjson.dumps(value)
+    data = dumps(value)
     if _NUL in data:
-        data = orjson.dumps(_strip_nul(value))
+        data = dumps(_strip_nul(value))
     return data.decode()
 
 

@@ -6,6 +6,7 @@ Driver errors become ``StorageUnavailable`` here and nowhere else.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -71,7 +72,7 @@ def _log_record(row: RowMapping) -> LogRecord:
         trace_id=row["trace_id"],
         sender_id=row["sender_id"],
         payload_hash=row["payload_hash"],
-        payload=orjson.loads(row["payload"]),
+        payload=json.loads(row["payload"]),  # exact: orjson would turn huge ints into floats
         metadata=row["metadata"],
         signal_ts=_aware(row["signal_ts"]) or utcnow(),
         kind=row["kind"],
@@ -94,7 +95,7 @@ def _dead_letter_record(row: RowMapping) -> DeadLetterRecord:
         agent=row["agent"] or None,
         kind=row["kind"],
         mode=row["mode"],
-        payload=orjson.loads(row["payload"]),
+        payload=json.loads(row["payload"]),
         error=row["error"],
         attempts=row["attempts"],
         replay_count=row["replay_count"],
