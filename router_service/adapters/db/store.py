@@ -126,14 +126,19 @@ class SqlStore:
         self._engine = engine
         self._events = events
         self._dialect = engine.dialect.name
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
 
     @asynccontextmanager
-    async def _connect(self, operation: str, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _connect(
+        self, operation: str, *, transaction: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; ``transaction`` for work that must commit together, autocommit
+        otherwise (one statement, one round trip: no BEGIN, COMMIT or ROLLBACK around it)."""
         started = time.perf_counter()
         ok = False
         try:
-            ctx = self._engine.begin() if write else self._engine.connect()
+            ctx = self._engine.begin() if transaction else self._autocommit.connect()
             async with ctx as conn:
                 yield conn
             ok = True
@@ -148,12 +153,12 @@ class SqlStore:
 
     async def ping(self) -> float:
         started = time.perf_counter()
-        async with self._connect("ping", write=False) as conn:
+        async with self._connect("ping") as conn:
             await conn.execute(text("SELECT 1"))
         return (time.perf_counter() - started) * 1000
 
     async def schema_revision(self) -> str | None:
-        async with self._connect("schema_revision", write=False) as conn:
+        async with self._connect("schema_revision") as conn:
             try:
                 result = await conn.execute(text("SELECT version_num FROM alembic_version"))
             except DBAPIError:
@@ -188,7 +193,7 @@ class SqlStore:
             .on_conflict_do_nothing(index_elements=["log_id"])
             .returning(signals.c.log_id)
         )
-        async with self._connect("claim", write=True) as conn:
+        async with self._connect("claim") as conn:
             inserted = (await conn.execute(statement)).first()
             if inserted is not None:
                 return Claim()
@@ -200,7 +205,7 @@ class SqlStore:
         return Claim(record=_log_record(row))
 
     async def get(self, log_id: str) -> LogRecord | None:
-        async with self._connect("get", write=False) as conn:
+        async with self._connect("get") as conn:
             row = (
                 (await conn.execute(select(signals).where(signals.c.log_id == log_id)))
                 .mappings()
@@ -211,7 +216,7 @@ class SqlStore:
     async def record(self, log_id: str, plan: Plan, outcome: Outcome, latency_ms: float) -> int:
         """The outcome and its dead letters in one transaction; returns dead letters created."""
         now = utcnow()
-        async with self._connect("record", write=True) as conn:
+        async with self._connect("record", transaction=bool(outcome.dead_letters)) as conn:
             updated = await conn.execute(
                 update(signals)
                 # The first final outcome wins (a reclaimed signal may be finished twice).
@@ -283,7 +288,7 @@ class SqlStore:
             .order_by(signals.c.created_at.desc(), signals.c.log_id.desc())
             .limit(query.limit + 1)
         )
-        async with self._connect("list_logs", write=False) as conn:
+        async with self._connect("list_logs") as conn:
             rows = (await conn.execute(statement)).mappings().all()
         items = [_log_record(r) for r in rows[: query.limit]]
         next_cursor = None
@@ -312,7 +317,7 @@ class SqlStore:
             .order_by(dead_letters.c.id)
             .limit(query.limit + 1)
         )
-        async with self._connect("list_dead_letters", write=False) as conn:
+        async with self._connect("list_dead_letters") as conn:
             rows = (await conn.execute(statement)).mappings().all()
         items = [_dead_letter_record(r) for r in rows[: query.limit]]
         next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
@@ -357,7 +362,7 @@ class SqlStore:
             .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=lease_s))
             .returning(dead_letters.c.id)
         )
-        async with self._connect("claim_dead_letters", write=True) as conn:
+        async with self._connect("claim_dead_letters", transaction=True) as conn:
             claimed = [r[0] for r in (await conn.execute(claim)).all()]
             if not claimed:
                 return []
@@ -389,7 +394,7 @@ class SqlStore:
             status = "replayed"
         else:
             status = "exhausted" if replay_count >= max_replays else "pending"
-        async with self._connect("finish_replay", write=True) as conn:
+        async with self._connect("finish_replay", transaction=True) as conn:
             await conn.execute(
                 update(dead_letters)
                 .where(dead_letters.c.id == entry.id)
@@ -471,13 +476,13 @@ class SqlStore:
             .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
             .returning(*signals.c)
         )
-        async with self._connect("reclaim_expired", write=True) as conn:
+        async with self._connect("reclaim_expired", transaction=True) as conn:
             rows = (await conn.execute(claim)).mappings().all()
         return [_log_record(r) for r in rows]
 
     async def release_leases(self, owner: str) -> int:
         """On shutdown: what this process leaves unfinished is reclaimable at once elsewhere."""
-        async with self._connect("release_leases", write=True) as conn:
+        async with self._connect("release_leases", transaction=True) as conn:
             result = await conn.execute(
                 update(signals)
                 .where(
@@ -507,7 +512,7 @@ class SqlStore:
             .order_by(signals.c.created_at)
             .limit(batch)
         )
-        async with self._connect("prune", write=True) as conn:
+        async with self._connect("prune", transaction=True) as conn:
             ids = [r[0] for r in (await conn.execute(doomed)).all()]
             if not ids:
                 return 0
@@ -516,7 +521,7 @@ class SqlStore:
         return len(ids)
 
     async def dlq_backlog(self) -> int:
-        async with self._connect("dlq_backlog", write=False) as conn:
+        async with self._connect("dlq_backlog") as conn:
             count = await conn.execute(
                 select(func.count())
                 .select_from(dead_letters)
