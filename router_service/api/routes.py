@@ -51,7 +51,10 @@ def scoped(scope: str) -> Any:
     """A dependency that runs before any body is read: an unauthenticated request is never
     parsed. Failures count against the client address."""
 
-    def authenticated(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    # async: a plain def would be run in a thread pool on every request.
+    async def authenticated(
+        request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> None:
         svc = services(request)
         assert svc.keys is not None  # the app factory always builds a key ring
         client = request.client.host if request.client else "unknown"

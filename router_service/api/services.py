@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router_service.adapters.agents import HttpAgentClient
-from router_service.adapters.db.engine import create_engine
+from router_service.adapters.db.engine import create_engine, is_postgres
 from router_service.adapters.db.migrate import head_revision
 from router_service.adapters.db.store import SqlStore
 from router_service.api.auth import FailureLimiter, KeyRing
@@ -42,6 +42,7 @@ class Services:
     keys: KeyRing | None
     metrics: Metrics
     engine: AsyncEngine
+    claims_engine: AsyncEngine | None
     store: SqlStore
     client: HttpAgentClient
     dispatcher: Dispatcher
@@ -82,12 +83,14 @@ class Services:
                 get_logger("shutdown").warning("shutdown.leases_released", signals=released)
         await self.client.close()
         await self.engine.dispose()
+        if self.claims_engine is not None:
+            await self.claims_engine.dispose()
         await asyncio.to_thread(self.telemetry.close)  # flushes queued spans over HTTP
 
 
 def watch_pool(engine: AsyncEngine, metrics: Metrics, size: int) -> None:
     """Pool use as gauges kept by pool events, so they also add up across worker processes."""
-    metrics.pool_size.set(size)
+    metrics.pool_size.inc(size)
     pool = engine.sync_engine.pool
     event.listen(pool, "checkout", lambda *_: metrics.pool_in_use.inc())
     event.listen(pool, "checkin", lambda *_: metrics.pool_in_use.dec())
@@ -104,7 +107,11 @@ def build_services(
     telemetry = Telemetry(metrics, spans=spans)
     engine = create_engine(settings)
     watch_pool(engine, metrics, settings.db_pool_size)
-    store = SqlStore(engine, telemetry)
+    claims_engine = None
+    if is_postgres(settings):
+        claims_engine = create_engine(settings, durable_commits=False)
+        watch_pool(claims_engine, metrics, settings.db_pool_size)
+    store = SqlStore(engine, telemetry, claims_engine)
     client = HttpAgentClient(
         max_connections=settings.global_concurrency,
         max_response_bytes=settings.max_agent_response_bytes,
@@ -126,6 +133,7 @@ def build_services(
         keys=keys,
         metrics=metrics,
         engine=engine,
+        claims_engine=claims_engine,
         store=store,
         client=client,
         dispatcher=dispatcher,

@@ -39,10 +39,25 @@ def json_serializer(value: Any) -> str:
     return data.decode()
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def is_postgres(settings: Settings) -> bool:
+    return make_url(settings.database_url).get_backend_name() == "postgresql"
+
+
+def create_engine(settings: Settings, *, durable_commits: bool = True) -> AsyncEngine:
+    """``durable_commits=False`` (Postgres only) is for claims: a claim commits without waiting
+    for its WAL flush, because the outcome's commit, synchronous and sent before any answer,
+    flushes the WAL up to and including the claim anyway. Visibility to other connections (what
+    idempotency needs) is immediate either way."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(settings)
+    server_settings = {
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        "lock_timeout": str(settings.db_statement_timeout_ms),
+        "application_name": "router-service",
+    }
+    if not durable_commits:
+        server_settings["synchronous_commit"] = "off"
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -53,11 +68,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
-            "server_settings": {
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "lock_timeout": str(settings.db_statement_timeout_ms),
-                "application_name": "router-service",
-            },
+            "server_settings": server_settings,
         },
     )
     _ping_after_idle(engine, settings.db_ping_idle_s)

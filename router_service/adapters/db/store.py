@@ -9,7 +9,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,8 +122,11 @@ _DLQ_COLUMNS = (
 class SqlStore:
     """The ``Store`` protocol on Postgres or SQLite."""
 
-    def __init__(self, engine: AsyncEngine, events: Events) -> None:
+    def __init__(
+        self, engine: AsyncEngine, events: Events, claims_engine: AsyncEngine | None = None
+    ) -> None:
         self._engine = engine
+        self._claims = (claims_engine or engine).execution_options(isolation_level="AUTOCOMMIT")
         self._events = events
         self._dialect = engine.dialect.name
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -131,14 +134,18 @@ class SqlStore:
 
     @asynccontextmanager
     async def _connect(
-        self, operation: str, *, transaction: bool = False
+        self, operation: str, *, transaction: bool = False, claims: bool = False
     ) -> AsyncIterator[AsyncConnection]:
         """A pooled connection; ``transaction`` for work that must commit together, autocommit
         otherwise (one statement, one round trip: no BEGIN, COMMIT or ROLLBACK around it)."""
         started = time.perf_counter()
         ok = False
         try:
-            ctx = self._engine.begin() if transaction else self._autocommit.connect()
+            ctx: AbstractAsyncContextManager[AsyncConnection] = (
+                self._engine.begin()
+                if transaction
+                else (self._claims if claims else self._autocommit).connect()
+            )
             async with ctx as conn:
                 yield conn
             ok = True
@@ -193,7 +200,7 @@ class SqlStore:
             .on_conflict_do_nothing(index_elements=["log_id"])
             .returning(signals.c.log_id)
         )
-        async with self._connect("claim") as conn:
+        async with self._connect("claim", claims=True) as conn:
             inserted = (await conn.execute(statement)).first()
             if inserted is not None:
                 return Claim()
