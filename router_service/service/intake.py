@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from router_service.config.routing_file import RoutingConfig
@@ -65,6 +66,26 @@ def agent_body(signal: Signal, kind: str) -> bytes:
         }
     )
     return head[:-1] + b',"payload":' + signal.payload_json.encode() + b"}"
+
+
+def stored_envelope(
+    *,
+    log_id: str,
+    sender_id: str,
+    payload: Any,
+    metadata: Any,
+    timestamp: datetime,
+    kind: str,
+) -> Envelope:
+    """What agents receive again when a stored signal is re-sent (replay, crash recovery)."""
+    signal = Signal.create(
+        sender_id=sender_id,
+        payload=payload,
+        timestamp=timestamp,
+        metadata=metadata,
+        log_id=log_id,
+    )
+    return Envelope(log_id, agent_body(signal, kind))
 
 
 class Intake:

@@ -17,11 +17,10 @@ from router_service.config.routing_file import RoutingConfig
 from router_service.domain.errors import StorageError
 from router_service.domain.outcome import fold
 from router_service.domain.routing import AgentSpec, Mode, Plan
-from router_service.domain.signal import Signal
 from router_service.observability.logging import get_logger
 from router_service.observability.tracing import TraceContext, new_span_id
-from router_service.service.dispatch import Dispatcher, Envelope
-from router_service.service.intake import agent_body
+from router_service.service.dispatch import Dispatcher
+from router_service.service.intake import stored_envelope
 from router_service.service.ports import Events, LogRecord, Store
 from router_service.service.replay import Replayer
 
@@ -63,17 +62,17 @@ class Sweeper:
         return Plan(kind=record.kind, rule=record.rule, mode=Mode(record.mode), agents=agents)
 
     async def _finish(self, record: LogRecord) -> None:
-        signal = Signal.create(
+        envelope = stored_envelope(
+            log_id=record.log_id,
             sender_id=record.sender_id,
             payload=record.payload,
-            timestamp=record.signal_ts,
             metadata=record.metadata,
-            log_id=record.log_id,
+            timestamp=record.signal_ts,
+            kind=record.kind,
         )
         plan = self._plan(record)
         trace = TraceContext(record.trace_id, new_span_id())
         started = time.perf_counter()
-        envelope = Envelope(record.log_id, agent_body(signal, record.kind))
         results = await self._dispatcher.dispatch(plan, envelope, trace, started + self._deadline_s)
         outcome = fold(plan.mode, results)
         created = await self._store.record(

@@ -11,10 +11,9 @@ from router_service.config.routing_file import RoutingConfig
 from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
-from router_service.domain.signal import Signal
 from router_service.observability.tracing import TraceContext, new_span_id
-from router_service.service.dispatch import Dispatcher, Envelope
-from router_service.service.intake import agent_body
+from router_service.service.dispatch import Dispatcher
+from router_service.service.intake import stored_envelope
 from router_service.service.ports import DeadLetterRecord, Events, ReplayResult, Store
 
 BATCH = 100
@@ -112,14 +111,14 @@ class Replayer:
         self._events.replayed(outcome="succeeded" if result.ok else status)
 
     async def _send(self, entry: DeadLetterRecord) -> ReplayResult:
-        signal = Signal.create(
+        envelope = stored_envelope(
+            log_id=entry.log_id,
             sender_id=entry.sender_id,
             payload=entry.payload,
-            timestamp=entry.signal_ts or entry.created_at,
             metadata=entry.metadata,
-            log_id=entry.log_id,
+            timestamp=entry.signal_ts or entry.created_at,
+            kind=entry.kind,
         )
-        envelope = Envelope(entry.log_id, agent_body(signal, entry.kind))
         trace = TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
         deadline = time.perf_counter() + self._deadline_s
         if entry.agent is not None:
