@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from router_service import __version__
 from router_service.api.auth import KeyRing
 from router_service.api.errors import install_error_handlers
-from router_service.api.middleware import TraceMiddleware
+from router_service.api.middleware import RouteFastPath, TraceMiddleware
 from router_service.api.protocol import HTTP_LIMITS
 from router_service.api.routes import router
 from router_service.api.services import running_services
@@ -49,5 +49,6 @@ def create_app(settings: Settings | None = None, routing: RoutingConfig | None =
     )
     install_error_handlers(app)
     app.include_router(router)
-    app.add_middleware(TraceMiddleware, metrics=metrics)
+    app.add_middleware(RouteFastPath)
+    app.add_middleware(TraceMiddleware, metrics=metrics)  # added last: the outermost
     return app

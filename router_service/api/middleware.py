@@ -1,12 +1,17 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware): trace context, in-flight gauge, access metrics."""
+"""Pure ASGI middleware (no BaseHTTPMiddleware): trace context, in-flight gauge, access metrics,
+and the fast path of POST /route."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import structlog
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router_service.api.errors import error_response
+from router_service.domain.errors import RouterError
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.observability.tracing import TraceContext
@@ -69,3 +74,32 @@ def _route_name(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+class RouteFastPath:
+    """Serves ``POST /route`` (the hot path) straight from the ASGI scope, without FastAPI's
+    router, dependency solving and exception middleware around it. The handler and the error
+    mapping are the same ones the documented FastAPI route uses."""
+
+    marker = SimpleNamespace(path="/route")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = get_logger("http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/route" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        from router_service.api.routes import handle_route  # routes imports this module
+
+        scope["route"] = self.marker
+        request = Request(scope, receive)
+        try:
+            response = await handle_route(request, scope["app"].state.services)
+        except RouterError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.headers or None)
+        except Exception as exc:
+            self.log.exception("request.crashed", error_type=type(exc).__name__)
+            response = error_response(500, "internal_error", "the router failed unexpectedly")
+        await response(scope, receive, send)

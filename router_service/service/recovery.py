@@ -49,7 +49,14 @@ class Sweeper:
     async def sweep_once(self) -> int:
         """Finish every expired signal found now; returns how many."""
         found = await self._store.reclaim_expired(self._owner, self._deadline_s * 2, self._batch)
-        await asyncio.gather(*(self._finish(record) for record in found))
+        # A few at a time: a recovery storm after a crash must not starve live traffic.
+        limit = asyncio.Semaphore(8)
+
+        async def finish(record: LogRecord) -> None:
+            async with limit:
+                await self._finish(record)
+
+        await asyncio.gather(*(finish(record) for record in found))
         return len(found)
 
     def _plan(self, record: LogRecord) -> Plan:
