@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.probes import histogram_buckets, histogram_quantile
+from bench.runner import Check
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("nginx (direct)", "nginx (reverse proxy)", "router (Postgres)", "router (SQLite)")
 
@@ -44,3 +47,33 @@ def test_quick_bench_writes_a_report_with_every_target_and_passing_checks(tmp_pa
     for heading in ("## How to run", "## Machine", "## Targets"):
         assert heading in report
     assert "nproc" in _section(report, "Machine")
+
+
+METRICS = """\
+# TYPE router_overhead_seconds histogram
+router_overhead_seconds_bucket{kind="default",le="0.001"} 2.0
+router_overhead_seconds_bucket{kind="default",le="0.002"} 6.0
+router_overhead_seconds_bucket{kind="default",le="+Inf"} 8.0
+router_overhead_seconds_bucket{kind="policy",le="0.001"} 2.0
+router_overhead_seconds_bucket{kind="policy",le="0.002"} 2.0
+router_overhead_seconds_bucket{kind="policy",le="+Inf"} 2.0
+router_latency_seconds_bucket{kind="default",le="0.001"} 100.0
+"""
+
+
+def test_histogram_quantile_sums_label_sets_and_interpolates_like_prometheus() -> None:
+    buckets = histogram_buckets(METRICS, "router_overhead_seconds")
+    assert buckets == {0.001: 4.0, 0.002: 8.0, float("inf"): 10.0}
+    # rank 5 of 10 lies in (0.001, 0.002] which holds ranks 5..8: a quarter of the way in.
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.00125)
+    assert histogram_quantile(0.2, buckets) == pytest.approx(0.0005)  # first bucket from 0
+    assert histogram_quantile(0.99, buckets) == pytest.approx(0.002)  # +Inf: highest bound
+    assert histogram_quantile(0.5, {}) is None
+
+
+def test_correctness_check_allows_only_requests_in_flight_at_the_stop() -> None:
+    assert Check.of(rows=100, ok=100, unanswered=0, duplicates=0).passed
+    assert Check.of(rows=104, ok=100, unanswered=8, duplicates=0).passed
+    assert not Check.of(rows=109, ok=100, unanswered=8, duplicates=0).passed
+    assert not Check.of(rows=99, ok=100, unanswered=8, duplicates=0).passed
+    assert not Check.of(rows=100, ok=100, unanswered=0, duplicates=1).passed

@@ -112,6 +112,26 @@ def test_a_repeated_effect_after_a_crash_is_a_redelivery() -> None:
     assert (verdict.redeliveries, verdict.duplicate_dispatches) == (1, 0)
 
 
+def test_a_repeated_effect_after_a_database_failure_is_a_redelivery() -> None:
+    answers = [_answer("s1", 503, code="database_unavailable"), _answer("s1", trace="t2")]
+    verdict = _verdict(answers, [_receipt("s1"), _receipt("s1")])
+    assert verdict.passed, verdict.violations
+    assert (verdict.redeliveries, verdict.duplicate_dispatches) == (1, 0)
+    overloaded = [_answer("s1", 503, code="overloaded"), _answer("s1", trace="t2")]
+    assert _verdict(overloaded, [_receipt("s1"), _receipt("s1")]).duplicate_dispatches == 1
+
+
+def test_a_repeated_effect_the_router_recorded_as_a_retry_is_a_redelivery() -> None:
+    receipts = [_receipt("s1"), _receipt("s1")]
+    rows = [LogRow("s1", "delivered", {"a": 2})]
+    retried = _verdict([_answer("s1")], receipts, rows=rows)
+    assert retried.passed, retried.violations
+    assert (retried.redeliveries, retried.retries, retried.duplicate_dispatches) == (1, 1, 0)
+    three = _verdict([_answer("s1")], [*receipts, _receipt("s1")], rows=rows)
+    assert three.duplicate_dispatches == 1
+    assert _invariants(three) == {"b"}
+
+
 def test_retried_attempts_at_a_failing_agent_are_not_effects() -> None:
     receipts = [_receipt("s1", effect=False), _receipt("s1", effect=False), _receipt("s1")]
     verdict = _verdict([_answer("s1")], receipts)

@@ -148,3 +148,23 @@ def test_two_replayers_at_once_never_replay_the_same_entry(
     assert sorted(replayed_ids) == sorted(log_ids)
     rows = query(database_url, "SELECT count(*) AS n FROM dead_letters WHERE replay_count = 1")
     assert rows == [{"n": 30}]
+
+
+def test_concurrent_replays_never_take_more_than_their_limit(
+    client: httpx.Client, agents: RunningAgents, router: RouterServer
+) -> None:
+    park(client, agents, 40)
+    agents.set("alpha", mode="slow", delay_ms=10)
+
+    def replay(_: int) -> dict[str, int]:
+        return httpx.post(
+            f"{router.base_url}/dlq/replay",
+            json={"limit": 5},
+            headers={"X-API-Key": client.headers["X-API-Key"]},
+            timeout=60,
+        ).json()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        summaries = list(pool.map(replay, range(4)))
+    assert [s["replayed"] for s in summaries] == [5, 5, 5, 5]
+    assert len(client.get("/dlq", params={"limit": 500}).json()["items"]) == 20

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import RowMapping, and_, func, or_, select, text, update
+from sqlalchemy import RowMapping, Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -193,6 +193,15 @@ class SqlStore:
                 raise StorageUnavailable("the database is unavailable; try again shortly") from exc
             except asyncpg.PostgresError as exc:
                 raise StorageUnavailable(f"the database refused {operation}: {exc}") from exc
+
+    def _pick(self, rows: Select[Any]) -> Any:
+        """Rows for one claimer. On Postgres: locked, skipping rows others hold, and picked
+        once in a materialized CTE — an ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)``
+        subquery may be re-run by the planner and claim more than ``n`` rows."""
+        if self._dialect != "postgresql":
+            return rows.scalar_subquery()
+        picked = rows.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        return select(picked.c[0]).scalar_subquery()
 
     async def ping(self) -> float:
         started = time.perf_counter()
@@ -434,11 +443,9 @@ class SqlStore:
             candidates = candidates.where(dead_letters.c.id.in_(list(ids)))
         if limit is not None:
             candidates = candidates.limit(limit)
-        if self._dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
         claim = (
             update(dead_letters)
-            .where(dead_letters.c.id.in_(candidates.scalar_subquery()), claimable)
+            .where(dead_letters.c.id.in_(self._pick(candidates)), claimable)
             .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=lease_s))
             .returning(dead_letters.c.id)
         )
@@ -544,12 +551,10 @@ class SqlStore:
             .order_by(signals.c.lease_expires_at)
             .limit(limit)
         )
-        if self._dialect == "postgresql":
-            expired = expired.with_for_update(skip_locked=True)
         claim = (
             update(signals)
             .where(
-                signals.c.log_id.in_(expired.scalar_subquery()),
+                signals.c.log_id.in_(self._pick(expired)),
                 signals.c.status == Status.IN_PROGRESS.value,
                 signals.c.lease_expires_at < now,
             )
