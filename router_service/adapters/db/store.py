@@ -13,7 +13,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
 from sqlalchemy import RowMapping, Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -139,7 +138,6 @@ UPDATE signals
        lease_owner = NULL, lease_expires_at = NULL, updated_at = $6
  WHERE log_id = $1 AND status = 'in_progress'
 """
-_DRIVER_LOST = (asyncpg.InterfaceError, ConnectionError, OSError)
 
 
 class SqlStore:
@@ -188,11 +186,14 @@ class SqlStore:
             raw = await conn.get_raw_connection()
             try:
                 yield raw.driver_connection
-            except _DRIVER_LOST as exc:
-                await conn.invalidate()  # the pool must not hand this connection out again
+            except Exception as exc:
+                # Whatever broke mid-statement (a killed backend, a protocol state left behind),
+                # the pool must not hand this connection out again.
+                await conn.invalidate()
                 raise StorageUnavailable("the database is unavailable; try again shortly") from exc
-            except asyncpg.PostgresError as exc:
-                raise StorageUnavailable(f"the database refused {operation}: {exc}") from exc
+            except BaseException:
+                await conn.invalidate()  # cancelled mid-statement: the protocol state is unknown
+                raise
 
     def _pick(self, rows: Select[Any]) -> Any:
         """Rows for one claimer. On Postgres: locked, skipping rows others hold, and picked
