@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from router_service.devtools.demo_agents import RunningAgents
 from tests.conftest import API_KEY, make_settings
+from tests.support.db import query
 from tests.support.proxy import FaultyProxy
 from tests.support.server import RouterServer
 
@@ -69,3 +70,36 @@ def test_database_outage_is_503_then_recovers_without_restart(
         assert client.post("/route", json=signal).status_code == 200
         assert client.get("/health").status_code == 200
         assert len(agents.received("alpha")) == 2
+
+
+def test_killed_backends_never_make_a_500(
+    migrated: object, routing_file: Path, agents: RunningAgents
+) -> None:
+    url = migrated("postgres")  # type: ignore[operator]
+    database = make_url(url).database
+    server = RouterServer(make_settings(url, routing_file)).start()
+    statuses = []
+    try:
+        with httpx.Client(
+            base_url=server.base_url, headers={"X-API-Key": API_KEY}, timeout=30
+        ) as client:
+            for round_ in range(6):
+                for index in range(5):
+                    body = {
+                        "sender_id": "kill",
+                        "payload": {"route": "one", "i": index, "r": round_},
+                    }
+                    statuses.append(client.post("/route", json=body).status_code)
+                query(
+                    url,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'router-service' AND datname = $1",
+                    database,
+                )
+            after = client.post("/route", json={"sender_id": "kill", "payload": {"route": "one"}})
+    finally:
+        server.stop()
+    assert 500 not in statuses
+    assert set(statuses) <= {200, 503}
+    assert after.status_code in (200, 503)
+    assert statuses.count(200) >= 20  # the pool replaces killed connections by itself

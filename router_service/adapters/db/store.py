@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -224,30 +224,7 @@ class SqlStore:
         """Insert the log row as ``in_progress``; the primary key makes the claim atomic."""
         now = utcnow()
         if self._dialect == "postgresql":
-            async with self._driver("claim", claims=True) as driver:
-                inserted = await driver.fetchval(
-                    PG_CLAIM,
-                    signal.log_id,
-                    signal.sender_id,
-                    signal.payload_hash,
-                    signal.payload_json,
-                    json_serializer(signal.metadata),
-                    signal.timestamp,
-                    trace_id,
-                    plan.kind,
-                    plan.rule,
-                    plan.mode.value,
-                    json_serializer(plan.agent_names),
-                    lease_owner,
-                    now + timedelta(seconds=lease_s),
-                    now,
-                )
-            if inserted is not None:
-                return Claim()
-            existing = await self.get(signal.log_id)
-            if existing is None:  # pragma: no cover - rows are never deleted while claimed
-                raise StorageError("claimed signal vanished")
-            return Claim(record=existing)
+            return await self._claim_pg(signal, plan, trace_id, lease_owner, lease_s, now)
         statement = (
             self._insert(signals)
             .values(
@@ -282,6 +259,55 @@ class SqlStore:
             )
         return Claim(record=_log_record(row))
 
+    async def _claim_pg(
+        self,
+        signal: Signal,
+        plan: Plan,
+        trace_id: str,
+        lease_owner: str,
+        lease_s: float,
+        now: datetime,
+    ) -> Claim:
+        params = (
+            signal.log_id,
+            signal.sender_id,
+            signal.payload_hash,
+            signal.payload_json,
+            json_serializer(signal.metadata),
+            signal.timestamp,
+            trace_id,
+            plan.kind,
+            plan.rule,
+            plan.mode.value,
+            json_serializer(plan.agent_names),
+            lease_owner,
+            now + timedelta(seconds=lease_s),
+            now,
+        )
+        inserted = await self._twice(
+            "claim", lambda driver: driver.fetchval(PG_CLAIM, *params), claims=True
+        )
+        if inserted is not None:
+            return Claim()
+        existing = await self.get(signal.log_id)
+        if existing is None:  # pragma: no cover - rows are never deleted while claimed
+            raise StorageError("claimed signal vanished")
+        if existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
+            return Claim()  # our own first try went through before its connection died
+        return Claim(record=existing)
+
+    async def _twice(
+        self, operation: str, run: Callable[[Any], Awaitable[Any]], *, claims: bool = False
+    ) -> Any:
+        """Run an idempotent statement; once more on a fresh connection if the pooled one
+        turned out dead (a restarted or killed backend), instead of failing the request."""
+        try:
+            async with self._driver(operation, claims=claims) as driver:
+                return await run(driver)
+        except StorageUnavailable:
+            async with self._driver(operation, claims=claims) as driver:
+                return await run(driver)
+
     async def get(self, log_id: str) -> LogRecord | None:
         async with self._connect("get") as conn:
             row = (
@@ -295,16 +321,15 @@ class SqlStore:
         """The outcome and its dead letters in one transaction; returns dead letters created."""
         now = utcnow()
         if self._dialect == "postgresql" and not outcome.dead_letters:
-            async with self._driver("record") as driver:
-                await driver.execute(
-                    PG_RECORD,
-                    log_id,
-                    outcome.status.value,
-                    json_serializer([r.as_dict() for r in outcome.results]),
-                    json_serializer(outcome.response),
-                    latency_ms,
-                    now,
-                )
+            params = (
+                log_id,
+                outcome.status.value,
+                json_serializer([r.as_dict() for r in outcome.results]),
+                json_serializer(outcome.response),
+                latency_ms,
+                now,
+            )
+            await self._twice("record", lambda driver: driver.execute(PG_RECORD, *params))
             return 0
         async with self._connect("record", transaction=bool(outcome.dead_letters)) as conn:
             updated = await conn.execute(
