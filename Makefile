@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 N ?= 1000
 LIMIT ?= 100
 
-.PHONY: install dev migrate test check lint format load replay-dlq clean
+.PHONY: install dev migrate test check lint format load replay-dlq chaos bench clean
 
 install: $(VENV)/.installed
 
@@ -25,8 +25,8 @@ test: install
 	$(BIN)/pytest
 
 check: install
-	$(BIN)/ruff check router_service tests deploy
-	$(BIN)/ruff format --check router_service tests deploy
+	$(BIN)/ruff check router_service tests deploy chaos
+	$(BIN)/ruff format --check router_service tests deploy chaos
 	$(BIN)/mypy
 
 format: install
@@ -38,6 +38,9 @@ load: install
 
 replay-dlq: install
 	$(BIN)/router-service replay-dlq --limit $(LIMIT)
+
+chaos: install
+	$(BIN)/python -m chaos
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -55,9 +56,9 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     from router_service.api.protocol import GuardedHttpProtocol
     from router_service.api.services import preflight
 
+    made_dir = None
     if (workers > 1 and not reload) or os.environ.get(MULTIPROC_ENV):
-        _share_metrics_between_workers()  # before anything creates a metric
-
+        made_dir = _share_metrics_between_workers()  # before anything creates a metric
     settings = _settings()
     try:
         # Fail here, in one line: a missing key, a bad routing file, an old schema.
@@ -69,35 +70,42 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     # handler a clean exit, so a drained shutdown ends with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.run(
-        "router_service.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers if not reload else None,
-        reload=reload,
-        reload_dirs=[str(Path(__file__).parent)] if reload else None,
-        loop="uvloop",
-        http=GuardedHttpProtocol,
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-    )
+    try:
+        uvicorn.run(
+            "router_service.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers if not reload else None,
+            reload=reload,
+            reload_dirs=[str(Path(__file__).parent)] if reload else None,
+            loop="uvloop",
+            http=GuardedHttpProtocol,
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        )
+    finally:
+        if made_dir is not None:
+            shutil.rmtree(made_dir, ignore_errors=True)
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
     sys.exit(0)
 
 
-def _share_metrics_between_workers() -> None:
+def _share_metrics_between_workers() -> str | None:
     """Prometheus multiprocess mode: each worker writes its samples to files in one directory
     and /metrics, whichever worker answers, reads them all. Stale files from an earlier run
-    would be counted again, so the directory starts empty."""
-    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="router-metrics-")
+    would be counted again, so the directory starts empty. Returns the directory when serve
+    made it (to remove on the way out)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    directory = given or tempfile.mkdtemp(prefix="router-metrics-")
     Path(directory).mkdir(parents=True, exist_ok=True)
     for stale in Path(directory).glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROC_ENV] = directory
+    return None if given else directory
 
 
 @main.command()

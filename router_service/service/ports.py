@@ -130,6 +130,7 @@ class Store(Protocol):
         owner: str,
         lease_s: float,
         due_only: bool = False,
+        after_id: int | None = None,
     ) -> list[DeadLetterRecord]: ...
 
     async def finish_replay(

@@ -74,6 +74,7 @@ class Replayer:
         """
         summary = ReplaySummary()
         next_slot = time.monotonic()
+        last_id: int | None = None  # one call attempts an entry at most once
         while True:
             batch = BATCH if limit is None else min(BATCH, limit - summary.replayed)
             if batch <= 0:
@@ -84,12 +85,14 @@ class Replayer:
                 owner=self._owner,
                 lease_s=self._deadline_s * 4 + pace_s * batch,
                 due_only=due_only,
+                after_id=last_id,
             )
             for entry in entries:
                 if pace_s:
                     await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
                     next_slot = max(next_slot, time.monotonic()) + pace_s
                 await self._replay_entry(entry, summary)
+                last_id = entry.id
                 if on_entry is not None:
                     on_entry(summary)
             if ids is not None or len(entries) < batch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import httpx
 
@@ -168,3 +169,43 @@ def test_concurrent_replays_never_take_more_than_their_limit(
         summaries = list(pool.map(replay, range(4)))
     assert [s["replayed"] for s in summaries] == [5, 5, 5, 5]
     assert len(client.get("/dlq", params={"limit": 500}).json()["items"]) == 20
+
+
+def _park_directly(database_url: str, count: int) -> None:
+    """Many dead letters at once, written as the router would (faster than routing them)."""
+    sqlite = database_url.startswith("sqlite")
+    now: object = "2026-01-01 00:00:00.000000" if sqlite else datetime(2026, 1, 1, tzinfo=UTC)
+    for index in range(count):
+        log_id = f"bulk-{index}"
+        query(
+            database_url,
+            "INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts,"
+            " trace_id, kind, rule, mode, routed_agents, status, created_at, updated_at)"
+            " VALUES ($1, 'bulk', 'h', '{\"route\": \"one\"}', '{}', $2, $3, 'one', 'route-one',"
+            " 'first_success', '[\"alpha\"]', 'dead_lettered', $4, $5)",
+            log_id,
+            now,
+            "0" * 32,
+            now,
+            now,
+        )
+        query(
+            database_url,
+            "INSERT INTO dead_letters (log_id, agent, kind, mode, error, attempts, replay_count,"
+            " status, created_at) VALUES ($1, '', 'one', 'first_success', 'HTTP 400', 1, 0,"
+            " 'pending', $2)",
+            log_id,
+            now,
+        )
+
+
+def test_one_replay_call_attempts_each_entry_once_across_batches(
+    client: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    _park_directly(database_url, 130)  # more than one claim batch (100)
+    agents.set("alpha", mode="fail", status=400)
+    summary = client.post("/dlq/replay", json={"limit": 500}).json()
+    assert summary["replayed"] == 130
+    assert len(agents.received("alpha")) == 130
+    counts = query(database_url, "SELECT DISTINCT replay_count FROM dead_letters")
+    assert counts == [{"replay_count": 1}]

@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router_service.adapters.db.engine import json_serializer
 from router_service.adapters.db.tables import dead_letters, signals
-from router_service.domain.errors import StorageError, StorageUnavailable, ValidationFailed
+from router_service.domain.errors import (
+    Overloaded,
+    StorageError,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
@@ -170,7 +175,9 @@ class SqlStore:
             async with ctx as conn:
                 yield conn
             ok = True
-        except (DBAPIError, PoolTimeout, OSError, TimeoutError) as exc:
+        except PoolTimeout as exc:
+            raise Overloaded("every database connection is busy; retry shortly") from exc
+        except (DBAPIError, OSError, TimeoutError) as exc:
             raise StorageUnavailable("the database is unavailable; try again shortly") from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"database error during {operation}") from exc
@@ -446,6 +453,7 @@ class SqlStore:
         owner: str,
         lease_s: float,
         due_only: bool = False,
+        after_id: int | None = None,
     ) -> list[DeadLetterRecord]:
         """Claim pending entries for one replayer; a claim expires if its replayer dies.
 
@@ -464,6 +472,8 @@ class SqlStore:
                     dead_letters.c.next_attempt_at.is_(None), dead_letters.c.next_attempt_at <= now
                 ),
             )
+        if after_id is not None:
+            claimable = and_(claimable, dead_letters.c.id > after_id)
         candidates = select(dead_letters.c.id).where(claimable).order_by(dead_letters.c.id)
         if ids is not None:
             candidates = candidates.where(dead_letters.c.id.in_(list(ids)))
