@@ -25,8 +25,8 @@ test: install
 	$(BIN)/pytest
 
 check: install
-	$(BIN)/ruff check router_service tests deploy chaos
-	$(BIN)/ruff format --check router_service tests deploy chaos
+	$(BIN)/ruff check router_service tests deploy chaos bench
+	$(BIN)/ruff format --check router_service tests deploy chaos bench
 	$(BIN)/mypy
 
 format: install
@@ -41,6 +41,9 @@ replay-dlq: install
 
 chaos: install
 	$(BIN)/python -m chaos
+
+bench: install
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
