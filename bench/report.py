@@ -55,10 +55,15 @@ METHOD = """\
   *i*/rate whatever the server does and its latency runs from that intended time (no
   coordinated omission); the signal mix of `router-service load` with no duplicates (bodies of
   20 B to 6 kB). The first/last-window p50 are over the requests due in the first and in the
-  last window of the run. The peers are measured in closed loop only (they take chat requests).
+  last window of the run. At most 1,024 requests are outstanding: when the target cannot keep
+  up, the requests due beyond that are dropped and counted (*dropped + errors*), and the
+  latency of the others settles near 1,024 / throughput. The peers are measured in closed loop
+  only (they take chat requests).
 - **Server cost.** CPU is utime + stime of the server process and its children (from
   `/proc/<pid>/stat`) during the run, divided by the requests it handled; Postgres CPU is that of
-  the Postgres backends serving the router's pool, which is not part of the router's figure.
+  the Postgres backends serving the router's pool, which is not part of the router's figure
+  (best effort: a backend that closed during the run is not counted, so when the pool churns,
+  as it does when the router is overloaded, the figure is missing or too low).
   Peak RSS is VmHWM. *Overhead* is the router's own `router_overhead_seconds` histogram (total
   minus the agent call) and *server p50* its `router_latency_seconds`, both for that run alone
   (the difference of two scrapes), as quantiles interpolated within buckets like Prometheus'

@@ -173,7 +173,8 @@ class _Beside:
         overhead = self._delta(text, OVERHEAD)
         return dataclasses.replace(
             sample,
-            db_cpu_s=db_cpu if db_after else None,
+            # Only when the same backends served the whole run: a closed one took its CPU along.
+            db_cpu_s=db_cpu if db_after and db_after.keys() == self.db.keys() else None,
             overhead_p50_ms=_ms(probes.histogram_quantile(0.5, overhead)),
             overhead_p95_ms=_ms(probes.histogram_quantile(0.95, overhead)),
             overhead_samples=round(max(overhead.values(), default=0.0)),

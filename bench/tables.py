@@ -193,13 +193,13 @@ def noise(result: BenchResult) -> list[str]:
         f" {len(noisy)} of {len(runs)} kept runs still had more than {NOISY_CORES:g} cores of"
         " other load" + (":" if noisy else ".")
     )
-    for run in noisy[:40]:
+    by_target: dict[str, list[float]] = {}
+    for run in noisy:
         assert run.server is not None
-        where = level_label(run.mode, run.level)
-        lines.append(
-            f"- {result.label(run.target)}, rep {run.rep}, {where}: "
-            f"{run.server.other_cores:.2f} cores"
-        )
+        by_target.setdefault(result.label(run.target), []).append(run.server.other_cores)
+    for label, cores in by_target.items():
+        total = sum(1 for r in runs if result.label(r.target) == label)
+        lines.append(f"- {label}: {len(cores)} of {total} runs, at most {max(cores):.2f} cores")
     return lines
 
 
