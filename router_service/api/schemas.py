@@ -73,7 +73,14 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     limit: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
-    ids: Annotated[list[StrictInt], Field(min_length=1, max_length=1000)] | None = None
+    # Entry ids are 64-bit database keys: anything outside cannot exist (and would overflow).
+    ids: (
+        Annotated[
+            list[Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]],
+            Field(min_length=1, max_length=1000),
+        ]
+        | None
+    ) = None
 
 
 class ReplayResponse(BaseModel):

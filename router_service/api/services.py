@@ -26,6 +26,7 @@ from router_service.domain.retry import RetryPolicy
 from router_service.observability.events import Telemetry
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
+from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
 from router_service.service.intake import Intake
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
@@ -127,7 +128,7 @@ def build_services(
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000
-    common = {"store": store, "dispatcher": dispatcher, "routing": routing, "events": telemetry}
+    ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner)
     return Services(
         settings=settings,
         keys=keys,
@@ -138,12 +139,10 @@ def build_services(
         client=client,
         dispatcher=dispatcher,
         telemetry=telemetry,
-        intake=Intake(**common, deadline_s=deadline_s, owner=owner),  # type: ignore[arg-type]
+        intake=Intake(ctx),
         replayer=Replayer(
-            **common,  # type: ignore[arg-type]
+            ctx,
             max_replays=settings.max_replays,
-            deadline_s=deadline_s,
-            owner=owner,
             backoff=RetryPolicy(
                 max_attempts=settings.max_replays,
                 base_s=settings.dlq_retry_base_s,
@@ -158,7 +157,7 @@ def build_services(
             timeout_s=settings.body_timeout_s,
         ),
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
-        sweeper=Sweeper(**common, deadline_s=deadline_s, owner=owner),  # type: ignore[arg-type]
+        sweeper=Sweeper(ctx),
         owner=owner,
     )
 

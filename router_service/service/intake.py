@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from router_service.config.routing_file import RoutingConfig
 from router_service.domain.errors import Conflict, IdempotencyKeyReused
 from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.routing import Mode, Plan
@@ -16,8 +15,9 @@ from router_service.domain.signal import Signal, format_timestamp
 from router_service.jsonwire import dumps
 from router_service.observability.logging import get_logger
 from router_service.observability.tracing import TraceContext
-from router_service.service.dispatch import Dispatcher, Envelope
-from router_service.service.ports import Events, LogRecord, Store
+from router_service.service.context import Collaborators
+from router_service.service.dispatch import Envelope
+from router_service.service.ports import LogRecord
 
 # How often a duplicate re-reads a signal still in flight (doubling up to the cap).
 _POLL_FIRST_S = 0.005
@@ -91,22 +91,10 @@ def stored_envelope(
 class Intake:
     """Routes one signal, exactly once per ``log_id`` across every process sharing the store."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        dispatcher: Dispatcher,
-        routing: RoutingConfig,
-        events: Events,
-        deadline_s: float,
-        owner: str,
-    ) -> None:
-        self._store = store
-        self._dispatcher = dispatcher
-        self._routing = routing
-        self._events = events
-        self._deadline_s = deadline_s
-        self._owner = owner
+    def __init__(self, ctx: Collaborators) -> None:
+        self._store, self._dispatcher = ctx.store, ctx.dispatcher
+        self._routing, self._events = ctx.routing, ctx.events
+        self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
 
     def plan(self, signal: Signal, mode: Mode | None) -> Plan:
         found = self._routing.classifier.classify(signal.payload)

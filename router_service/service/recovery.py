@@ -13,36 +13,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from router_service.config.routing_file import RoutingConfig
 from router_service.domain.errors import StorageError
 from router_service.domain.outcome import fold
 from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.observability.logging import get_logger
 from router_service.observability.tracing import TraceContext, new_span_id
-from router_service.service.dispatch import Dispatcher
+from router_service.service.context import Collaborators
 from router_service.service.intake import stored_envelope
-from router_service.service.ports import Events, LogRecord, Store
+from router_service.service.ports import LogRecord
 from router_service.service.replay import Replayer
 
 
 class Sweeper:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        dispatcher: Dispatcher,
-        routing: RoutingConfig,
-        events: Events,
-        deadline_s: float,
-        owner: str,
-        batch: int = 50,
-    ) -> None:
-        self._store = store
-        self._dispatcher = dispatcher
-        self._routing = routing
-        self._events = events
-        self._deadline_s = deadline_s
-        self._owner = owner
+    def __init__(self, ctx: Collaborators, *, batch: int = 50) -> None:
+        self._store, self._dispatcher = ctx.store, ctx.dispatcher
+        self._routing, self._events = ctx.routing, ctx.events
+        self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
         self._batch = batch
         self._log = get_logger("recovery")
 

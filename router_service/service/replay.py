@@ -7,14 +7,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from router_service.config.routing_file import RoutingConfig
 from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
 from router_service.observability.tracing import TraceContext, new_span_id
-from router_service.service.dispatch import Dispatcher
+from router_service.service.context import Collaborators
 from router_service.service.intake import stored_envelope
-from router_service.service.ports import DeadLetterRecord, Events, ReplayResult, Store
+from router_service.service.ports import DeadLetterRecord, ReplayResult
 
 BATCH = 100
 
@@ -37,24 +36,12 @@ class ReplaySummary:
 
 class Replayer:
     def __init__(
-        self,
-        *,
-        store: Store,
-        dispatcher: Dispatcher,
-        routing: RoutingConfig,
-        events: Events,
-        max_replays: int,
-        deadline_s: float,
-        owner: str,
-        backoff: RetryPolicy | None = None,
+        self, ctx: Collaborators, *, max_replays: int, backoff: RetryPolicy | None = None
     ) -> None:
-        self._store = store
-        self._dispatcher = dispatcher
-        self._routing = routing
-        self._events = events
+        self._store, self._dispatcher = ctx.store, ctx.dispatcher
+        self._routing, self._events = ctx.routing, ctx.events
+        self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
         self._max_replays = max_replays
-        self._deadline_s = deadline_s
-        self._owner = owner
         # When a failed entry is due again (for the redelivery worker; manual replays ignore it).
         self._backoff = backoff or RetryPolicy(max_attempts=max_replays, base_s=5.0, cap_s=300.0)
 

@@ -122,7 +122,15 @@ def test_replay_by_ids_touches_only_those(client: httpx.Client, agents: RunningA
 
 
 def test_replay_request_needs_exactly_one_of_limit_or_ids(client: httpx.Client) -> None:
-    for body in ({}, {"limit": 1, "ids": [1]}, {"limit": 0}, {"ids": []}, {"what": 1}):
+    huge = [-309138523019772917731606638872231936]
+    for body in (
+        {},
+        {"limit": 1, "ids": [1]},
+        {"limit": 0},
+        {"ids": []},
+        {"what": 1},
+        {"ids": huge},
+    ):
         response = client.post("/dlq/replay", json=body)
         assert response.status_code == 422, body
 

@@ -429,7 +429,7 @@ class SqlStore:
             conditions.append(dead_letters.c.kind == query.kind)
         if query.cursor is not None:
             (after,) = decode_cursor(query.cursor, 1)
-            if not isinstance(after, int):
+            if not isinstance(after, int) or not 0 <= after < 2**63:
                 raise ValidationFailed("cursor is not one this server issued")
             conditions.append(dead_letters.c.id > after)
         statement = (
