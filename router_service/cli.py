@@ -181,7 +181,8 @@ def prune(older_than_days: float, batch: int) -> None:
     """Retention: delete finished signals (and their settled dead letters) older than N days.
 
     In batches, each its own short transaction, so it can run beside live traffic (cron it).
-    Signals in flight or with a pending dead letter are kept.
+    Signals in flight or with a pending dead letter are kept. A pruned signal's idempotency key
+    goes with it: the deduplication window is the retention period.
     """
     settings = _settings()
     try:

@@ -9,6 +9,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,28 @@ async def _admin(statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A database created for this run and dropped after it."""
+@contextmanager
+def scratch_database(backend: str, directory: Path | None = None) -> Iterator[str]:
+    """The URL of a new, empty database of ``backend`` ("postgres" or "sqlite", a file in
+    ``directory``), dropped afterwards."""
     name = f"router_test_{secrets.token_hex(4)}"
+    if backend == "sqlite":
+        assert directory is not None
+        yield f"sqlite:///{directory / name}.db"
+        return
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     base = PG_ADMIN.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database created for this run and dropped after it."""
+    with scratch_database("postgres") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

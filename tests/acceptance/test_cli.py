@@ -113,7 +113,12 @@ def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[s
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
             "ORDER BY table_name",
         )
-        assert [t["table_name"] for t in tables] == ["alembic_version", "dead_letters", "signals"]
+        assert [t["table_name"] for t in tables] == [
+            "alembic_version",
+            "dead_letters",
+            "idempotency_keys",
+            "signals",
+        ]
         again = run("migrate", env={"DATABASE_URL": url})
         assert again.returncode == 0
         assert "created database" not in again.stdout

@@ -187,6 +187,12 @@ def _park_directly(database_url: str, count: int) -> None:
         log_id = f"bulk-{index}"
         query(
             database_url,
+            "INSERT INTO idempotency_keys (log_id, created_at) VALUES ($1, $2)",
+            log_id,
+            now,
+        )
+        query(
+            database_url,
             "INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts,"
             " trace_id, kind, rule, mode, routed_agents, status, created_at, updated_at)"
             " VALUES ($1, 'bulk', 'h', '{\"route\": \"one\"}', '{}', $2, $3, 'one', 'route-one',"

@@ -45,5 +45,6 @@ def wipe(url: str) -> None:
         with sqlite3.connect(_sqlite_path(url)) as conn:
             conn.execute("DELETE FROM dead_letters")
             conn.execute("DELETE FROM signals")
+            conn.execute("DELETE FROM idempotency_keys")
         return
-    asyncio.run(_pg(url, "TRUNCATE dead_letters, signals"))
+    asyncio.run(_pg(url, "TRUNCATE dead_letters, signals, idempotency_keys"))

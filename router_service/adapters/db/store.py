@@ -21,7 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router_service.adapters.db.engine import json_serializer
-from router_service.adapters.db.tables import dead_letters, signals
+from router_service.adapters.db.tables import dead_letters, idempotency_keys, signals
 from router_service.domain.errors import (
     Overloaded,
     StorageError,
@@ -128,13 +128,23 @@ _DLQ_COLUMNS = (
 # The two statements of every signal, in Postgres's own dialect: sent straight through asyncpg
 # (prepared once per connection), they cost a fraction of the CPU of building them with the
 # expression language on each call. Everything else goes through SQLAlchemy Core.
+#
+# The claim takes the key first and writes the log row only if the key was new: one statement,
+# so one implicit transaction and one round trip. The key table, not the log, holds uniqueness,
+# which leaves ``signals`` free to be partitioned by ``created_at``. Postgres types the SELECT
+# list's parameters from the columns they are inserted into, as it did for VALUES.
 PG_CLAIM = """
+WITH claimed AS (
+    INSERT INTO idempotency_keys (log_id, created_at) VALUES ($1, $14)
+    ON CONFLICT (log_id) DO NOTHING
+    RETURNING log_id
+)
 INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id,
                      kind, rule, mode, routed_agents, status, lease_owner, lease_expires_at,
                      created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $12, $13,
-        $14, $14)
-ON CONFLICT (log_id) DO NOTHING
+SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $12, $13,
+       $14, $14
+  FROM claimed
 RETURNING log_id
 """
 PG_RECORD = """
@@ -228,43 +238,43 @@ class SqlStore:
     async def claim(
         self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
     ) -> Claim:
-        """Insert the log row as ``in_progress``; the primary key makes the claim atomic."""
+        """Take the idempotency key and insert the log row as ``in_progress``, both or neither;
+        the key's primary key makes the claim atomic."""
         now = utcnow()
         if self._dialect == "postgresql":
             return await self._claim_pg(signal, plan, trace_id, lease_owner, lease_s, now)
-        statement = (
-            self._insert(signals)
-            .values(
-                log_id=signal.log_id,
-                sender_id=signal.sender_id,
-                payload_hash=signal.payload_hash,
-                payload=signal.payload_json,
-                metadata=signal.metadata,
-                signal_ts=signal.timestamp,
-                trace_id=trace_id,
-                kind=plan.kind,
-                rule=plan.rule,
-                mode=plan.mode.value,
-                routed_agents=plan.agent_names,
-                status=Status.IN_PROGRESS.value,
-                lease_owner=lease_owner,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                created_at=now,
-                updated_at=now,
-            )
+        take_key = (
+            self._insert(idempotency_keys)
+            .values(log_id=signal.log_id, created_at=now)
             .on_conflict_do_nothing(index_elements=["log_id"])
-            .returning(signals.c.log_id)
+            .returning(idempotency_keys.c.log_id)
         )
-        async with self._connect("claim", claims=True) as conn:
-            inserted = (await conn.execute(statement)).first()
-            if inserted is not None:
+        row = signals.insert().values(
+            log_id=signal.log_id,
+            sender_id=signal.sender_id,
+            payload_hash=signal.payload_hash,
+            payload=signal.payload_json,
+            metadata=signal.metadata,
+            signal_ts=signal.timestamp,
+            trace_id=trace_id,
+            kind=plan.kind,
+            rule=plan.rule,
+            mode=plan.mode.value,
+            routed_agents=plan.agent_names,
+            status=Status.IN_PROGRESS.value,
+            lease_owner=lease_owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._connect("claim", transaction=True) as conn:
+            if (await conn.execute(take_key)).first() is not None:
+                await conn.execute(row)
                 return Claim()
-            row = (
-                (await conn.execute(select(signals).where(signals.c.log_id == signal.log_id)))
-                .mappings()
-                .one()
-            )
-        return Claim(record=_log_record(row))
+        existing = await self.get(signal.log_id)
+        if existing is None:  # pragma: no cover - rows are never deleted while claimed
+            raise StorageError("claimed signal vanished")
+        return Claim(record=existing)
 
     async def _claim_pg(
         self,
@@ -616,8 +626,13 @@ class SqlStore:
 
     async def prune(self, older_than: datetime, batch: int = 1000) -> int:
         """Delete one batch of finished signals created before ``older_than`` (with their
-        settled dead letters); returns how many signals went. Signals still in flight or with
-        a pending dead letter are kept. Run it until it returns 0."""
+        settled dead letters and their idempotency keys); returns how many signals went.
+        Signals still in flight or with a pending dead letter are kept. Run it until it
+        returns 0.
+
+        A pruned signal's key goes with it, so the deduplication window equals the retention
+        period: a copy of a signal that arrives after its signal was pruned is claimed and
+        dispatched anew. A key kept without its log row would have no stored answer to give."""
         pending = (
             select(dead_letters.c.log_id)
             .where(dead_letters.c.status == "pending")
@@ -639,6 +654,7 @@ class SqlStore:
                 return 0
             await conn.execute(dead_letters.delete().where(dead_letters.c.log_id.in_(ids)))
             await conn.execute(signals.delete().where(signals.c.log_id.in_(ids)))
+            await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.log_id.in_(ids)))
         return len(ids)
 
     async def dlq_backlog(self) -> int:

@@ -1,7 +1,11 @@
-"""SQLAlchemy Core tables: the signal log and the dead-letter queue.
+"""SQLAlchemy Core tables: the idempotency keys, the signal log and the dead-letter queue.
 
-The log's key is ``log_id`` (the idempotency key), so "never dispatch twice" is the primary key
-plus an atomic claim. Both tables carry ``created_at`` so they can be partitioned or pruned by time.
+"Never dispatch twice" is the primary key of ``idempotency_keys`` plus an atomic claim that
+inserts the key and the log row together. The key table is small and never partitioned, so the
+log itself can be: ``signals`` is keyed by ``(log_id, created_at)``, a key that includes the time
+it would be partitioned by (Postgres enforces uniqueness on a partitioned table only on keys
+that include the partition key), and dead letters reference the key, not the log row.
+Lookups by ``log_id`` use the leading column of that key. See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -30,10 +35,18 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
 
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("log_id", String(128), primary_key=True),
+    # The signal's created_at: prune deletes a key together with its signal.
+    Column("created_at", Timestamp, nullable=False),
+)
+
 signals = Table(
     "signals",
     metadata,
-    Column("log_id", String(128), primary_key=True),
+    Column("log_id", String(128), nullable=False),
     Column("sender_id", String(256), nullable=False),
     Column("payload_hash", String(64), nullable=False),
     # Canonical JSON text: exactly what was hashed, whatever characters it holds.
@@ -53,6 +66,7 @@ signals = Table(
     Column("lease_expires_at", Timestamp, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("log_id", "created_at", name="signals_pkey"),
 )
 Index("ix_signals_created", signals.c.created_at.desc(), signals.c.log_id.desc())
 Index(
@@ -68,7 +82,12 @@ dead_letters = Table(
     "dead_letters",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("log_id", String(128), ForeignKey("signals.log_id"), nullable=False),
+    Column(
+        "log_id",
+        String(128),
+        ForeignKey("idempotency_keys.log_id", name="dead_letters_log_id_fkey"),
+        nullable=False,
+    ),
     # '' when the whole signal is parked (first_success, fallback): unique keys and NULL disagree.
     Column("agent", String(128), nullable=False),
     Column("kind", String(64), nullable=False),

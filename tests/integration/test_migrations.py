@@ -1,0 +1,166 @@
+"""Migration 0003 on a database with data, on both backends: up from 0002, and back down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from router_service.adapters.db.migrate import alembic_config
+from router_service.adapters.db.tables import dead_letters, signals
+from router_service.api.services import wait_for_schema
+from router_service.domain.errors import SchemaOutOfDate
+from router_service.domain.outcome import Status
+from tests.conftest import scratch_database
+from tests.support.db import query
+from tests.support.store import PLAN, database_url, keys, open_engine, open_store, signal
+
+CREATED = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database at 0002 holding a delivered signal and a dead-lettered one."""
+    with scratch_database(backend, tmp_path) as fresh:
+        upgrade_to(fresh, "0002")
+        asyncio.run(_fill_at_0002(fresh))
+        yield fresh
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    command.upgrade(alembic_config(database_url(url)), revision)
+
+
+def downgrade_to(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url(url)), revision)
+
+
+async def _revision(url: str) -> str | None:
+    async with open_store(url) as store:
+        return await store.schema_revision()
+
+
+def _row(log_id: str, status: str) -> dict[str, Any]:
+    return {
+        "log_id": log_id,
+        "sender_id": "store-test",
+        "payload_hash": signal(log_id).payload_hash,
+        "payload": signal(log_id).payload_json,
+        "metadata": {},
+        "signal_ts": CREATED,
+        "trace_id": "a" * 32,
+        "kind": "one",
+        "rule": "route-one",
+        "mode": "first_success",
+        "routed_agents": ["alpha"],
+        "status": status,
+        "response": {"ok": True} if status == "delivered" else None,
+        "created_at": CREATED,
+        "updated_at": CREATED,
+    }
+
+
+async def _fill_at_0002(url: str) -> None:
+    async with open_engine(url) as engine, engine.begin() as conn:
+        await conn.execute(
+            signals.insert(), [_row("m-done", "delivered"), _row("m-parked", "dead_lettered")]
+        )
+        await conn.execute(
+            dead_letters.insert().values(
+                log_id="m-parked",
+                agent="",
+                kind="one",
+                mode="first_success",
+                error="alpha: HTTP 400",
+                attempts=1,
+                replay_count=0,
+                status="pending",
+                created_at=CREATED,
+            )
+        )
+
+
+def _schema(url: str) -> dict[str, Any]:
+    def read(conn: Connection) -> dict[str, Any]:
+        inspector = inspect(conn)
+        [reference] = inspector.get_foreign_keys("dead_letters")
+        return {
+            "tables": sorted(inspector.get_table_names()),
+            "signals_pk": inspector.get_pk_constraint("signals")["constrained_columns"],
+            "dead_letters_refer_to": (reference["referred_table"], reference["referred_columns"]),
+        }
+
+    async def run() -> dict[str, Any]:
+        async with open_engine(url) as engine, engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    return asyncio.run(run())
+
+
+def test_a_router_refuses_to_start_on_a_database_still_at_0002(url: str) -> None:
+    async def check() -> None:
+        async with open_store(url) as store:
+            await wait_for_schema(store, 0)
+
+    with pytest.raises(SchemaOutOfDate, match="at revision 0002 but this router needs 0003"):
+        asyncio.run(check())
+
+
+def test_upgrade_from_0002_backfills_the_keys_and_still_refuses_duplicates(url: str) -> None:
+    upgrade_to(url, "head")
+    assert asyncio.run(_revision(url)) == "0003"
+    assert _schema(url) == {
+        "tables": ["alembic_version", "dead_letters", "idempotency_keys", "signals"],
+        "signals_pk": ["log_id", "created_at"],
+        "dead_letters_refer_to": ("idempotency_keys", ["log_id"]),
+    }
+    backfilled = query(url, "SELECT log_id, created_at FROM idempotency_keys ORDER BY log_id")
+    from_log = query(url, "SELECT log_id, created_at FROM signals ORDER BY log_id")
+    assert backfilled == from_log
+    assert keys(url) == {"m-done", "m-parked"}
+
+    async def claims() -> tuple[Any, Any, bool]:
+        async with open_store(url) as store:
+            done = await store.claim(signal("m-done"), PLAN, "b" * 32, "o", 30)
+            parked = await store.claim(signal("m-parked"), PLAN, "b" * 32, "o", 30)
+            new = await store.claim(signal("m-new"), PLAN, "b" * 32, "o", 30)
+            return done.record, parked.record, new.won
+
+    done, parked, new_won = asyncio.run(claims())
+    assert done is not None
+    assert done.status is Status.DELIVERED
+    assert done.response == {"ok": True}
+    assert parked is not None
+    assert parked.status is Status.DEAD_LETTERED
+    assert new_won
+    letters = query(url, "SELECT log_id, status FROM dead_letters")
+    assert letters == [{"log_id": "m-parked", "status": "pending"}]
+
+
+def test_downgrade_to_0002_restores_the_log_key_and_keeps_every_row(url: str) -> None:
+    upgrade_to(url, "head")
+
+    async def claim_new() -> bool:
+        async with open_store(url) as store:
+            return (await store.claim(signal("m-new"), PLAN, "b" * 32, "o", 30)).won
+
+    assert asyncio.run(claim_new())
+    downgrade_to(url, "0002")
+    assert asyncio.run(_revision(url)) == "0002"
+    assert _schema(url) == {
+        "tables": ["alembic_version", "dead_letters", "signals"],
+        "signals_pk": ["log_id"],
+        "dead_letters_refer_to": ("signals", ["log_id"]),
+    }
+    rows = query(url, "SELECT log_id FROM signals ORDER BY log_id")
+    assert [r["log_id"] for r in rows] == ["m-done", "m-new", "m-parked"]
+    assert query(url, "SELECT log_id FROM dead_letters") == [{"log_id": "m-parked"}]
+    upgrade_to(url, "head")  # and up again: the keys come back from the log
+    assert keys(url) == {"m-done", "m-new", "m-parked"}

@@ -1,0 +1,79 @@
+"""The store on its own, without a server: a ``SqlStore`` on a URL, and what to feed it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from router_service.adapters.db.engine import create_engine
+from router_service.adapters.db.store import SqlStore
+from router_service.config.settings import Settings
+from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
+from router_service.domain.routing import AgentSpec, Mode, Plan
+from router_service.domain.signal import Signal
+from router_service.observability.events import Telemetry
+from router_service.observability.metrics import Metrics
+from tests.support.db import query
+
+PLAN = Plan(
+    kind="one",
+    rule="route-one",
+    mode=Mode.FIRST_SUCCESS,
+    agents=(AgentSpec("alpha", "http://127.0.0.1:9/agents/alpha"),),
+)
+DELIVERED = Outcome(
+    Status.DELIVERED,
+    {"ok": True},
+    (AgentResult("alpha", True, 200, 1, 1.0, response={"ok": True}),),
+    (),
+)
+PARKED = Outcome(
+    Status.DEAD_LETTERED,
+    None,
+    (AgentResult("alpha", False, 400, 1, 1.0, error="HTTP 400"),),
+    (DeadLetter(None, "alpha: HTTP 400", 1),),
+)
+
+
+def database_url(url: str) -> str:
+    """The URL as the service spells it (an async driver), from a test's plain one."""
+    return Settings(_env_file=None, database_url=url).database_url  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def open_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """The service's own engine on ``url``, disposed on the way out."""
+    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[SqlStore]:
+    async with open_engine(url) as engine:
+        yield SqlStore(engine, Telemetry(Metrics()))
+
+
+def signal(log_id: str, sender_id: str = "store-test") -> Signal:
+    return Signal.create(
+        sender_id=sender_id,
+        payload={"route": "one", "id": log_id},
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        log_id=log_id,
+    )
+
+
+def backdate(url: str, log_id: str, day: datetime) -> None:
+    """Move a signal (and its key) back in time, as if it had been claimed on ``day``."""
+    spelled = day.strftime("%Y-%m-%d %H:%M:%S.%f") if url.startswith("sqlite") else day
+    for table in ("signals", "idempotency_keys"):
+        query(url, f"UPDATE {table} SET created_at = $1 WHERE log_id = $2", spelled, log_id)  # noqa: S608 - constant
+
+
+def keys(url: str) -> set[str]:
+    return {r["log_id"] for r in query(url, "SELECT log_id FROM idempotency_keys")}
