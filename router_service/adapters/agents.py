@@ -1,16 +1,30 @@
-"""The HTTP client to agents (aiohttp). Transport failures become domain errors here."""
+"""The HTTP client to agents. Transport failures become domain errors here.
+
+The transport is :mod:`router_service.adapters.connection_pool` over
+:mod:`router_service.adapters.http1` (keep-alive HTTP/1.1 on asyncio and httptools), chosen over
+aiohttp because the agent call is on the hot path: see
+docs/performance-analysis.md, "The agent client".
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 
+from router_service.adapters.connection_pool import ConnectionPool
+from router_service.adapters.http1 import (
+    ConnectionFailed,
+    Response,
+    ResponseTooLarge,
+    Target,
+    parse_target,
+)
 from router_service.domain.errors import PermanentAgentError, RetryableAgentError
 from router_service.domain.retry import is_retryable_status
 from router_service.domain.routing import AgentSpec
@@ -44,64 +58,88 @@ def decode_body(raw: bytes, content_type: str) -> Any:
 
 
 class HttpAgentClient:
-    """``AgentClient`` over one pooled aiohttp session; redirects are never followed."""
+    """``AgentClient`` over pooled keep-alive connections; redirects are never followed.
 
-    def __init__(self, *, max_connections: int, max_response_bytes: int) -> None:
+    At most ``max_connections`` connections are open at once; an idle one is closed after
+    ``idle_timeout_s`` (aiohttp's default, which this client replaced) or when the agent closes
+    it. ``ssl_context`` defaults to the system's trust store.
+    """
+
+    _MAX_TARGETS = 1024  # parsed agent URLs kept; the routing file names far fewer
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        max_response_bytes: int,
+        max_idle_per_origin: int = 64,
+        idle_timeout_s: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._max_response_bytes = max_response_bytes
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("User-Agent",),
-            json_serialize=lambda v: orjson.dumps(v).decode(),
+        self._pool = ConnectionPool(
+            max_connections=max_connections,
+            max_idle_per_origin=min(max_idle_per_origin, max_connections),
+            idle_timeout_s=idle_timeout_s,
+            max_body=max_response_bytes,
+            ssl_context=ssl_context,
         )
+        self._targets: dict[str, Target] = {}
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._pool.close()
 
     async def call(
         self, agent: AgentSpec, body: bytes, headers: Mapping[str, str], timeout_s: float
     ) -> AgentReply:
+        target = self._target(agent.url)
+        try:
+            request = target.encode(body, headers)
+        except ValueError as exc:
+            raise PermanentAgentError(f"request refused by the client: {exc}") from exc
         try:
             # One deadline for the whole attempt: connect, headers and every body byte.
             async with asyncio.timeout(timeout_s):
-                return await self._attempt(agent, body, headers)
+                response = await self._pool.exchange(target, request)
         except TimeoutError as exc:
             raise RetryableAgentError(f"timed out after {timeout_s * 1000:.0f} ms") from exc
-        except aiohttp.ClientError as exc:
-            raise RetryableAgentError(f"connection error: {type(exc).__name__}") from exc
-        except OSError as exc:
+        except ResponseTooLarge as exc:
+            raise PermanentAgentError(
+                f"response larger than {self._max_response_bytes} bytes", status_code=exc.status
+            ) from exc
+        except ConnectionFailed as exc:
+            raise RetryableAgentError(f"connection error: {exc}") from exc
+        except OSError as exc:  # refused, unreachable, DNS, TLS
             raise RetryableAgentError(f"connection error: {exc.strerror or exc}") from exc
-        except ValueError as exc:  # aiohttp refuses a request it considers malformed
-            raise PermanentAgentError(f"request refused by the client: {exc}") from exc
+        return _reply(response)
 
-    async def _attempt(
-        self, agent: AgentSpec, body: bytes, headers: Mapping[str, str]
-    ) -> AgentReply:
-        async with self._session.post(
-            agent.url, data=body, headers=dict(headers), allow_redirects=False
-        ) as response:
-            raw = await self._read_capped(response)
-            payload = decode_body(raw, response.headers.get("Content-Type", ""))
-            status = response.status
-            if 200 <= status < 300:
-                return AgentReply(status, payload)
-            message = f"HTTP {status}"
-            if is_retryable_status(status):
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise RetryableAgentError(
-                    message, status_code=status, retry_after_s=retry_after, response=payload
-                )
-            raise PermanentAgentError(message, status_code=status, response=payload)
+    def _target(self, url: str) -> Target:
+        target = self._targets.get(url)
+        if target is None:
+            try:
+                target = parse_target(url)
+            except ValueError as exc:  # the routing file validates URLs; this is a backstop
+                raise PermanentAgentError(f"request refused by the client: {exc}") from exc
+            if len(self._targets) >= self._MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = target
+        return target
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self._max_response_bytes:
-                raise PermanentAgentError(
-                    f"response larger than {self._max_response_bytes} bytes",
-                    status_code=response.status,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+def _reply(response: Response) -> AgentReply:
+    """A 2xx is the reply; anything else (3xx included) is an agent error, retryable or not."""
+    headers = response.headers
+    payload = decode_body(response.body, headers.get(b"content-type", b"").decode("latin-1"))
+    status = response.status
+    if 200 <= status < 300:
+        return AgentReply(status, payload)
+    message = f"HTTP {status}"
+    if is_retryable_status(status):
+        retry_after = headers.get(b"retry-after")
+        raise RetryableAgentError(
+            message,
+            status_code=status,
+            retry_after_s=parse_retry_after(retry_after.decode("latin-1") if retry_after else None),
+            response=payload,
+        )
+    raise PermanentAgentError(message, status_code=status, response=payload)

@@ -1,0 +1,240 @@
+"""One HTTP/1.1 client connection over asyncio: the request's bytes and the response's parse.
+
+The agent client's wire format, lean on purpose because the agent call is on the hot path (a
+profile under load put aiohttp's per-request machinery at about 13 % of the router's CPU). It does
+what the agent client needs and nothing else: one ``POST`` at a time per connection; bodies framed
+by Content-Length, by chunks or by the end of the connection (httptools parses); 1xx answers
+skipped; a body cap checked as bytes arrive. The pool that reuses connections is
+:mod:`router_service.adapters.connection_pool`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from base64 import b64encode
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import quote, unquote, urlsplit
+
+import httptools
+
+Origin = tuple[str, str, int]  # scheme, host, port: the key of an idle pool
+
+# A caller's own framing headers are dropped: Host and Content-Length are the client's to write.
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_UNSAFE_VALUE = frozenset("\r\n\x00")
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+
+class TransportError(Exception):
+    """The exchange failed below HTTP semantics; the message says how."""
+
+
+class ConnectionFailed(TransportError):
+    """Connection closed or reset, or an invalid response. ``received``: any answer byte came."""
+
+    def __init__(self, message: str, *, received: bool) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+class ResponseTooLarge(TransportError):
+    """The body passed the cap (or its declared length did); reading stopped there."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status} body over the cap")
+        self.status = status
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: dict[bytes, bytes]  # names lower-cased; a repeated header keeps its last value
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An agent URL parsed once: where to connect and the start of every request to it."""
+
+    origin: Origin
+    host: str
+    port: int
+    tls: bool
+    head: bytes  # request line, Host (and Authorization from the URL's userinfo, if any)
+
+    def encode(self, body: bytes, headers: Mapping[str, str]) -> bytes:
+        """The whole request; ``ValueError`` for a header that could split or smuggle."""
+        lines = []
+        typed = False
+        for name, value in headers.items():
+            if not name or not _TOKEN.issuperset(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if not _UNSAFE_VALUE.isdisjoint(value):
+                raise ValueError(f"header {name} contains CR, LF or NUL")
+            lowered = name.lower()
+            if lowered in _FRAMING:
+                continue
+            typed = typed or lowered == "content-type"
+            lines.append(f"{name}: {value}\r\n")
+        if not typed:
+            lines.append("Content-Type: application/json\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return b"".join((self.head, "".join(lines).encode(), body))
+
+
+def parse_target(url: str) -> Target:
+    """``http(s)://[user:pass@]host[:port]/path?query``; ``ValueError`` for anything else."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    host = parts.hostname
+    default = 443 if scheme == "https" else 80
+    port = parts.port or default
+    shown = f"[{host}]" if ":" in host else host
+    authority = shown if port == default else f"{shown}:{port}"
+    target = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+    head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        head += f"Authorization: Basic {b64encode(credentials.encode()).decode()}\r\n"
+    return Target((scheme, host, port), host, port, scheme == "https", head.encode())
+
+
+class Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection; the parser's callbacks fill the pending response."""
+
+    def __init__(
+        self, origin: Origin, max_body: int, on_lost: Callable[[Connection], None]
+    ) -> None:
+        self.origin = origin
+        self.idle_since = 0.0
+        self.idle = False  # in its origin's idle pool
+        self.closed = False
+        self._on_lost = on_lost
+        self._max_body = max_body
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Response] | None = None
+        self._status = 0
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._interim = False  # parsing a 1xx answer
+        self._head_done = False
+        self._received = False
+        self._error: TransportError | None = None
+
+    def send(self, request: bytes) -> asyncio.Future[Response]:
+        transport = self._transport
+        if transport is None or self.closed or transport.is_closing():
+            raise ConnectionFailed("connection already closed", received=False)
+        self._status = self._size = 0
+        self._headers = {}
+        self._body = []
+        self._head_done = self._received = False
+        self._error = None
+        waiter = self._waiter = self._loop.create_future()
+        transport.write(request)
+        return waiter
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # an idle connection must stay silent
+            self.abort()
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ConnectionFailed("unexpected protocol upgrade", received=True))
+        except httptools.HttpParserError as exc:
+            self._fail(self._error or ConnectionFailed(f"invalid response: {exc}", received=True))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._on_lost(self)
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        if exc is None and self._head_done and self._until_close():
+            waiter.set_result(Response(self._status, self._headers, b"".join(self._body), False))
+            return
+        if exc is not None:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        elif self._received:
+            reason = "closed before the response was complete"
+        else:
+            reason = "closed without an answer"
+        waiter.set_exception(ConnectionFailed(reason, received=self._received))
+
+    # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            raise ConnectionFailed("data after the response", received=True)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            self._interim = True
+            self._headers = {}
+            return
+        self._status = status
+        self._head_done = True
+        declared = self._headers.get(b"content-length")
+        if declared is not None and int(declared) > self._max_body:
+            self._error = ResponseTooLarge(status)
+            raise self._error
+
+    def on_body(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max_body:
+            self._error = ResponseTooLarge(self._status)
+            raise self._error
+        self._body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            body = b"".join(self._body)
+            keep_alive = self._parser.should_keep_alive()
+            waiter.set_result(Response(self._status, self._headers, body, keep_alive))
+
+    # --
+
+    def _until_close(self) -> bool:
+        """The body is delimited by the end of the connection (no length, not chunked)."""
+        coding = self._headers.get(b"transfer-encoding", b"").lower()
+        return b"content-length" not in self._headers and b"chunked" not in coding
+
+    def _fail(self, error: TransportError) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.abort()
