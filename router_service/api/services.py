@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router_service.adapters.agents import HttpAgentClient
 from router_service.adapters.db.engine import create_engine, is_postgres
+from router_service.adapters.db.hotpath import PgHotPath
 from router_service.adapters.db.migrate import head_revision
 from router_service.adapters.db.store import SqlStore
 from router_service.api.auth import FailureLimiter, KeyRing
@@ -43,7 +44,6 @@ class Services:
     keys: KeyRing | None
     metrics: Metrics
     engine: AsyncEngine
-    claims_engine: AsyncEngine | None
     store: SqlStore
     client: HttpAgentClient
     dispatcher: Dispatcher
@@ -83,9 +83,8 @@ class Services:
             if released:
                 get_logger("shutdown").warning("shutdown.leases_released", signals=released)
         await self.client.close()
+        await self.store.close()
         await self.engine.dispose()
-        if self.claims_engine is not None:
-            await self.claims_engine.dispose()
         await asyncio.to_thread(self.telemetry.close)  # flushes queued spans over HTTP
 
 
@@ -108,11 +107,8 @@ def build_services(
     telemetry = Telemetry(metrics, spans=spans)
     engine = create_engine(settings)
     watch_pool(engine, metrics, settings.db_pool_size)
-    claims_engine = None
-    if is_postgres(settings):
-        claims_engine = create_engine(settings, durable_commits=False)
-        watch_pool(claims_engine, metrics, settings.db_pool_size)
-    store = SqlStore(engine, telemetry, claims_engine)
+    hot = PgHotPath(settings, telemetry) if is_postgres(settings) else None
+    store = SqlStore(engine, telemetry, hot)
     client = HttpAgentClient(
         max_connections=settings.global_concurrency,
         max_response_bytes=settings.max_agent_response_bytes,
@@ -134,7 +130,6 @@ def build_services(
         keys=keys,
         metrics=metrics,
         engine=engine,
-        claims_engine=claims_engine,
         store=store,
         client=client,
         dispatcher=dispatcher,

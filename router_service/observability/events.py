@@ -128,3 +128,9 @@ class Telemetry:
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None:
         self.metrics.db_latency.labels(operation, "ok" if ok else "error").observe(latency_s)
+
+    def db_pool(self, *, in_use: int = 0, size: int = 0) -> None:
+        if in_use:
+            self.metrics.pool_in_use.inc(in_use)
+        if size:
+            self.metrics.pool_size.inc(size)

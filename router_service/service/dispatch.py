@@ -107,6 +107,8 @@ class Dispatcher:
         deadline: float,
         fanout: asyncio.Semaphore,
     ) -> list[AgentResult]:
+        if len(agents) == 1:  # nothing to race: no tasks to create, cancel or gather
+            return [await self._bounded(agents[0], envelope, trace, deadline, fanout)]
         progress = {a.name: _Progress() for a in agents}
         tasks = [
             asyncio.create_task(

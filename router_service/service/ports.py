@@ -206,3 +206,6 @@ class Events(Protocol):
     def replayed(self, *, outcome: str) -> None: ...
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None: ...
+
+    def db_pool(self, *, in_use: int = 0, size: int = 0) -> None:
+        """Connections taken (+1) or returned (-1), and pool capacity added."""

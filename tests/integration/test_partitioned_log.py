@@ -166,11 +166,11 @@ def test_claims_on_the_partitioned_log_win_once_and_then_get_the_stored_record(
     assert earlier.record.response == {"ok": True}
 
 
-def test_a_claim_retried_after_it_went_through_is_still_won_by_its_sender(url: str) -> None:
-    """The claim is retried on a fresh connection when the first one died: the first try may
-    have gone through, and the same trace then finds its own row."""
+def test_a_second_claim_with_the_same_trace_is_still_a_duplicate(url: str) -> None:
+    """Only a claim re-sent after its connection died may take its own in-flight row for its
+    first try; two requests that merely share a ``traceparent`` must not both dispatch."""
     assert asyncio.run(_claim(url, "p-retry", "d" * 32)).won
-    assert asyncio.run(_claim(url, "p-retry", "d" * 32)).won
+    assert not asyncio.run(_claim(url, "p-retry", "d" * 32)).won
     assert not asyncio.run(_claim(url, "p-retry", "e" * 32)).won
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router_service.adapters.db.engine import create_engine
+from router_service.adapters.db.engine import create_engine, is_postgres
+from router_service.adapters.db.hotpath import PgHotPath
 from router_service.adapters.db.store import SqlStore
 from router_service.config.settings import Settings
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
@@ -54,9 +55,18 @@ async def open_engine(url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[SqlStore]:
+async def open_store(url: str, metrics: Metrics | None = None) -> AsyncIterator[SqlStore]:
+    """The store as the server builds it: on Postgres, with its hot path (asyncpg pools,
+    group commit)."""
+    settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+    telemetry = Telemetry(metrics or Metrics())
     async with open_engine(url) as engine:
-        yield SqlStore(engine, Telemetry(Metrics()))
+        hot = PgHotPath(settings, telemetry) if is_postgres(settings) else None
+        store = SqlStore(engine, telemetry, hot)
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 def signal(log_id: str, sender_id: str = "store-test") -> Signal:

@@ -43,11 +43,8 @@ def is_postgres(settings: Settings) -> bool:
     return make_url(settings.database_url).get_backend_name() == "postgresql"
 
 
-def create_engine(settings: Settings, *, durable_commits: bool = True) -> AsyncEngine:
-    """``durable_commits=False`` (Postgres only) is for claims: a claim commits without waiting
-    for its WAL flush, because the outcome's commit, synchronous and sent before any answer,
-    flushes the WAL up to and including the claim anyway. Visibility to other connections (what
-    idempotency needs) is immediate either way."""
+def create_engine(settings: Settings) -> AsyncEngine:
+    """SQLAlchemy's engine: every statement but the hot path's two (``hotpath.py``)."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(settings)
@@ -56,8 +53,6 @@ def create_engine(settings: Settings, *, durable_commits: bool = True) -> AsyncE
         "lock_timeout": str(settings.db_statement_timeout_ms),
         "application_name": "router-service",
     }
-    if not durable_commits:
-        server_settings["synchronous_commit"] = "off"
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router_service.adapters.db.engine import json_serializer
+from router_service.adapters.db.hotpath import OutcomeRow, PgHotPath
 from router_service.adapters.db.tables import dead_letters, idempotency_keys, signals
 from router_service.domain.errors import (
     Overloaded,
@@ -125,14 +126,11 @@ _DLQ_COLUMNS = (
 )
 
 
-# The two statements of every signal, in Postgres's own dialect: sent straight through asyncpg
-# (prepared once per connection), they cost a fraction of the CPU of building them with the
-# expression language on each call. Everything else goes through SQLAlchemy Core.
-#
-# The claim takes the key first and writes the log row only if the key was new: one statement,
-# so one implicit transaction and one round trip. The key table, not the log, holds uniqueness,
-# which leaves ``signals`` free to be partitioned by ``created_at``. Postgres types the SELECT
-# list's parameters from the columns they are inserted into, as it did for VALUES.
+# The claim, in Postgres's own dialect, run by the hot path (``hotpath.py``) as a prepared
+# statement. It takes the key first and writes the log row only if the key was new: one
+# statement, so one implicit transaction and one round trip. The key table, not the log, holds
+# uniqueness, which leaves ``signals`` free to be partitioned by ``created_at``. Postgres types
+# the SELECT list's parameters from the columns they are inserted into, as it did for VALUES.
 PG_CLAIM = """
 WITH claimed AS (
     INSERT INTO idempotency_keys (log_id, created_at) VALUES ($1, $14)
@@ -147,30 +145,28 @@ SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progr
   FROM claimed
 RETURNING log_id
 """
-PG_RECORD = """
-UPDATE signals
-   SET status = $2, results = $3::jsonb, response = $4::jsonb, latency_ms = $5,
-       lease_owner = NULL, lease_expires_at = NULL, updated_at = $6
- WHERE log_id = $1 AND status = 'in_progress'
-"""
 
 
 class SqlStore:
     """The ``Store`` protocol on Postgres or SQLite."""
 
-    def __init__(
-        self, engine: AsyncEngine, events: Events, claims_engine: AsyncEngine | None = None
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, events: Events, hot: PgHotPath | None = None) -> None:
+        """``hot``: on Postgres, the claim and the outcome go through it (asyncpg pools and
+        group commit); without it every statement goes through SQLAlchemy."""
         self._engine = engine
-        self._claims = (claims_engine or engine).execution_options(isolation_level="AUTOCOMMIT")
         self._events = events
         self._dialect = engine.dialect.name
+        self._hot = hot if self._dialect == "postgresql" else None
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
 
+    async def close(self) -> None:
+        if self._hot is not None:
+            await self._hot.close()
+
     @asynccontextmanager
     async def _connect(
-        self, operation: str, *, transaction: bool = False, claims: bool = False
+        self, operation: str, *, transaction: bool = False
     ) -> AsyncIterator[AsyncConnection]:
         """A pooled connection; ``transaction`` for work that must commit together, autocommit
         otherwise (one statement, one round trip: no BEGIN, COMMIT or ROLLBACK around it)."""
@@ -178,9 +174,7 @@ class SqlStore:
         ok = False
         try:
             ctx: AbstractAsyncContextManager[AsyncConnection] = (
-                self._engine.begin()
-                if transaction
-                else (self._claims if claims else self._autocommit).connect()
+                self._engine.begin() if transaction else self._autocommit.connect()
             )
             async with ctx as conn:
                 yield conn
@@ -195,22 +189,6 @@ class SqlStore:
             self._events.db_call(
                 operation=operation, latency_s=time.perf_counter() - started, ok=ok
             )
-
-    @asynccontextmanager
-    async def _driver(self, operation: str, *, claims: bool = False) -> AsyncIterator[Any]:
-        """The asyncpg connection under a pooled one (Postgres only)."""
-        async with self._connect(operation, claims=claims) as conn:
-            raw = await conn.get_raw_connection()
-            try:
-                yield raw.driver_connection
-            except Exception as exc:
-                # Whatever broke mid-statement (a killed backend, a protocol state left behind),
-                # the pool must not hand this connection out again.
-                await conn.invalidate()
-                raise StorageUnavailable("the database is unavailable; try again shortly") from exc
-            except BaseException:
-                await conn.invalidate()  # cancelled mid-statement: the protocol state is unknown
-                raise
 
     def _pick(self, rows: Select[Any]) -> Any:
         """Rows for one claimer. On Postgres: locked, skipping rows others hold, and picked
@@ -241,8 +219,8 @@ class SqlStore:
         """Take the idempotency key and insert the log row as ``in_progress``, both or neither;
         the key's primary key makes the claim atomic."""
         now = utcnow()
-        if self._dialect == "postgresql":
-            return await self._claim_pg(signal, plan, trace_id, lease_owner, lease_s, now)
+        if self._hot is not None:
+            return await self._claim_hot(self._hot, signal, plan, trace_id, lease_owner, lease_s)
         take_key = (
             self._insert(idempotency_keys)
             .values(log_id=signal.log_id, created_at=now)
@@ -276,15 +254,16 @@ class SqlStore:
             raise StorageError("claimed signal vanished")
         return Claim(record=existing)
 
-    async def _claim_pg(
+    async def _claim_hot(
         self,
+        hot: PgHotPath,
         signal: Signal,
         plan: Plan,
         trace_id: str,
         lease_owner: str,
         lease_s: float,
-        now: datetime,
     ) -> Claim:
+        now = utcnow()
         params = (
             signal.log_id,
             signal.sender_id,
@@ -301,29 +280,15 @@ class SqlStore:
             now + timedelta(seconds=lease_s),
             now,
         )
-        inserted = await self._twice(
-            "claim", lambda driver: driver.fetchval(PG_CLAIM, *params), claims=True
-        )
+        inserted, retried = await hot.claim(PG_CLAIM, params)
         if inserted is not None:
             return Claim()
         existing = await self.get(signal.log_id)
         if existing is None:  # pragma: no cover - rows are never deleted while claimed
             raise StorageError("claimed signal vanished")
-        if existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
+        if retried and existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
             return Claim()  # our own first try went through before its connection died
         return Claim(record=existing)
-
-    async def _twice(
-        self, operation: str, run: Callable[[Any], Awaitable[Any]], *, claims: bool = False
-    ) -> Any:
-        """Run an idempotent statement; once more on a fresh connection if the pooled one
-        turned out dead (a restarted or killed backend), instead of failing the request."""
-        try:
-            async with self._driver(operation, claims=claims) as driver:
-                return await run(driver)
-        except StorageUnavailable:
-            async with self._driver(operation, claims=claims) as driver:
-                return await run(driver)
 
     async def get(self, log_id: str) -> LogRecord | None:
         async with self._connect("get") as conn:
@@ -337,16 +302,15 @@ class SqlStore:
     async def record(self, log_id: str, plan: Plan, outcome: Outcome, latency_ms: float) -> int:
         """The outcome and its dead letters in one transaction; returns dead letters created."""
         now = utcnow()
-        if self._dialect == "postgresql" and not outcome.dead_letters:
-            params = (
+        if self._hot is not None and not outcome.dead_letters:
+            written = OutcomeRow(
                 log_id,
                 outcome.status.value,
                 json_serializer([r.as_dict() for r in outcome.results]),
                 json_serializer(outcome.response),
                 latency_ms,
-                now,
             )
-            await self._twice("record", lambda driver: driver.execute(PG_RECORD, *params))
+            await self._hot.record(written)  # group-committed with its concurrent neighbours
             return 0
         async with self._connect("record", transaction=bool(outcome.dead_letters)) as conn:
             updated = await conn.execute(

@@ -1,0 +1,213 @@
+"""The two statements of every signal on Postgres, straight through asyncpg.
+
+Every signal is claimed once and recorded once, so these two statements are most of the
+router's database work. They skip SQLAlchemy (its pool checkout and expression compilation cost
+more CPU than the statements themselves) and run as prepared statements on asyncpg pools of
+their own:
+
+- **claims** commit without waiting for their WAL flush (``synchronous_commit=off``). That is
+  safe because no answer leaves before the outcome's commit, and that commit, synchronous,
+  flushes the WAL up to and including the claim. Visibility to other connections, which is what
+  idempotency needs, is immediate either way.
+- **outcomes** are group-committed: the outcomes of concurrent requests go in one ``UPDATE``
+  over arrays, one transaction, one WAL flush. Each request is still answered only after the
+  commit that holds its row. Batches form by themselves: while one is being written, the next
+  one gathers, so a lone request never waits for company.
+
+Driver errors become ``StorageUnavailable`` (or ``Overloaded`` when every connection is busy),
+as everywhere in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from router_service.config.settings import Settings
+from router_service.domain.errors import Overloaded, StorageUnavailable
+from router_service.service.ports import Events
+
+PG_RECORD_MANY = """
+UPDATE signals AS s
+   SET status = v.status, results = v.results::jsonb, response = v.response::jsonb,
+       latency_ms = v.latency_ms, lease_owner = NULL, lease_expires_at = NULL, updated_at = $6
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+       AS v(log_id, status, results, response, latency_ms)
+ WHERE s.log_id = v.log_id AND s.status = 'in_progress'
+"""
+
+MAX_BATCH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """One signal's outcome, serialised: JSON columns are already JSON text."""
+
+    log_id: str
+    status: str
+    results: str
+    response: str
+    latency_ms: float
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+
+class PgHotPath:
+    """The claim pool, the outcome pool and the outcome batcher of one process."""
+
+    def __init__(self, settings: Settings, events: Events) -> None:
+        self._settings = settings
+        self._events = events
+        self._pools: dict[bool, asyncpg.Pool] = {}
+        self._opening = asyncio.Lock()
+        self._queue: list[tuple[OutcomeRow, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        for pool in self._pools.values():
+            self._events.db_pool(size=-pool.get_max_size())
+            await pool.close()
+        self._pools.clear()
+
+    async def claim(self, statement: str, params: Sequence[Any]) -> tuple[Any, bool]:
+        """``fetchval`` of an idempotent claim statement, and whether it had to be sent twice
+        (then the first may have gone through before its connection died)."""
+        try:
+            async with self._connection("claim", False) as conn:
+                return await conn.fetchval(statement, *params), False
+        except StorageUnavailable:
+            async with self._connection("claim", False) as conn:
+                return await conn.fetchval(statement, *params), True
+
+    async def record(self, row: OutcomeRow) -> None:
+        """Returns once the commit holding ``row`` is durable."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_retrieve)  # a cancelled waiter's failure is not "unretrieved"
+        self._queue.append((row, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        await asyncio.shield(done)  # a cancelled request does not cancel its neighbours' commit
+
+    async def _write_batches(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            # One row per signal, in key order: concurrent writers lock rows in the same order.
+            rows = sorted((row for row, _ in batch), key=lambda r: r.log_id)
+            columns = (
+                [r.log_id for r in rows],
+                [r.status for r in rows],
+                [r.results for r in rows],
+                [r.response for r in rows],
+                [r.latency_ms for r in rows],
+                datetime.now(UTC),
+            )
+            try:
+                await self._twice("record", True, partial(_execute, PG_RECORD_MANY, columns))
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _twice(
+        self, operation: str, durable: bool, run: Callable[[Any], Awaitable[Any]]
+    ) -> Any:
+        """Run an idempotent statement; once more on a fresh connection if the pooled one
+        turned out dead (a restarted or killed backend), instead of failing the request."""
+        try:
+            async with self._connection(operation, durable) as conn:
+                return await run(conn)
+        except StorageUnavailable:
+            async with self._connection(operation, durable) as conn:
+                return await run(conn)
+
+    @asynccontextmanager
+    async def _connection(self, operation: str, durable: bool) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        ok = False
+        pool = self._pools.get(durable) or await self._open(durable)
+        try:
+            try:
+                conn = await pool.acquire(timeout=self._settings.db_connect_timeout_s)
+            except TimeoutError as exc:
+                # Either every connection is busy, or connecting itself timed out.
+                if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+                    raise Overloaded("every database connection is busy; retry shortly") from exc
+                raise
+            self._events.db_pool(in_use=1)
+            try:
+                yield conn
+                ok = True
+            except BaseException:
+                # Whatever broke mid-statement (a killed backend, a cancelled query, a protocol
+                # state left behind), this connection must never be handed out again.
+                conn.terminate()
+                raise
+            finally:
+                self._events.db_pool(in_use=-1)
+                await pool.release(conn)
+        except (Overloaded, StorageUnavailable):
+            raise
+        except Exception as exc:
+            if not isinstance(exc, asyncpg.PostgresError) or isinstance(
+                exc, asyncpg.PostgresConnectionError
+            ):
+                # The server restarted or dropped us: the idle connections are just as dead.
+                await pool.expire_connections()
+            raise StorageUnavailable("the database is unavailable; try again shortly") from exc
+        finally:
+            self._events.db_call(
+                operation=operation, latency_s=time.perf_counter() - started, ok=ok
+            )
+
+    async def _open(self, durable: bool) -> asyncpg.Pool:
+        async with self._opening:
+            pool = self._pools.get(durable)
+            if pool is not None:
+                return pool
+            settings = self._settings
+            server_settings = {
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "lock_timeout": str(settings.db_statement_timeout_ms),
+                "application_name": "router-service",
+            }
+            if not durable:
+                server_settings["synchronous_commit"] = "off"
+            pool = await asyncpg.create_pool(
+                asyncpg_dsn(settings.database_url),
+                min_size=0,  # connect on demand: the router starts while the database is down
+                # Connections stay open (no churn past a pool size, unlike an overflow).
+                max_size=settings.db_pool_size + settings.db_max_overflow,
+                timeout=settings.db_connect_timeout_s,
+                command_timeout=settings.db_statement_timeout_ms / 1000 + 1,
+                server_settings=server_settings,
+                max_inactive_connection_lifetime=60.0,
+            )
+            self._pools[durable] = pool
+            self._events.db_pool(size=pool.get_max_size())
+            return pool
+
+
+def _execute(statement: str, args: Sequence[Any], conn: Any) -> Awaitable[Any]:
+    return conn.execute(statement, *args)  # type: ignore[no-any-return]
+
+
+def _retrieve(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()

@@ -1,0 +1,123 @@
+"""Postgres's hot path: outcomes of concurrent requests share a commit, and each caller returns
+only once the commit holding its own row is done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from router_service.adapters.db.migrate import upgrade
+from router_service.domain.errors import StorageUnavailable
+from router_service.domain.outcome import AgentResult, Outcome, Status
+from router_service.observability.metrics import Metrics
+from tests.conftest import scratch_database
+from tests.support.db import query
+from tests.support.processes import free_port
+from tests.support.store import DELIVERED, PLAN, database_url, open_store, signal
+
+LEASE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scratch_database("postgres", tmp_path_factory.mktemp("group")) as fresh:
+        upgrade(database_url(fresh))
+        yield fresh
+
+
+def _record_calls(metrics: Metrics) -> float:
+    labels = {"operation": "record", "outcome": "ok"}
+    return metrics.registry.get_sample_value("db_call_latency_seconds_count", labels) or 0.0
+
+
+def test_concurrent_outcomes_are_written_in_fewer_commits_than_requests(url: str) -> None:
+    ids = [f"group-{n}" for n in range(40)]
+
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        async with open_store(url, metrics) as store:
+            for log_id in ids:
+                assert (await store.claim(signal(log_id), PLAN, "t" * 32, "me", LEASE_S)).won
+
+            async def record_then_read(log_id: str) -> str:
+                await store.record(log_id, PLAN, DELIVERED, 1.5)
+                # Read back on a separate connection: the commit is done when record returns.
+                [row] = await asyncio.to_thread(
+                    query, url, "SELECT status FROM signals WHERE log_id = $1", log_id
+                )
+                return str(row["status"])
+
+            statuses = await asyncio.gather(*(record_then_read(i) for i in ids))
+            assert statuses == ["delivered"] * len(ids)
+
+    asyncio.run(scenario())
+    commits = _record_calls(metrics)
+    assert 1 <= commits < len(ids)
+    rows = query(
+        url, "SELECT latency_ms, lease_owner, response FROM signals WHERE log_id = $1", ids[7]
+    )
+    assert [(r["latency_ms"], r["lease_owner"], json.loads(r["response"])) for r in rows] == [
+        (1.5, None, {"ok": True})
+    ]
+
+
+def test_each_outcome_in_a_batch_keeps_its_own_values(url: str) -> None:
+    partial = Outcome(
+        Status.PARTIAL,
+        None,
+        (AgentResult("alpha", False, 500, 3, 9.0, error="HTTP 500"),),
+        (),
+    )
+
+    async def scenario() -> None:
+        async with open_store(url) as store:
+            for log_id in ("mixed-ok", "mixed-partial"):
+                assert (await store.claim(signal(log_id), PLAN, "t" * 32, "me", LEASE_S)).won
+            await asyncio.gather(
+                store.record("mixed-ok", PLAN, DELIVERED, 1.0),
+                store.record("mixed-partial", PLAN, partial, 9.0),
+            )
+
+    asyncio.run(scenario())
+    rows = query(
+        url,
+        "SELECT log_id, status, latency_ms FROM signals WHERE log_id LIKE 'mixed-%' ORDER BY 1",
+    )
+    assert rows == [
+        {"log_id": "mixed-ok", "status": "delivered", "latency_ms": 1.0},
+        {"log_id": "mixed-partial", "status": "partial", "latency_ms": 9.0},
+    ]
+
+
+def test_a_final_outcome_is_never_overwritten_by_a_later_batch(url: str) -> None:
+    async def scenario() -> None:
+        async with open_store(url) as store:
+            assert (await store.claim(signal("first-wins"), PLAN, "t" * 32, "me", LEASE_S)).won
+            await store.record("first-wins", PLAN, DELIVERED, 1.0)
+            partial = Outcome(Status.PARTIAL, None, (), ())
+            await store.record("first-wins", PLAN, partial, 2.0)
+
+    asyncio.run(scenario())
+    [row] = query(url, "SELECT status, latency_ms FROM signals WHERE log_id = 'first-wins'")
+    assert row == {"status": "delivered", "latency_ms": 1.0}
+
+
+def test_every_waiter_of_a_failed_batch_gets_storage_unavailable_quickly() -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+
+    async def scenario() -> list[BaseException | None]:
+        async with open_store(dead) as store:
+            started = asyncio.get_running_loop().time()
+            results = await asyncio.gather(
+                *(store.record(f"x-{n}", PLAN, DELIVERED, 1.0) for n in range(5)),
+                return_exceptions=True,
+            )
+            assert asyncio.get_running_loop().time() - started < 5
+            return list(results)  # type: ignore[arg-type]
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, StorageUnavailable) for r in results), results
