@@ -150,7 +150,8 @@ def replay_dlq(limit: int) -> None:
         _fail(exc)
     click.echo(
         f"replayed {summary['replayed']}: {summary['succeeded']} succeeded, "
-        f"{summary['failed']} failed, {summary['exhausted']} exhausted"
+        f"{summary['failed']} failed, {summary['exhausted']} exhausted, "
+        f"{summary['deferred']} deferred (circuit open)"
     )
 
 

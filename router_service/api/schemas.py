@@ -88,6 +88,7 @@ class ReplayResponse(BaseModel):
     succeeded: int
     failed: int
     exhausted: int
+    deferred: int = Field(description="not sent because the agent's circuit is open; still pending")
 
 
 class ErrorDetail(BaseModel):

@@ -105,6 +105,8 @@ class ReplayResult:
     error: str | None = None
     results: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     response: Any = None
+    # False when no agent was called (every circuit open): the replay is put off, not spent.
+    attempted: bool = True
 
 
 class Store(Protocol):

@@ -24,6 +24,7 @@ class ReplaySummary:
     succeeded: int = 0
     failed: int = 0
     exhausted: int = 0
+    deferred: int = 0  # not sent (the agent's circuit is open): still pending, nothing spent
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -31,6 +32,7 @@ class ReplaySummary:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "exhausted": self.exhausted,
+            "deferred": self.deferred,
         }
 
 
@@ -92,6 +94,10 @@ class Replayer:
         retry_in_s = self._backoff.ceiling(entry.replay_count + 1)
         status = await self._store.finish_replay(entry, result, self._max_replays, retry_in_s)
         summary.replayed += 1
+        if not result.attempted:
+            summary.deferred += 1
+            self._events.replayed(outcome="deferred")
+            return
         if result.ok:
             summary.succeeded += 1
         else:
@@ -123,6 +129,7 @@ class Replayer:
                 error=result.error,
                 results=[result.as_dict()],
                 response=result.response,
+                attempted=result.attempts > 0,
             )
         plan = self._routing.table.plan(entry.kind, "replay", Mode(entry.mode))
         outcome = fold(plan.mode, await self._dispatcher.dispatch(plan, envelope, trace, deadline))
@@ -132,4 +139,5 @@ class Replayer:
             error=errors or None,
             results=[r.as_dict() for r in outcome.results],
             response=outcome.response,
+            attempted=any(r.attempts > 0 for r in outcome.results),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from router_service.devtools.demo_agents import RunningAgents
 from tests.conftest import API_KEY, make_settings
 from tests.integration.test_modes_and_retries import metric
+from tests.support.db import wipe
 from tests.support.server import RouterServer
 
 
@@ -82,3 +84,29 @@ def test_retry_budget_caps_retries_during_an_outage(
             assert len(agents.received("alpha")) == 5
     finally:
         server.stop()
+
+
+def test_a_replay_while_the_circuit_is_open_is_deferred_not_spent(
+    guarded: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    wipe(database_url)  # the dead letters of the tests before
+    agents.set("alpha", mode="fail", status=503)
+    parked = guarded.post("/route", json={"sender_id": "d", "payload": {"route": "one"}})
+    assert parked.status_code == 202
+    assert guarded.get("/health").json()["checks"]["agents"]["circuits"]["alpha"] == "open"
+    calls = len(agents.received("alpha"))
+
+    summary = guarded.post("/dlq/replay", json={"limit": 10}).json()
+    assert summary == {"replayed": 1, "succeeded": 0, "failed": 0, "exhausted": 0, "deferred": 1}
+    assert len(agents.received("alpha")) == calls  # the open circuit was respected
+    [entry] = guarded.get("/dlq").json()["items"]
+    assert (entry["status"], entry["replay_count"]) == ("pending", 0)  # nothing spent
+    assert metric(guarded, "dlq_replays_total") == 1  # counted, as outcome "deferred"
+
+    agents.set("alpha", mode="ok")
+    give_up = time.monotonic() + 10  # bounded: the cool-down is 0.3 s, then a probe goes out
+    while time.monotonic() < give_up:
+        if guarded.post("/dlq/replay", json={"limit": 10}).json()["succeeded"] == 1:
+            break
+    [done] = guarded.get("/dlq", params={"status": "replayed"}).json()["items"]
+    assert done["replay_count"] == 1

@@ -63,7 +63,7 @@ def test_replay_success_marks_entry_and_updates_the_log(
     [log_id] = park(client, agents, 1)
     assert metric(client, "dlq_backlog") == 1
     summary = client.post("/dlq/replay", json={"limit": 10}).json()
-    assert summary == {"replayed": 1, "succeeded": 1, "failed": 0, "exhausted": 0}
+    assert summary == {"replayed": 1, "succeeded": 1, "failed": 0, "exhausted": 0, "deferred": 0}
     assert metric(client, "dlq_backlog") == 0
     assert client.get("/dlq").json()["items"] == []
     [entry] = client.get("/dlq", params={"status": "replayed"}).json()["items"]
@@ -103,7 +103,13 @@ def test_replay_failure_counts_up_then_exhausts(
     for round_ in range(1, max_replays + 1):
         summary = client.post("/dlq/replay", json={"limit": 10}).json()
         exhausted = 1 if round_ == max_replays else 0
-        assert summary == {"replayed": 1, "succeeded": 0, "failed": 1, "exhausted": exhausted}
+        assert summary == {
+            "replayed": 1,
+            "succeeded": 0,
+            "failed": 1,
+            "exhausted": exhausted,
+            "deferred": 0,
+        }
     assert client.post("/dlq/replay", json={"limit": 10}).json()["replayed"] == 0
     [entry] = client.get("/dlq", params={"status": "exhausted"}).json()["items"]
     assert entry["log_id"] == log_id

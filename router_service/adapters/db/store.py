@@ -484,8 +484,23 @@ class SqlStore:
         max_replays: int,
         retry_in_s: float = 0.0,
     ) -> str:
-        """Mark the entry and bring the signal's status up to date; returns the entry's status."""
+        """Mark the entry and bring the signal's status up to date; returns the entry's status.
+
+        A replay that called no agent (its circuit was open) spends nothing: the entry stays
+        pending with its count and error, released, and due again in ``retry_in_s``."""
         now = utcnow()
+        if not result.attempted:
+            async with self._connect("finish_replay") as conn:
+                await conn.execute(
+                    update(dead_letters)
+                    .where(dead_letters.c.id == entry.id)
+                    .values(
+                        next_attempt_at=now + timedelta(seconds=retry_in_s),
+                        claimed_by=None,
+                        claim_expires_at=None,
+                    )
+                )
+            return "pending"
         replay_count = entry.replay_count + 1
         if result.ok:
             status = "replayed"
