@@ -73,6 +73,7 @@ class PgHotPath:
         self._opening = asyncio.Lock()
         self._queue: list[tuple[OutcomeRow, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._writing = False  # a batch is being written (by a request or the writer task)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -94,36 +95,56 @@ class PgHotPath:
 
     async def record(self, row: OutcomeRow) -> None:
         """Returns once the commit holding ``row`` is durable."""
+        if not self._writing:
+            # Nobody is writing: write this row now, from this task (no task, no queue: the
+            # one-request-at-a-time case pays nothing for batching). Rows that arrive
+            # meanwhile queue up and go to a writer task as one batch.
+            self._writing = True
+            try:
+                await self._write([row])
+            finally:
+                self._hand_over()
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieve)  # a cancelled waiter's failure is not "unretrieved"
         self._queue.append((row, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
         await asyncio.shield(done)  # a cancelled request does not cancel its neighbours' commit
 
+    def _hand_over(self) -> None:
+        if self._queue:
+            self._writer = asyncio.create_task(self._write_batches())
+        else:
+            self._writing = False
+
     async def _write_batches(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            # One row per signal, in key order: concurrent writers lock rows in the same order.
-            rows = sorted((row for row, _ in batch), key=lambda r: r.log_id)
-            columns = (
-                [r.log_id for r in rows],
-                [r.status for r in rows],
-                [r.results for r in rows],
-                [r.response for r in rows],
-                [r.latency_ms for r in rows],
-                datetime.now(UTC),
-            )
-            try:
-                await self._twice("record", True, partial(_execute, PG_RECORD_MANY, columns))
-            except Exception as exc:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._write([row for row, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
                 for _, done in batch:
                     if not done.done():
-                        done.set_exception(exc)
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                        done.set_result(None)
+        finally:
+            self._writing = False
+
+    async def _write(self, rows: list[OutcomeRow]) -> None:
+        # In key order: concurrent writers (other processes) lock rows in the same order.
+        rows.sort(key=lambda r: r.log_id)
+        columns = (
+            [r.log_id for r in rows],
+            [r.status for r in rows],
+            [r.results for r in rows],
+            [r.response for r in rows],
+            [r.latency_ms for r in rows],
+            datetime.now(UTC),
+        )
+        await self._twice("record", True, partial(_execute, PG_RECORD_MANY, columns))
 
     async def _twice(
         self, operation: str, durable: bool, run: Callable[[Any], Awaitable[Any]]
