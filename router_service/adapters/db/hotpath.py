@@ -42,8 +42,12 @@ UPDATE signals AS s
        latency_ms = v.latency_ms, lease_owner = NULL, lease_expires_at = NULL, updated_at = $6
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
        AS v(log_id, status, results, response, latency_ms)
- WHERE s.log_id = v.log_id AND s.status = 'in_progress'
+ WHERE s.log_id = v.log_id AND (s.status = 'in_progress') IS TRUE
 """
+# ``IS TRUE`` keeps the status out of the index search: the row is found by its key alone. With
+# a plain ``s.status = 'in_progress'`` the planner ANDs in the lease index on ``status``, whose
+# entries for every signal ever claimed (until vacuum) it then walks: 9 ms instead of 0.2 ms
+# per batch once the log holds half a million rows.
 
 MAX_BATCH = 128
 
@@ -80,7 +84,12 @@ class PgHotPath:
             await asyncio.gather(self._writer, return_exceptions=True)
         for pool in self._pools.values():
             self._events.db_pool(size=-pool.get_max_size())
-            await pool.close()
+            try:
+                # Graceful close waits for every connection to come back; a stuck one must not
+                # hold up the process's exit.
+                await asyncio.wait_for(pool.close(), timeout=5.0)
+            except TimeoutError:
+                pool.terminate()
         self._pools.clear()
 
     async def claim(self, statement: str, params: Sequence[Any]) -> tuple[Any, bool]:

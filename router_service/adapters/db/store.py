@@ -315,8 +315,12 @@ class SqlStore:
         async with self._connect("record", transaction=bool(outcome.dead_letters)) as conn:
             updated = await conn.execute(
                 update(signals)
-                # The first final outcome wins (a reclaimed signal may be finished twice).
-                .where(signals.c.log_id == log_id, signals.c.status == Status.IN_PROGRESS.value)
+                # The first final outcome wins (a reclaimed signal may be finished twice). The
+                # status test is kept out of the index search, as in hotpath.PG_RECORD_MANY.
+                .where(
+                    signals.c.log_id == log_id,
+                    (signals.c.status == Status.IN_PROGRESS.value).is_(True),
+                )
                 .values(
                     status=outcome.status.value,
                     results=[r.as_dict() for r in outcome.results],
