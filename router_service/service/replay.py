@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
@@ -27,13 +27,7 @@ class ReplaySummary:
     deferred: int = 0  # not sent (the agent's circuit is open): still pending, nothing spent
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "replayed": self.replayed,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "exhausted": self.exhausted,
-            "deferred": self.deferred,
-        }
+        return asdict(self)
 
 
 class Replayer:

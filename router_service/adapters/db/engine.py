@@ -43,16 +43,21 @@ def is_postgres(settings: Settings) -> bool:
     return make_url(settings.database_url).get_backend_name() == "postgresql"
 
 
+def session_settings(settings: Settings) -> dict[str, str]:
+    """What every Postgres connection of the router sets: a stuck statement or lock cannot
+    stall it, and ``pg_stat_activity`` names it."""
+    return {
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        "lock_timeout": str(settings.db_statement_timeout_ms),
+        "application_name": "router-service",
+    }
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """SQLAlchemy's engine: every statement but the hot path's two (``hotpath.py``)."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(settings)
-    server_settings = {
-        "statement_timeout": str(settings.db_statement_timeout_ms),
-        "lock_timeout": str(settings.db_statement_timeout_ms),
-        "application_name": "router-service",
-    }
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -63,7 +68,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
-            "server_settings": server_settings,
+            "server_settings": session_settings(settings),
         },
     )
     _ping_after_idle(engine, settings.db_ping_idle_s)

@@ -26,12 +26,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from router_service.adapters.db.engine import session_settings
 from router_service.config.settings import Settings
 from router_service.domain.errors import Overloaded, StorageUnavailable
 from router_service.service.ports import Events
@@ -95,12 +95,7 @@ class PgHotPath:
     async def claim(self, statement: str, params: Sequence[Any]) -> tuple[Any, bool]:
         """``fetchval`` of an idempotent claim statement, and whether it had to be sent twice
         (then the first may have gone through before its connection died)."""
-        try:
-            async with self._connection("claim", False) as conn:
-                return await conn.fetchval(statement, *params), False
-        except StorageUnavailable:
-            async with self._connection("claim", False) as conn:
-                return await conn.fetchval(statement, *params), True
+        return await self._twice("claim", False, lambda conn: conn.fetchval(statement, *params))
 
     async def record(self, row: OutcomeRow) -> None:
         """Returns once the commit holding ``row`` is durable."""
@@ -153,19 +148,20 @@ class PgHotPath:
             [r.latency_ms for r in rows],
             datetime.now(UTC),
         )
-        await self._twice("record", True, partial(_execute, PG_RECORD_MANY, columns))
+        await self._twice("record", True, lambda conn: conn.execute(PG_RECORD_MANY, *columns))
 
     async def _twice(
         self, operation: str, durable: bool, run: Callable[[Any], Awaitable[Any]]
-    ) -> Any:
+    ) -> tuple[Any, bool]:
         """Run an idempotent statement; once more on a fresh connection if the pooled one
-        turned out dead (a restarted or killed backend), instead of failing the request."""
+        turned out dead (a restarted or killed backend), instead of failing the request.
+        Returns the result and whether it took the second try."""
         try:
             async with self._connection(operation, durable) as conn:
-                return await run(conn)
+                return await run(conn), False
         except StorageUnavailable:
             async with self._connection(operation, durable) as conn:
-                return await run(conn)
+                return await run(conn), True
 
     @asynccontextmanager
     async def _connection(self, operation: str, durable: bool) -> AsyncIterator[Any]:
@@ -212,11 +208,7 @@ class PgHotPath:
             if pool is not None:
                 return pool
             settings = self._settings
-            server_settings = {
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "lock_timeout": str(settings.db_statement_timeout_ms),
-                "application_name": "router-service",
-            }
+            server_settings = session_settings(settings)
             if not durable:
                 server_settings["synchronous_commit"] = "off"
             pool = await asyncpg.create_pool(
@@ -239,10 +231,6 @@ async def _keep_session(_conn: Any) -> None:
     """Instead of asyncpg's reset query on every release (a round trip each time): these two
     statements leave no session state behind (no locks, cursors, LISTEN or SET), and a
     connection that failed mid-statement is terminated, never released."""
-
-
-def _execute(statement: str, args: Sequence[Any], conn: Any) -> Awaitable[Any]:
-    return conn.execute(statement, *args)  # type: ignore[no-any-return]
 
 
 def _retrieve(done: asyncio.Future[None]) -> None:

@@ -218,9 +218,29 @@ class SqlStore:
     ) -> Claim:
         """Take the idempotency key and insert the log row as ``in_progress``, both or neither;
         the key's primary key makes the claim atomic."""
-        now = utcnow()
         if self._hot is not None:
-            return await self._claim_hot(self._hot, signal, plan, trace_id, lease_owner, lease_s)
+            won, retried = await self._claim_hot(
+                self._hot, signal, plan, trace_id, lease_owner, lease_s
+            )
+        else:
+            won, retried = (
+                await self._claim_sql(signal, plan, trace_id, lease_owner, lease_s),
+                False,
+            )
+        if won:
+            return Claim()
+        existing = await self.get(signal.log_id)
+        if existing is None:  # pragma: no cover - rows are never deleted while claimed
+            raise StorageError("claimed signal vanished")
+        if retried and existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
+            return Claim()  # our own first try went through before its connection died
+        return Claim(record=existing)
+
+    async def _claim_sql(
+        self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
+    ) -> bool:
+        """Both inserts in one transaction; True when the key was new."""
+        now = utcnow()
         take_key = (
             self._insert(idempotency_keys)
             .values(log_id=signal.log_id, created_at=now)
@@ -246,13 +266,10 @@ class SqlStore:
             updated_at=now,
         )
         async with self._connect("claim", transaction=True) as conn:
-            if (await conn.execute(take_key)).first() is not None:
-                await conn.execute(row)
-                return Claim()
-        existing = await self.get(signal.log_id)
-        if existing is None:  # pragma: no cover - rows are never deleted while claimed
-            raise StorageError("claimed signal vanished")
-        return Claim(record=existing)
+            if (await conn.execute(take_key)).first() is None:
+                return False
+            await conn.execute(row)
+            return True
 
     async def _claim_hot(
         self,
@@ -262,7 +279,8 @@ class SqlStore:
         trace_id: str,
         lease_owner: str,
         lease_s: float,
-    ) -> Claim:
+    ) -> tuple[bool, bool]:
+        """One prepared statement; whether the key was new, and whether it took a second try."""
         now = utcnow()
         params = (
             signal.log_id,
@@ -281,14 +299,7 @@ class SqlStore:
             now,
         )
         inserted, retried = await hot.claim(PG_CLAIM, params)
-        if inserted is not None:
-            return Claim()
-        existing = await self.get(signal.log_id)
-        if existing is None:  # pragma: no cover - rows are never deleted while claimed
-            raise StorageError("claimed signal vanished")
-        if retried and existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
-            return Claim()  # our own first try went through before its connection died
-        return Claim(record=existing)
+        return inserted is not None, retried
 
     async def get(self, log_id: str) -> LogRecord | None:
         async with self._connect("get") as conn:
