@@ -196,20 +196,18 @@ def prune(older_than_days: float, batch: int) -> None:
 async def _prune(settings: Settings, days: float, batch: int) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from router_service.adapters.db.engine import create_engine
-    from router_service.adapters.db.store import SqlStore
+    from router_service.api.services import build_store
     from router_service.observability.events import Telemetry
     from router_service.observability.metrics import Metrics
 
     cutoff = datetime.now(UTC) - timedelta(days=days)
-    engine = create_engine(settings)
-    store = SqlStore(engine, Telemetry(Metrics()))
+    store = build_store(settings, Telemetry(Metrics()))
     total = 0
     try:
         while deleted := await store.prune(cutoff, batch):
             total += deleted
     finally:
-        await engine.dispose()
+        await store.close()
     return total
 
 

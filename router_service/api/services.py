@@ -10,14 +10,9 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from router_service.adapters.agents import HttpAgentClient
-from router_service.adapters.db.engine import create_engine, is_postgres
-from router_service.adapters.db.hotpath import PgHotPath
-from router_service.adapters.db.migrate import head_revision
-from router_service.adapters.db.store import SqlStore
+from router_service.adapters.db.backends import StoreSettings, open_store
+from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
 from router_service.config.routing_file import RoutingConfig
@@ -30,6 +25,7 @@ from router_service.observability.metrics import Metrics
 from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
 from router_service.service.intake import Intake
+from router_service.service.ports import Events, Store
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
 from router_service.service.replay import Replayer
 
@@ -43,8 +39,7 @@ class Services:
     settings: Settings
     keys: KeyRing | None
     metrics: Metrics
-    engine: AsyncEngine
-    store: SqlStore
+    store: Store
     client: HttpAgentClient
     dispatcher: Dispatcher
     intake: Intake
@@ -84,16 +79,24 @@ class Services:
                 get_logger("shutdown").warning("shutdown.leases_released", signals=released)
         await self.client.close()
         await self.store.close()
-        await self.engine.dispose()
         await asyncio.to_thread(self.telemetry.close)  # flushes queued spans over HTTP
 
 
-def watch_pool(engine: AsyncEngine, metrics: Metrics, size: int) -> None:
-    """Pool use as gauges kept by pool events, so they also add up across worker processes."""
-    metrics.pool_size.inc(size)
-    pool = engine.sync_engine.pool
-    event.listen(pool, "checkout", lambda *_: metrics.pool_in_use.inc())
-    event.listen(pool, "checkin", lambda *_: metrics.pool_in_use.dec())
+def store_settings(settings: Settings) -> StoreSettings:
+    """On Postgres one pool of ``DB_POOL_SIZE + DB_MAX_OVERFLOW`` connections is the process's
+    whole budget; SQLite keeps SQLAlchemy's pool of the two settings."""
+    return StoreSettings(
+        database_url=settings.database_url,
+        pool_size=settings.db_pool_size + settings.db_max_overflow,
+        sqlite_pool_size=settings.db_pool_size,
+        sqlite_max_overflow=settings.db_max_overflow,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+
+
+def build_store(settings: Settings, events: Events) -> Store:
+    return open_store(store_settings(settings), events)
 
 
 def build_services(
@@ -105,10 +108,7 @@ def build_services(
 
         spans = SpanExporter(settings.otel_exporter_otlp_endpoint, settings.otel_service_name)
     telemetry = Telemetry(metrics, spans=spans)
-    engine = create_engine(settings)
-    watch_pool(engine, metrics, settings.db_pool_size)
-    hot = PgHotPath(settings, telemetry) if is_postgres(settings) else None
-    store = SqlStore(engine, telemetry, hot)
+    store = build_store(settings, telemetry)
     client = HttpAgentClient(
         max_connections=settings.global_concurrency,
         max_response_bytes=settings.max_agent_response_bytes,
@@ -129,7 +129,6 @@ def build_services(
         settings=settings,
         keys=keys,
         metrics=metrics,
-        engine=engine,
         store=store,
         client=client,
         dispatcher=dispatcher,
@@ -157,7 +156,7 @@ def build_services(
     )
 
 
-async def wait_for_schema(store: SqlStore, wait_s: float) -> None:
+async def wait_for_schema(store: Store, wait_s: float) -> None:
     """Wait for the database (it may start after us), then refuse to run on an old schema."""
     log = get_logger("startup")
     delay = 0.2
@@ -173,7 +172,7 @@ async def wait_for_schema(store: SqlStore, wait_s: float) -> None:
             log.warning("startup.waiting_for_database", error=exc.message, retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-    head = head_revision()
+    head = SCHEMA_HEAD
     if revision != head:
         raise SchemaOutOfDate(
             f"the database schema is at revision {revision or 'none'} but this router needs "
@@ -191,11 +190,11 @@ async def refresh_backlog(services: Services) -> None:
 
 async def preflight(settings: Settings) -> None:
     """What the lifespan would refuse, checked before a server starts (one clear line)."""
-    engine = create_engine(settings)
+    store = build_store(settings, Telemetry(Metrics()))
     try:
-        await wait_for_schema(SqlStore(engine, Telemetry(Metrics())), settings.startup_db_wait_s)
+        await wait_for_schema(store, settings.startup_db_wait_s)
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 @contextlib.asynccontextmanager

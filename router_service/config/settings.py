@@ -67,7 +67,6 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(10, ge=0)
     db_connect_timeout_s: float = Field(2.0, gt=0)
     db_statement_timeout_ms: int = Field(5000, gt=0)
-    db_ping_idle_s: float = Field(2.0, ge=0)
     dlq_backlog_refresh_s: float = Field(15.0, gt=0)
     startup_db_wait_s: float = Field(30.0, ge=0)
     sweep_interval_s: float = Field(5.0, gt=0)

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from router_service.adapters.db.engine import create_engine, ensure_database_waiting
+from router_service.adapters.db.engine import ensure_database_waiting, migration_engine
 from router_service.adapters.db.tables import metadata
 from router_service.config.settings import Settings
 
@@ -33,7 +33,11 @@ async def _migrate(settings: Settings) -> None:
     created = await ensure_database_waiting(settings.database_url, settings.startup_db_wait_s)
     if created:
         print(created)
-    engine = create_engine(settings)
+    engine = migration_engine(
+        settings.database_url,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        busy_timeout_ms=settings.db_statement_timeout_ms,
+    )
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_run)

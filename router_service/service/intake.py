@@ -143,7 +143,11 @@ class Intake:
             ]
         outcome = fold(plan.mode, results)
         latency_s = time.perf_counter() - started
-        created = await self._store.record(signal.log_id, plan, outcome, latency_s * 1000)
+        claimed_at = claim.claimed_at
+        assert claimed_at is not None  # a won claim says when
+        created = await self._store.record(
+            signal.log_id, claimed_at, plan, outcome, latency_s * 1000
+        )
         if created:
             self._events.dead_lettered(created)
             self._events.dlq_backlog(await self._store.dlq_backlog())

@@ -88,9 +88,11 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """``record`` is None when this caller won the claim, else the row that already held it."""
+    """``record`` is None when this caller won the claim, else the row that already held it.
+    ``claimed_at``: when the winner's row was created (its key in the log, with ``log_id``)."""
 
     record: LogRecord | None = None
+    claimed_at: datetime | None = None
 
     @property
     def won(self) -> bool:
@@ -110,7 +112,13 @@ class ReplayResult:
 
 
 class Store(Protocol):
+    """The signal log, its idempotency keys and leases, and the dead-letter queue."""
+
+    async def close(self) -> None: ...
+
     async def ping(self) -> float: ...
+
+    async def schema_revision(self) -> str | None: ...
 
     async def claim(
         self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
@@ -118,7 +126,9 @@ class Store(Protocol):
 
     async def get(self, log_id: str) -> LogRecord | None: ...
 
-    async def record(self, log_id: str, plan: Plan, outcome: Outcome, latency_ms: float) -> int: ...
+    async def record(
+        self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
+    ) -> int: ...
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]: ...
 
@@ -146,6 +156,8 @@ class Store(Protocol):
     async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]: ...
 
     async def release_leases(self, owner: str) -> int: ...
+
+    async def prune(self, older_than: datetime, batch: int = 1000) -> int: ...
 
     async def dlq_backlog(self) -> int: ...
 

@@ -69,7 +69,7 @@ class Sweeper:
         results = await self._dispatcher.dispatch(plan, envelope, trace, started + self._deadline_s)
         outcome = fold(plan.mode, results)
         created = await self._store.record(
-            record.log_id, plan, outcome, (time.perf_counter() - started) * 1000
+            record.log_id, record.created_at, plan, outcome, (time.perf_counter() - started) * 1000
         )
         if created:
             self._events.dead_lettered(created)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +17,7 @@ from router_service.observability.metrics import Metrics
 from tests.conftest import scratch_database
 from tests.support.db import query
 from tests.support.processes import free_port
-from tests.support.store import DELIVERED, PLAN, database_url, open_store, signal
+from tests.support.store import DELIVERED, PLAN, database_url, open_store, record_outcome, signal
 
 LEASE_S = 30.0
 
@@ -44,7 +45,7 @@ def test_concurrent_outcomes_are_written_in_fewer_commits_than_requests(url: str
                 assert (await store.claim(signal(log_id), PLAN, "t" * 32, "me", LEASE_S)).won
 
             async def record_then_read(log_id: str) -> str:
-                await store.record(log_id, PLAN, DELIVERED, 1.5)
+                await record_outcome(store, log_id, PLAN, DELIVERED, 1.5)
                 # Read back on a separate connection: the commit is done when record returns.
                 [row] = await asyncio.to_thread(
                     query, url, "SELECT status FROM signals WHERE log_id = $1", log_id
@@ -57,12 +58,10 @@ def test_concurrent_outcomes_are_written_in_fewer_commits_than_requests(url: str
     asyncio.run(scenario())
     commits = _record_calls(metrics)
     assert 1 <= commits < len(ids)
-    rows = query(
-        url, "SELECT latency_ms, lease_owner, response FROM signals WHERE log_id = $1", ids[7]
-    )
-    assert [(r["latency_ms"], r["lease_owner"], json.loads(r["response"])) for r in rows] == [
-        (1.5, None, {"ok": True})
-    ]
+    rows = query(url, "SELECT latency_ms, response FROM signals WHERE log_id = $1", ids[7])
+    assert [(r["latency_ms"], json.loads(r["response"])) for r in rows] == [(1.5, {"ok": True})]
+    # The outcome ended every lease with its commit.
+    assert query(url, "SELECT log_id FROM signal_leases") == []
 
 
 def test_each_outcome_in_a_batch_keeps_its_own_values(url: str) -> None:
@@ -78,8 +77,8 @@ def test_each_outcome_in_a_batch_keeps_its_own_values(url: str) -> None:
             for log_id in ("mixed-ok", "mixed-partial"):
                 assert (await store.claim(signal(log_id), PLAN, "t" * 32, "me", LEASE_S)).won
             await asyncio.gather(
-                store.record("mixed-ok", PLAN, DELIVERED, 1.0),
-                store.record("mixed-partial", PLAN, partial, 9.0),
+                record_outcome(store, "mixed-ok", PLAN, DELIVERED, 1.0),
+                record_outcome(store, "mixed-partial", PLAN, partial, 9.0),
             )
 
     asyncio.run(scenario())
@@ -97,13 +96,16 @@ def test_a_final_outcome_is_never_overwritten_by_a_later_batch(url: str) -> None
     async def scenario() -> None:
         async with open_store(url) as store:
             assert (await store.claim(signal("first-wins"), PLAN, "t" * 32, "me", LEASE_S)).won
-            await store.record("first-wins", PLAN, DELIVERED, 1.0)
+            await record_outcome(store, "first-wins", PLAN, DELIVERED, 1.0)
             partial = Outcome(Status.PARTIAL, None, (), ())
-            await store.record("first-wins", PLAN, partial, 2.0)
+            await record_outcome(store, "first-wins", PLAN, partial, 2.0)
 
     asyncio.run(scenario())
     [row] = query(url, "SELECT status, latency_ms FROM signals WHERE log_id = 'first-wins'")
     assert row == {"status": "delivered", "latency_ms": 1.0}
+
+
+CLAIMED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_every_waiter_of_a_failed_batch_gets_storage_unavailable_quickly() -> None:
@@ -113,7 +115,7 @@ def test_every_waiter_of_a_failed_batch_gets_storage_unavailable_quickly() -> No
         async with open_store(dead) as store:
             started = asyncio.get_running_loop().time()
             results = await asyncio.gather(
-                *(store.record(f"x-{n}", PLAN, DELIVERED, 1.0) for n in range(5)),
+                *(store.record(f"x-{n}", CLAIMED_AT, PLAN, DELIVERED, 1.0) for n in range(5)),
                 return_exceptions=True,
             )
             assert asyncio.get_running_loop().time() - started < 5

@@ -25,6 +25,7 @@ from tests.support.store import (
     database_url,
     keys,
     open_store,
+    record_outcome,
     signal,
 )
 
@@ -55,7 +56,7 @@ def test_a_repeated_claim_gets_the_stored_record_and_writes_nothing(url: str) ->
     async def scenario() -> Claim:
         async with open_store(url) as store:
             assert (await store.claim(signal("k-dup"), PLAN, "a" * 32, "owner", LEASE_S)).won
-            await store.record("k-dup", PLAN, DELIVERED, 1.0)
+            await record_outcome(store, "k-dup", PLAN, DELIVERED, 1.0)
             return await store.claim(signal("k-dup"), PLAN, "b" * 32, "owner", LEASE_S)
 
     again = asyncio.run(scenario())
@@ -129,7 +130,7 @@ async def _claim_and_record(url: str, outcomes: dict[str, Outcome | None]) -> No
         for log_id, outcome in outcomes.items():
             assert (await store.claim(signal(log_id), PLAN, "c" * 32, "owner", LEASE_S)).won
             if outcome is not None:
-                await store.record(log_id, PLAN, outcome, 1.0)
+                await record_outcome(store, log_id, PLAN, outcome, 1.0)
 
 
 async def _prune(url: str, older_than: datetime) -> int:

@@ -13,7 +13,8 @@ from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from router_service.adapters.db.migrate import alembic_config
+from router_service.adapters.db.migrate import alembic_config, head_revision
+from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.adapters.db.tables import dead_letters, signals
 from router_service.api.services import wait_for_schema
 from router_service.domain.errors import SchemaOutOfDate
@@ -109,15 +110,21 @@ def test_a_router_refuses_to_start_on_a_database_still_at_0002(url: str) -> None
         async with open_store(url) as store:
             await wait_for_schema(store, 0)
 
-    with pytest.raises(SchemaOutOfDate, match="at revision 0002 but this router needs 0003"):
+    with pytest.raises(SchemaOutOfDate, match="at revision 0002 but this router needs 0004"):
         asyncio.run(check())
 
 
 def test_upgrade_from_0002_backfills_the_keys_and_still_refuses_duplicates(url: str) -> None:
     upgrade_to(url, "head")
-    assert asyncio.run(_revision(url)) == "0003"
+    assert asyncio.run(_revision(url)) == "0004"
     assert _schema(url) == {
-        "tables": ["alembic_version", "dead_letters", "idempotency_keys", "signals"],
+        "tables": [
+            "alembic_version",
+            "dead_letters",
+            "idempotency_keys",
+            "signal_leases",
+            "signals",
+        ],
         "signals_pk": ["log_id", "created_at"],
         "dead_letters_refer_to": ("idempotency_keys", ["log_id"]),
     }
@@ -164,3 +171,40 @@ def test_downgrade_to_0002_restores_the_log_key_and_keeps_every_row(url: str) ->
     assert query(url, "SELECT log_id FROM dead_letters") == [{"log_id": "m-parked"}]
     upgrade_to(url, "head")  # and up again: the keys come back from the log
     assert keys(url) == {"m-done", "m-new", "m-parked"}
+
+
+def test_the_servers_schema_head_is_the_newest_migration() -> None:
+    """The server checks the schema against a constant, so it need not load Alembic."""
+    assert head_revision() == SCHEMA_HEAD
+
+
+def test_0004_moves_leases_of_signals_in_flight_apart_and_back(url: str) -> None:
+    upgrade_to(url, "0003")
+    sqlite = url.startswith("sqlite")
+    at = "2026-01-01 12:00:00.000000" if sqlite else CREATED
+    query(url, "INSERT INTO idempotency_keys (log_id, created_at) VALUES ('m-flying', $1)", at)
+    query(
+        url,
+        "INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, "
+        "trace_id, kind, rule, mode, routed_agents, status, lease_owner, lease_expires_at, "
+        "created_at, updated_at) VALUES ('m-flying', 's', 'h', '{}', '{}', $1, 't', 'one', 'r', "
+        "'fallback', '[]', 'in_progress', 'replica-a', $2, $3, $4)",
+        at,
+        at,
+        at,
+        at,
+    )
+    upgrade_to(url, "head")
+    leases = query(url, "SELECT log_id, owner FROM signal_leases")
+    assert leases == [{"log_id": "m-flying", "owner": "replica-a"}]
+
+    async def reclaim() -> list[str]:
+        async with open_store(url) as store:
+            return [r.log_id for r in await store.reclaim_expired("replica-b", 30, 10)]
+
+    assert asyncio.run(reclaim()) == ["m-flying"]  # its lease had long expired
+    downgrade_to(url, "0003")
+    [row] = query(url, "SELECT lease_owner FROM signals WHERE log_id = 'm-flying'")
+    assert row["lease_owner"] == "replica-b"
+    done = query(url, "SELECT lease_owner FROM signals WHERE log_id = 'm-done'")
+    assert done == [{"lease_owner": None}]

@@ -25,6 +25,7 @@ from tests.support.store import (
     database_url,
     keys,
     open_store,
+    record_outcome,
     signal,
 )
 
@@ -64,7 +65,6 @@ def partition_signals(url: str, cut: datetime) -> None:
             "ix_signals_created",
             "ix_signals_sender_created",
             "ix_signals_kind_created",
-            "ix_signals_status_lease",
         )
     ]
     swap = [
@@ -78,11 +78,10 @@ def partition_signals(url: str, cut: datetime) -> None:
         "CREATE INDEX ix_signals_sender_created "
         "ON signals (sender_id, created_at DESC, log_id DESC)",
         "CREATE INDEX ix_signals_kind_created ON signals (kind, created_at DESC)",
-        "CREATE INDEX ix_signals_status_lease ON signals (status, lease_expires_at)",
         "ALTER TABLE signals ATTACH PARTITION signals_legacy "
         f"FOR VALUES FROM (MINVALUE) TO ('{cut.isoformat()}')",
         "CREATE TABLE signals_next PARTITION OF signals "
-        f"FOR VALUES FROM ('{cut.isoformat()}') TO (MAXVALUE)",
+        f"FOR VALUES FROM ('{cut.isoformat()}') TO (MAXVALUE) WITH (fillfactor = 70)",
         "ALTER TABLE signals_legacy DROP CONSTRAINT signals_before_cut",
     ]
     asyncio.run(_in_one_transaction(url, swap))
@@ -113,9 +112,9 @@ def partitioned(url: str) -> None:
         async with open_store(url) as store:
             for log_id in ("p-old-done", "p-old-parked", "p-recent"):
                 assert (await store.claim(signal(log_id), PLAN, "a" * 32, "o", LEASE_S)).won
-            await store.record("p-old-done", PLAN, DELIVERED, 1.0)
-            await store.record("p-old-parked", PLAN, PARKED, 1.0)
-            await store.record("p-recent", PLAN, DELIVERED, 1.0)
+            await record_outcome(store, "p-old-done", PLAN, DELIVERED, 1.0)
+            await record_outcome(store, "p-old-parked", PLAN, PARKED, 1.0)
+            await record_outcome(store, "p-recent", PLAN, DELIVERED, 1.0)
 
     asyncio.run(before())
     backdate(url, "p-old-done", OLD)
@@ -147,9 +146,9 @@ def test_the_log_primary_key_includes_the_partition_key(url: str) -> None:
     )
     assert [p["part"] for p in parts] == ["signals_legacy", "signals_next"]
     assert partition_of(url, "p-old-done") == "signals_legacy"
-    # Attaching adopted the old table's five indexes instead of building a second set.
+    # Attaching adopted the old table's four indexes instead of building a second set.
     indexes = query(url, "SELECT indexname FROM pg_indexes WHERE tablename = 'signals_legacy'")
-    assert len(indexes) == 5
+    assert len(indexes) == 4
 
 
 def test_claims_on_the_partitioned_log_win_once_and_then_get_the_stored_record(
@@ -178,7 +177,7 @@ def test_outcomes_dead_letters_and_replays_work_on_the_partitioned_log(url: str)
     async def scenario() -> tuple[int, str]:
         async with open_store(url) as store:
             assert (await store.claim(signal("p-dl"), PLAN, "f" * 32, "o", LEASE_S)).won
-            created = await store.record("p-dl", PLAN, PARKED, 1.0)
+            created = await record_outcome(store, "p-dl", PLAN, PARKED, 1.0)
             page = await store.list_dead_letters(DeadLetterQuery())
             assert {e.log_id for e in page.items} == {"p-dl", "p-old-parked"}
             [entry] = await store.claim_dead_letters(
@@ -207,8 +206,8 @@ def test_expired_leases_are_taken_over_on_the_partitioned_log(url: str) -> None:
             return [r.log_id for r in await store.reclaim_expired("alive", LEASE_S, 10)]
 
     assert asyncio.run(scenario()) == ["p-lapsed"]
-    [row] = query(url, "SELECT lease_owner FROM signals WHERE log_id = $1", "p-lapsed")
-    assert row["lease_owner"] == "alive"
+    [row] = query(url, "SELECT owner FROM signal_leases WHERE log_id = $1", "p-lapsed")
+    assert row["owner"] == "alive"
 
 
 def test_prune_on_the_partitioned_log_takes_signals_and_keys(url: str) -> None:

@@ -1,4 +1,4 @@
-"""The store on its own, without a server: a ``SqlStore`` on a URL, and what to feed it."""
+"""The store on its own, without a server: the store of a URL, and what to feed it."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router_service.adapters.db.engine import create_engine, is_postgres
-from router_service.adapters.db.hotpath import PgHotPath
-from router_service.adapters.db.store import SqlStore
+from router_service.adapters.db.engine import migration_engine
+from router_service.api.services import build_store
 from router_service.config.settings import Settings
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
 from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.domain.signal import Signal
 from router_service.observability.events import Telemetry
 from router_service.observability.metrics import Metrics
+from router_service.service.ports import Store
 from tests.support.db import query
 
 PLAN = Plan(
@@ -46,8 +46,8 @@ def database_url(url: str) -> str:
 
 @asynccontextmanager
 async def open_engine(url: str) -> AsyncIterator[AsyncEngine]:
-    """The service's own engine on ``url``, disposed on the way out."""
-    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    """A SQLAlchemy engine on ``url`` (the migrations' kind), disposed on the way out."""
+    engine = migration_engine(database_url(url), connect_timeout_s=5, busy_timeout_ms=5000)
     try:
         yield engine
     finally:
@@ -55,18 +55,15 @@ async def open_engine(url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @asynccontextmanager
-async def open_store(url: str, metrics: Metrics | None = None) -> AsyncIterator[SqlStore]:
-    """The store as the server builds it: on Postgres, with its hot path (asyncpg pools,
-    group commit)."""
+async def open_store(url: str, metrics: Metrics | None = None) -> AsyncIterator[Store]:
+    """The store as the server builds it: on Postgres, asyncpg on one pool with group commit;
+    on SQLite, SQLAlchemy."""
     settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
-    telemetry = Telemetry(metrics or Metrics())
-    async with open_engine(url) as engine:
-        hot = PgHotPath(settings, telemetry) if is_postgres(settings) else None
-        store = SqlStore(engine, telemetry, hot)
-        try:
-            yield store
-        finally:
-            await store.close()
+    store = build_store(settings, Telemetry(metrics or Metrics()))
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def signal(log_id: str, sender_id: str = "store-test") -> Signal:
@@ -87,3 +84,12 @@ def backdate(url: str, log_id: str, day: datetime) -> None:
 
 def keys(url: str) -> set[str]:
     return {r["log_id"] for r in query(url, "SELECT log_id FROM idempotency_keys")}
+
+
+async def record_outcome(
+    store: Store, log_id: str, plan: Plan, outcome: Outcome, latency_ms: float
+) -> int:
+    """``store.record`` for a signal claimed earlier, found by its ``log_id``."""
+    row = await store.get(log_id)
+    assert row is not None, log_id
+    return await store.record(log_id, row.created_at, plan, outcome, latency_ms)

@@ -1,112 +1,62 @@
-"""Engines, database creation and the schema check, for Postgres (asyncpg) and SQLite."""
+"""SQLAlchemy engines (the SQLite store, the migrations) and database creation.
+
+The Postgres store does not use them: it runs on asyncpg alone (``pg_pool.py``)."""
 
 from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from router_service.config.settings import Settings
-from router_service.jsonwire import dumps
-
-_NUL = b"\\u0000"
+from router_service.adapters.db.records import json_column
 
 
-def _strip_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
-    return value
-
-
-def json_serializer(value: Any) -> str:
-    """orjson, except that NUL (which JSONB refuses) becomes U+FFFD in agent answers."""
-    data = dumps(value)
-    if _NUL in data:
-        data = dumps(_strip_nul(value))
-    return data.decode()
-
-
-def is_postgres(settings: Settings) -> bool:
-    return make_url(settings.database_url).get_backend_name() == "postgresql"
-
-
-def session_settings(settings: Settings) -> dict[str, str]:
-    """What every Postgres connection of the router sets: a stuck statement or lock cannot
-    stall it, and ``pg_stat_activity`` names it."""
-    return {
-        "statement_timeout": str(settings.db_statement_timeout_ms),
-        "lock_timeout": str(settings.db_statement_timeout_ms),
-        "application_name": "router-service",
-    }
-
-
-def create_engine(settings: Settings) -> AsyncEngine:
-    """SQLAlchemy's engine: every statement but the hot path's two (``hotpath.py``)."""
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(settings)
-    engine = create_async_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_connect_timeout_s,
-        json_serializer=json_serializer,
+def migration_engine(
+    database_url: str, *, connect_timeout_s: float, busy_timeout_ms: int
+) -> AsyncEngine:
+    """The engine Alembic runs on, on either backend: one connection, no pool kept."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return sqlite_engine(
+            database_url,
+            pool_size=1,
+            max_overflow=0,
+            timeout_s=connect_timeout_s,
+            busy_timeout_ms=busy_timeout_ms,
+        )
+    return create_async_engine(
+        database_url,
+        poolclass=NullPool,
+        json_serializer=json_column,
         json_deserializer=orjson.loads,
         connect_args={
-            "timeout": settings.db_connect_timeout_s,
-            "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
-            "server_settings": session_settings(settings),
+            "timeout": connect_timeout_s,
+            "server_settings": {"application_name": "router-service migrate"},
         },
     )
-    _ping_after_idle(engine, settings.db_ping_idle_s)
-    return engine
 
 
-def _ping_after_idle(engine: AsyncEngine, idle_s: float) -> None:
-    """Pre-ping only connections that sat idle (a restart may have killed them); a busy pool
-    pays no extra round trip per checkout, unlike ``pool_pre_ping``."""
-    pool = engine.sync_engine.pool
-
-    @event.listens_for(pool, "checkin")
-    def _checked_in(_dbapi: Any, record: ConnectionPoolEntry) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(pool, "checkout")
-    def _checked_out(dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < idle_s:
-            return
-        try:
-            engine.dialect.do_ping(dbapi)
-        except Exception as exc:
-            raise DisconnectionError("stale pooled connection") from exc  # the pool reconnects
-
-
-def _sqlite_engine(settings: Settings) -> AsyncEngine:
-    database = make_url(settings.database_url).database
+def sqlite_engine(
+    database_url: str, *, pool_size: int, max_overflow: int, timeout_s: float, busy_timeout_ms: int
+) -> AsyncEngine:
+    """The SQLite store's engine: WAL, durable commits, foreign keys on."""
+    database = make_url(database_url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_connect_timeout_s,
-        json_serializer=json_serializer,
+        database_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=timeout_s,
+        json_serializer=json_column,
         json_deserializer=orjson.loads,
-        connect_args={"timeout": settings.db_statement_timeout_ms / 1000},
+        connect_args={"timeout": busy_timeout_ms / 1000},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -116,7 +66,7 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={settings.db_statement_timeout_ms}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     return engine

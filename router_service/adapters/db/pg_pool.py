@@ -1,0 +1,148 @@
+"""The one asyncpg pool of a process, and the translation of driver errors into ours.
+
+Every Postgres statement of the router runs on this pool: its size is the process's whole
+connection budget (``DB_POOL_SIZE + DB_MAX_OVERFLOW``). Connections open on demand (the router
+starts while the database is down) and stay open while used, so there is no reconnect churn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+from router_service.domain.errors import Overloaded, StorageUnavailable
+from router_service.service.ports import Events
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """What the pool needs to know, taken from ``Settings`` by the composition root."""
+
+    dsn: str
+    max_size: int
+    connect_timeout_s: float
+    statement_timeout_ms: int
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """asyncpg's spelling of the service's URL (which names the driver in its scheme)."""
+    scheme, _, rest = database_url.partition("://")
+    return f"postgresql://{rest}" if scheme.startswith("postgres") else database_url
+
+
+class PgPool:
+    def __init__(self, settings: PoolSettings, events: Events) -> None:
+        self._settings = settings
+        self._events = events
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        self._events.db_pool(size=-pool.get_max_size())
+        try:
+            # Graceful close waits for every connection to come back; a stuck one must not hold
+            # up the process's exit.
+            await asyncio.wait_for(pool.close(), timeout=5.0)
+        except TimeoutError:
+            pool.terminate()
+
+    async def run(self, operation: str, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(connection)`` on a pooled connection, once."""
+        async with self.connection(operation) as conn:
+            return await work(conn)
+
+    async def run_twice(
+        self, operation: str, work: Callable[[Any], Awaitable[T]]
+    ) -> tuple[T, bool]:
+        """An idempotent ``work``, once more on a fresh connection if the pooled one turned out
+        dead (a restarted or killed backend), instead of failing the request. Returns the
+        result and whether it took the second try."""
+        try:
+            async with self.connection(operation) as conn:
+                return await work(conn), False
+        except StorageUnavailable:
+            async with self.connection(operation) as conn:
+                return await work(conn), True
+
+    @asynccontextmanager
+    async def connection(self, operation: str) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        ok = False
+        pool = self._pool or await self._open()
+        try:
+            try:
+                conn = await pool.acquire(timeout=self._settings.connect_timeout_s)
+            except TimeoutError as exc:
+                # Either every connection is busy, or connecting itself timed out.
+                if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+                    raise Overloaded("every database connection is busy; retry shortly") from exc
+                raise
+            self._events.db_pool(in_use=1)
+            try:
+                yield conn
+                ok = True
+            except BaseException:
+                # Whatever broke mid-statement (a killed backend, a cancelled query, a protocol
+                # state left behind), this connection must never be handed out again.
+                conn.terminate()
+                raise
+            finally:
+                self._events.db_pool(in_use=-1)
+                await pool.release(conn)
+        except (Overloaded, StorageUnavailable):
+            raise
+        except Exception as exc:
+            # Any driver error: asyncpg also raises bare ``InternalClientError`` for a connection
+            # whose backend was killed mid-protocol.
+            if not isinstance(exc, asyncpg.PostgresError) or isinstance(
+                exc, asyncpg.PostgresConnectionError
+            ):
+                # The server restarted or dropped us: the idle connections are just as dead.
+                await pool.expire_connections()
+            raise StorageUnavailable("the database is unavailable; try again shortly") from exc
+        finally:
+            self._events.db_call(
+                operation=operation, latency_s=time.perf_counter() - started, ok=ok
+            )
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is not None:
+                return self._pool
+            s = self._settings
+            self._pool = await asyncpg.create_pool(
+                s.dsn,
+                min_size=0,  # connect on demand: the router starts while the database is down
+                max_size=s.max_size,
+                timeout=s.connect_timeout_s,
+                command_timeout=s.statement_timeout_ms / 1000 + 1,
+                server_settings={
+                    # A stuck statement or lock cannot stall the router; pg_stat_activity
+                    # names it.
+                    "statement_timeout": str(s.statement_timeout_ms),
+                    "lock_timeout": str(s.statement_timeout_ms),
+                    "application_name": "router-service",
+                },
+                max_inactive_connection_lifetime=60.0,
+                reset=_keep_session,
+            )
+            self._events.db_pool(size=s.max_size)
+            return self._pool
+
+
+async def _keep_session(_conn: Any) -> None:
+    """Instead of asyncpg's reset query on every release (a round trip each time): the store's
+    statements leave no session state behind (no cursors, LISTEN or SET; transactions are
+    closed by their context manager), and a connection that failed mid-statement is
+    terminated, never released."""

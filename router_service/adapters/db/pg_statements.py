@@ -1,0 +1,156 @@
+"""Every statement the router runs on Postgres, named, in one place.
+
+Plans must not depend on what a table held when a connection prepared the statement: asyncpg
+keeps prepared statements for the life of a connection, and Postgres switches a prepared
+statement to a generic plan after five executions and keeps it. A generic plan made while
+``signals`` was empty (or never analyzed) is free to scan the whole table, and would stay that
+way as the log grows. So every statement on the hot path looks its rows up by a full unique key
+(``log_id`` for keys and leases, ``(log_id, created_at)`` for the log): an equality on a unique
+index is an index lookup in every plan, whatever the statistics say, and on a log partitioned by
+``created_at`` it touches one partition. ``tests/integration/test_plan_stability.py`` holds this.
+"""
+
+from __future__ import annotations
+
+# The claim: take the key, and only if it was new write the lease and the log row. One
+# statement, so one implicit transaction and one round trip. It commits without waiting for its
+# WAL flush (``set_config(..., true)`` is ``SET LOCAL`` for this statement's transaction): no
+# answer leaves before the outcome's commit, which is synchronous and flushes the WAL up to and
+# including the claim. Visibility to other connections, which idempotency needs, is immediate.
+CLAIM = """
+WITH claimed AS (
+    INSERT INTO idempotency_keys (log_id, created_at) VALUES ($1, $14)
+    ON CONFLICT (log_id) DO NOTHING
+    RETURNING log_id
+), leased AS (
+    INSERT INTO signal_leases (log_id, created_at, owner, expires_at)
+    SELECT log_id, $14, $12, $13 FROM claimed
+)
+INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id,
+                     kind, rule, mode, routed_agents, status, created_at, updated_at)
+SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $14, $14
+  FROM claimed
+ WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+RETURNING log_id
+"""
+
+# The outcome of one signal, run once per row of a group commit (``executemany``: one
+# transaction, one WAL flush for the batch). The first final outcome wins: a signal finished
+# twice (taken over after a crash) keeps the first. None of the columns it sets is indexed, so
+# the update is HOT; the lease goes with it.
+RECORD = """
+WITH released AS (DELETE FROM signal_leases WHERE log_id = $1)
+UPDATE signals
+   SET status = $3, results = $4::jsonb, response = $5::jsonb, latency_ms = $6, updated_at = $7
+ WHERE log_id = $1 AND created_at = $2 AND status = 'in_progress'
+RETURNING log_id
+"""
+
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (log_id, agent, kind, mode, error, attempts, replay_count, status,
+                          created_at, last_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, 0, 'pending', $7, $7)
+ON CONFLICT (log_id, agent) DO NOTHING
+RETURNING id
+"""
+
+SIGNAL_COLUMNS = (
+    "s.log_id, s.sender_id, s.payload_hash, s.payload, s.metadata, s.signal_ts, s.trace_id, "
+    "s.kind, s.rule, s.mode, s.routed_agents, s.status, s.results, s.response, s.latency_ms, "
+    "s.created_at, s.updated_at"
+)
+
+GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE s.log_id = $1 LIMIT 1"  # noqa: S608
+
+# ``list_logs`` adds its filters (``postgres.log_filters``) between these two.
+LIST_LOGS_HEAD = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE TRUE"  # noqa: S608
+LIST_LOGS_TAIL = " ORDER BY s.created_at DESC, s.log_id DESC LIMIT {limit}"
+
+DEAD_LETTER_COLUMNS = (
+    "d.id, d.log_id, d.agent, d.kind, d.mode, d.error, d.attempts, d.replay_count, d.status, "
+    "d.created_at, d.last_attempt_at, s.payload, s.sender_id, s.metadata, s.signal_ts, s.trace_id"
+)
+LIST_DEAD_LETTERS_HEAD = (
+    f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters AS d "  # noqa: S608
+    "JOIN signals AS s ON s.log_id = d.log_id WHERE TRUE"
+)
+LIST_DEAD_LETTERS_TAIL = " ORDER BY d.id LIMIT {limit}"
+
+# A replayer's claim: pending entries nobody else holds, picked once (a materialized CTE; an
+# ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` may be re-run and claim more than n), leased
+# to ``$2`` until ``$3``, returned with what their signal needs to be sent again.
+# ``claim_dead_letters`` adds its filters (``postgres.dead_letter_filters``) to the pick.
+CLAIM_DEAD_LETTERS = """
+WITH picked AS MATERIALIZED (
+    SELECT id FROM dead_letters
+     WHERE status = 'pending' AND (claim_expires_at IS NULL OR claim_expires_at < $1) {filters}
+     ORDER BY id {limit}
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE dead_letters AS d SET claimed_by = $2, claim_expires_at = $3
+      FROM picked WHERE d.id = picked.id
+    RETURNING d.*
+)
+SELECT {columns} FROM claimed AS d JOIN signals AS s ON s.log_id = d.log_id ORDER BY d.id
+"""
+
+DEFER_REPLAY = """
+UPDATE dead_letters SET next_attempt_at = $2, claimed_by = NULL, claim_expires_at = NULL
+ WHERE id = $1
+"""
+
+FINISH_REPLAY = """
+UPDATE dead_letters
+   SET status = $2, replay_count = $3, error = $4, last_attempt_at = $5, next_attempt_at = $6,
+       claimed_by = NULL, claim_expires_at = NULL
+ WHERE id = $1
+"""
+
+REPLAYED_SIGNAL = """
+SELECT s.created_at, s.response, s.results,
+       (SELECT count(*) FROM dead_letters d WHERE d.log_id = s.log_id AND d.status <> 'replayed')
+       AS outstanding
+  FROM signals AS s WHERE s.log_id = $1
+   FOR UPDATE
+"""
+
+UPDATE_REPLAYED_SIGNAL = """
+UPDATE signals SET status = $3, response = $4::jsonb, results = $5::jsonb, updated_at = $6
+ WHERE log_id = $1 AND created_at = $2
+"""
+
+# Signals whose owner died mid-flight: their leases expired. Taken over a few at a time, each
+# lease picked once and skipped by other sweepers while held.
+RECLAIM_EXPIRED = f"""
+WITH picked AS MATERIALIZED (
+    SELECT log_id FROM signal_leases WHERE expires_at < $1
+     ORDER BY expires_at LIMIT $2
+       FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE signal_leases AS l SET owner = $3, expires_at = $4
+      FROM picked WHERE l.log_id = picked.log_id
+    RETURNING l.log_id, l.created_at
+)
+SELECT {SIGNAL_COLUMNS} FROM taken AS t
+  JOIN signals AS s ON s.log_id = t.log_id AND s.created_at = t.created_at
+ WHERE s.status = 'in_progress'
+"""  # noqa: S608
+
+RELEASE_LEASES = "UPDATE signal_leases SET expires_at = $2 WHERE owner = $1"
+
+# Retention: one batch of finished signals older than $1 with no pending dead letter.
+PRUNE_PICK = """
+SELECT s.log_id FROM signals AS s
+ WHERE s.created_at < $1 AND s.status <> 'in_progress'
+   AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.log_id = s.log_id AND d.status = 'pending')
+ ORDER BY s.created_at
+ LIMIT $2
+"""
+PRUNE_DEAD_LETTERS = "DELETE FROM dead_letters WHERE log_id = ANY($1::text[])"
+PRUNE_SIGNALS = "DELETE FROM signals WHERE log_id = ANY($1::text[])"
+PRUNE_KEYS = "DELETE FROM idempotency_keys WHERE log_id = ANY($1::text[])"
+
+DLQ_BACKLOG = "SELECT count(*) FROM dead_letters WHERE status = 'pending'"
+
+PING = "SELECT 1"
+SCHEMA_REVISION = "SELECT version_num FROM alembic_version"

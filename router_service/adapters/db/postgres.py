@@ -1,0 +1,376 @@
+"""The ``Store`` on Postgres: asyncpg on one pool, the statements of ``pg_statements.py``.
+
+The claim and the outcome, which every signal runs, are prepared statements (asyncpg caches them
+per connection); outcomes without dead letters are group-committed. Driver errors become
+``StorageUnavailable`` (or ``Overloaded``) in ``pg_pool.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from router_service.adapters.db import pg_statements as sql
+from router_service.adapters.db.group_commit import GroupCommit
+from router_service.adapters.db.pg_pool import PgPool
+from router_service.adapters.db.records import (
+    as_utc,
+    dead_letter_cursor_bound,
+    dead_letter_record,
+    decode_json_text,
+    encode_cursor,
+    json_column,
+    log_cursor,
+    log_cursor_bound,
+    log_record,
+    merged_replay,
+    utcnow,
+)
+from router_service.domain.errors import StorageError
+from router_service.domain.outcome import Outcome, Status
+from router_service.domain.routing import Plan
+from router_service.domain.signal import Signal
+from router_service.service.ports import (
+    Claim,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    LogQuery,
+    LogRecord,
+    Page,
+    ReplayResult,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """The parameters of ``pg_statements.RECORD`` for one signal; JSON already as text."""
+
+    log_id: str
+    created_at: datetime
+    status: str
+    results: str
+    response: str
+    latency_ms: float
+    updated_at: datetime
+
+
+class _Where:
+    """Filters appended to a statement with numbered parameters."""
+
+    def __init__(self, first_param: int = 1) -> None:
+        self.clauses: list[str] = []
+        self.params: list[Any] = []
+        self._next = first_param
+
+    def add(self, template: str, *values: Any) -> None:
+        """``template`` names its parameters ``{0}``, ``{1}``…"""
+        numbers = [f"${self._next + i}" for i in range(len(values))]
+        self._next += len(values)
+        self.clauses.append(" AND " + template.format(*numbers))
+        self.params.extend(values)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.clauses)
+
+
+class PgStore:
+    """The ``Store`` protocol on Postgres."""
+
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self._outcomes: GroupCommit[OutcomeRow] = GroupCommit(self._write_outcomes)
+
+    async def close(self) -> None:
+        await self._outcomes.close()
+        await self._pool.close()
+
+    async def ping(self) -> float:
+        started = time.perf_counter()
+        await self._pool.run("ping", lambda conn: conn.fetchval(sql.PING))
+        return (time.perf_counter() - started) * 1000
+
+    async def schema_revision(self) -> str | None:
+        async def read(conn: Any) -> str | None:
+            try:
+                return await conn.fetchval(sql.SCHEMA_REVISION)  # type: ignore[no-any-return]
+            except asyncpg.UndefinedTableError:
+                return None
+
+        return await self._pool.run("schema_revision", read)
+
+    async def claim(
+        self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
+    ) -> Claim:
+        """Take the idempotency key, the lease and the log row as ``in_progress``, all or none;
+        the key's primary key makes the claim atomic."""
+        now = utcnow()
+        params = (
+            signal.log_id,
+            signal.sender_id,
+            signal.payload_hash,
+            signal.payload_json,
+            json_column(signal.metadata),
+            signal.timestamp,
+            trace_id,
+            plan.kind,
+            plan.rule,
+            plan.mode.value,
+            json_column(plan.agent_names),
+            lease_owner,
+            now + timedelta(seconds=lease_s),
+            now,
+        )
+        inserted, retried = await self._pool.run_twice(
+            "claim", lambda conn: conn.fetchval(sql.CLAIM, *params)
+        )
+        if inserted is not None:
+            return Claim(claimed_at=now)
+        existing = await self.get(signal.log_id)
+        if existing is None:  # pragma: no cover - rows are never deleted while claimed
+            raise StorageError("claimed signal vanished")
+        if retried and existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
+            # Our own first try went through before its connection died.
+            return Claim(claimed_at=existing.created_at)
+        return Claim(record=existing)
+
+    async def get(self, log_id: str) -> LogRecord | None:
+        row = await self._pool.run("get", lambda conn: conn.fetchrow(sql.GET, log_id))
+        return log_record(row, decode_json_text) if row is not None else None
+
+    async def record(
+        self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
+    ) -> int:
+        """The outcome and its dead letters in one transaction; returns dead letters created."""
+        row = OutcomeRow(
+            log_id,
+            created_at,
+            outcome.status.value,
+            json_column([r.as_dict() for r in outcome.results]),
+            json_column(outcome.response),
+            latency_ms,
+            utcnow(),
+        )
+        if not outcome.dead_letters:
+            await self._outcomes.submit(row)  # group-committed with its concurrent neighbours
+            return 0
+        letters = [
+            (
+                log_id,
+                letter.agent or "",  # '' when the whole signal is parked
+                plan.kind,
+                plan.mode.value,
+                letter.error,
+                letter.attempts,
+                row.updated_at,
+            )
+            for letter in outcome.dead_letters
+        ]
+
+        async def write(conn: Any) -> int:
+            async with conn.transaction():
+                if await conn.fetchval(sql.RECORD, *_outcome_params(row)) is None:
+                    return 0  # finished already: the first outcome wins, with its dead letters
+                created = 0
+                for letter in letters:
+                    created += await conn.fetchval(sql.INSERT_DEAD_LETTER, *letter) is not None
+                return created
+
+        created, _ = await self._pool.run_twice("record", write)
+        return created
+
+    async def _write_outcomes(self, rows: list[OutcomeRow]) -> None:
+        # In key order: concurrent writers (other processes) lock rows in the same order.
+        rows.sort(key=lambda r: r.log_id)
+        params = [_outcome_params(r) for r in rows]
+        await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
+
+    async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
+        where = _Where()
+        if query.sender_id is not None:
+            where.add("s.sender_id = {0}", query.sender_id)
+        if query.kind is not None:
+            where.add("s.kind = {0}", query.kind)
+        if query.status is not None:
+            where.add("s.status = {0}", query.status)
+        if query.since is not None:
+            where.add("s.created_at >= {0}", as_utc(query.since))
+        if query.until is not None:
+            where.add("s.created_at < {0}", as_utc(query.until))
+        if query.cursor is not None:
+            created, last_id = log_cursor_bound(query.cursor)
+            where.add("(s.created_at, s.log_id) < ({0}, {1})", created, last_id)
+        statement = (
+            sql.LIST_LOGS_HEAD + where.text + sql.LIST_LOGS_TAIL.format(limit=int(query.limit) + 1)
+        )
+        rows = await self._pool.run("list_logs", lambda conn: conn.fetch(statement, *where.params))
+        items = [log_record(r, decode_json_text) for r in rows[: query.limit]]
+        next_cursor = log_cursor(items[-1]) if len(rows) > query.limit else None
+        return Page(items, next_cursor)
+
+    async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
+        where = _Where()
+        if query.status is not None:
+            where.add("d.status = {0}", query.status)
+        if query.agent is not None:
+            where.add("d.agent = {0}", query.agent)
+        if query.kind is not None:
+            where.add("d.kind = {0}", query.kind)
+        if query.cursor is not None:
+            where.add("d.id > {0}", dead_letter_cursor_bound(query.cursor))
+        statement = (
+            sql.LIST_DEAD_LETTERS_HEAD
+            + where.text
+            + sql.LIST_DEAD_LETTERS_TAIL.format(limit=int(query.limit) + 1)
+        )
+        rows = await self._pool.run(
+            "list_dead_letters", lambda conn: conn.fetch(statement, *where.params)
+        )
+        items = [dead_letter_record(r, decode_json_text) for r in rows[: query.limit]]
+        next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
+        return Page(items, next_cursor)
+
+    async def claim_dead_letters(
+        self,
+        *,
+        limit: int | None,
+        ids: Sequence[int] | None,
+        owner: str,
+        lease_s: float,
+        due_only: bool = False,
+        after_id: int | None = None,
+    ) -> list[DeadLetterRecord]:
+        """Claim pending entries for one replayer (``FOR UPDATE SKIP LOCKED``); a claim expires
+        if its replayer dies."""
+        now = utcnow()
+        where = _Where(first_param=4)
+        if due_only:
+            where.add("(next_attempt_at IS NULL OR next_attempt_at <= {0})", now)
+        if after_id is not None:
+            where.add("id > {0}", after_id)
+        if ids is not None:
+            where.add("id = ANY({0}::bigint[])", list(ids))
+        statement = sql.CLAIM_DEAD_LETTERS.format(
+            filters=where.text,
+            limit=f"LIMIT {int(limit)}" if limit is not None else "",
+            columns=sql.DEAD_LETTER_COLUMNS,
+        )
+        params = (now, owner, now + timedelta(seconds=lease_s), *where.params)
+        rows = await self._pool.run(
+            "claim_dead_letters", lambda conn: conn.fetch(statement, *params)
+        )
+        return [dead_letter_record(r, decode_json_text) for r in rows]
+
+    async def finish_replay(
+        self,
+        entry: DeadLetterRecord,
+        result: ReplayResult,
+        max_replays: int,
+        retry_in_s: float = 0.0,
+    ) -> str:
+        """Mark the entry and bring the signal's status up to date; returns the entry's status.
+
+        A replay that called no agent (its circuit was open) spends nothing: the entry stays
+        pending with its count and error, released, and due again in ``retry_in_s``."""
+        now = utcnow()
+        due = now + timedelta(seconds=retry_in_s)
+        if not result.attempted:
+            await self._pool.run(
+                "finish_replay", lambda conn: conn.execute(sql.DEFER_REPLAY, entry.id, due)
+            )
+            return "pending"
+        replay_count = entry.replay_count + 1
+        if result.ok:
+            status = "replayed"
+        else:
+            status = "exhausted" if replay_count >= max_replays else "pending"
+        error = result.error or entry.error
+
+        async def write(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    sql.FINISH_REPLAY, entry.id, status, replay_count, error, now, due
+                )
+                if result.ok:
+                    await self._after_successful_replay(conn, entry, result, now)
+
+        await self._pool.run("finish_replay", write)
+        return status
+
+    async def _after_successful_replay(
+        self, conn: Any, entry: DeadLetterRecord, result: ReplayResult, now: datetime
+    ) -> None:
+        row = await conn.fetchrow(sql.REPLAYED_SIGNAL, entry.log_id)
+        response, results = merged_replay(
+            entry,
+            decode_json_text(row["response"]),
+            decode_json_text(row["results"]),
+            result.response,
+            list(result.results),
+        )
+        status = Status.DELIVERED if row["outstanding"] == 0 else Status.PARTIAL
+        await conn.execute(
+            sql.UPDATE_REPLAYED_SIGNAL,
+            entry.log_id,
+            row["created_at"],
+            status.value,
+            json_column(response),
+            json_column(results),
+            now,
+        )
+
+    async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]:
+        """Take over signals whose owner died mid-flight (their lease expired)."""
+        now = utcnow()
+        until = now + timedelta(seconds=lease_s)
+        rows = await self._pool.run(
+            "reclaim_expired",
+            lambda conn: conn.fetch(sql.RECLAIM_EXPIRED, now, limit, owner, until),
+        )
+        return [log_record(r, decode_json_text) for r in rows]
+
+    async def release_leases(self, owner: str) -> int:
+        """On shutdown: what this process leaves unfinished is reclaimable at once elsewhere."""
+        status = await self._pool.run(
+            "release_leases", lambda conn: conn.execute(sql.RELEASE_LEASES, owner, utcnow())
+        )
+        return int(status.split()[-1])
+
+    async def prune(self, older_than: datetime, batch: int = 1000) -> int:
+        """Delete one batch of finished signals created before ``older_than`` (with their
+        settled dead letters and their idempotency keys); returns how many signals went.
+        Signals still in flight or with a pending dead letter are kept. Run it until it
+        returns 0. A pruned signal's key goes with it: the deduplication window equals the
+        retention period."""
+
+        async def delete(conn: Any) -> int:
+            async with conn.transaction():
+                ids = [r[0] for r in await conn.fetch(sql.PRUNE_PICK, as_utc(older_than), batch)]
+                if ids:
+                    await conn.execute(sql.PRUNE_DEAD_LETTERS, ids)
+                    await conn.execute(sql.PRUNE_SIGNALS, ids)
+                    await conn.execute(sql.PRUNE_KEYS, ids)
+                return len(ids)
+
+        return await self._pool.run("prune", delete)
+
+    async def dlq_backlog(self) -> int:
+        count = await self._pool.run("dlq_backlog", lambda conn: conn.fetchval(sql.DLQ_BACKLOG))
+        return int(count)
+
+
+def _outcome_params(row: OutcomeRow) -> tuple[Any, ...]:
+    return (
+        row.log_id,
+        row.created_at,
+        row.status,
+        row.results,
+        row.response,
+        row.latency_ms,
+        row.updated_at,
+    )

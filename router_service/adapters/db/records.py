@@ -1,0 +1,166 @@
+"""Rows to records and back, the same on both backends: timestamps, cursors, JSON columns.
+
+Shared by the Postgres store (``postgres.py``) and the SQLite store (``sqlite.py``), so that a
+record read from either looks the same to the service.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from router_service.domain.errors import ValidationFailed
+from router_service.domain.outcome import Status
+from router_service.jsonwire import dumps
+from router_service.service.ports import DeadLetterRecord, LogRecord
+
+_NUL = b"\\u0000"
+
+Decode = Callable[[Any], Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+def json_column(value: Any) -> str:
+    """The text of a JSON column: orjson, except that NUL (which JSONB refuses) becomes
+    U+FFFD in agent answers."""
+    data = dumps(value)
+    if _NUL in data:
+        data = dumps(_strip_nul(value))
+    return data.decode()
+
+
+def decode_json_text(value: Any) -> Any:
+    """A JSON column as Postgres hands it over (text); None stays None."""
+    return None if value is None else orjson.loads(value)
+
+
+def already_decoded(value: Any) -> Any:
+    return value
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        parts = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed("cursor is not one this server issued") from exc
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise ValidationFailed("cursor is not one this server issued")
+    return parts
+
+
+def log_cursor_bound(cursor: str) -> tuple[datetime, str]:
+    """The ``(created_at, log_id)`` after which the next page of the log starts."""
+    created_iso, last_id = decode_cursor(cursor, 2)
+    try:
+        created = datetime.fromisoformat(created_iso)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed("cursor is not one this server issued") from exc
+    if not isinstance(last_id, str):
+        raise ValidationFailed("cursor is not one this server issued")
+    return created, last_id
+
+
+def log_cursor(record: LogRecord) -> str:
+    return encode_cursor(as_utc(record.created_at).isoformat(), record.log_id)
+
+
+def dead_letter_cursor_bound(cursor: str) -> int:
+    (after,) = decode_cursor(cursor, 1)
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+        raise ValidationFailed("cursor is not one this server issued")
+    return after
+
+
+def log_record(row: Mapping[Any, Any], decode: Decode) -> LogRecord:
+    """``decode`` turns a JSON column as the driver returns it into Python values."""
+    return LogRecord(
+        log_id=row["log_id"],
+        trace_id=row["trace_id"],
+        sender_id=row["sender_id"],
+        payload_hash=row["payload_hash"],
+        payload=json.loads(row["payload"]),  # exact: orjson would turn huge ints into floats
+        metadata=decode(row["metadata"]),
+        signal_ts=aware(row["signal_ts"]) or utcnow(),
+        kind=row["kind"],
+        rule=row["rule"],
+        mode=row["mode"],
+        routed_agents=list(decode(row["routed_agents"])),
+        status=Status(row["status"]),
+        results=decode(row["results"]),
+        response=decode(row["response"]),
+        latency_ms=row["latency_ms"],
+        created_at=aware(row["created_at"]) or utcnow(),
+        updated_at=aware(row["updated_at"]) or utcnow(),
+    )
+
+
+def dead_letter_record(row: Mapping[Any, Any], decode: Decode) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        id=row["id"],
+        log_id=row["log_id"],
+        agent=row["agent"] or None,
+        kind=row["kind"],
+        mode=row["mode"],
+        payload=json.loads(row["payload"]),
+        error=row["error"],
+        attempts=row["attempts"],
+        replay_count=row["replay_count"],
+        status=row["status"],
+        created_at=aware(row["created_at"]) or utcnow(),
+        last_attempt_at=aware(row["last_attempt_at"]),
+        sender_id=row["sender_id"],
+        metadata=decode(row["metadata"]),
+        signal_ts=aware(row["signal_ts"]),
+        trace_id=row["trace_id"],
+    )
+
+
+def merged_replay(
+    entry: DeadLetterRecord,
+    stored_response: Any,
+    stored_results: list[dict[str, Any]] | None,
+    replayed_response: Any,
+    replayed_results: list[Any],
+) -> tuple[Any, list[Any]]:
+    """The signal's response and results after a successful replay of ``entry``: one agent of an
+    aggregate fan-out merges its answer into the stored one; a whole-signal replay replaces it."""
+    if entry.agent is None:
+        return replayed_response, list(replayed_results)
+    response = dict(stored_response or {})
+    response[entry.agent] = replayed_response
+    results = [r for r in stored_results or [] if r.get("agent") != entry.agent]
+    results.extend(replayed_results)
+    return response, results

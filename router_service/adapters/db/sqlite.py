@@ -1,0 +1,476 @@
+"""The ``Store`` on SQLite, the embedded default: SQLAlchemy Core over aiosqlite.
+
+SQLite has one writer at a time, so an ``UPDATE`` is itself an atomic claim, and every commit is
+durable (``synchronous=FULL``, see ``engine.py``). Driver errors become ``StorageUnavailable``
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from router_service.adapters.db.records import (
+    already_decoded,
+    as_utc,
+    dead_letter_cursor_bound,
+    dead_letter_record,
+    encode_cursor,
+    log_cursor,
+    log_cursor_bound,
+    log_record,
+    merged_replay,
+    utcnow,
+)
+from router_service.adapters.db.tables import (
+    dead_letters,
+    idempotency_keys,
+    signal_leases,
+    signals,
+)
+from router_service.domain.errors import Overloaded, StorageError, StorageUnavailable
+from router_service.domain.outcome import Outcome, Status
+from router_service.domain.routing import Plan
+from router_service.domain.signal import Signal
+from router_service.service.ports import (
+    Claim,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    Events,
+    LogQuery,
+    LogRecord,
+    Page,
+    ReplayResult,
+)
+
+_DLQ_COLUMNS = (
+    *dead_letters.c,
+    signals.c.payload,
+    signals.c.sender_id,
+    signals.c.metadata,
+    signals.c.signal_ts,
+    signals.c.trace_id,
+)
+
+
+class SqliteStore:
+    """The ``Store`` protocol on SQLite."""
+
+    def __init__(self, engine: AsyncEngine, events: Events, pool_size: int) -> None:
+        self._engine = engine
+        self._events = events
+        self._pool_size = pool_size
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        events.db_pool(size=pool_size)
+
+    async def close(self) -> None:
+        self._events.db_pool(size=-self._pool_size)
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _connect(
+        self, operation: str, *, transaction: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; ``transaction`` for work that must commit together, autocommit
+        otherwise."""
+        started = time.perf_counter()
+        ok = False
+        self._events.db_pool(in_use=1)
+        try:
+            ctx: AbstractAsyncContextManager[AsyncConnection] = (
+                self._engine.begin() if transaction else self._autocommit.connect()
+            )
+            async with ctx as conn:
+                yield conn
+            ok = True
+        except PoolTimeout as exc:
+            raise Overloaded("every database connection is busy; retry shortly") from exc
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            raise StorageUnavailable("the database is unavailable; try again shortly") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error during {operation}") from exc
+        finally:
+            self._events.db_pool(in_use=-1)
+            self._events.db_call(
+                operation=operation, latency_s=time.perf_counter() - started, ok=ok
+            )
+
+    async def ping(self) -> float:
+        started = time.perf_counter()
+        async with self._connect("ping") as conn:
+            await conn.execute(text("SELECT 1"))
+        return (time.perf_counter() - started) * 1000
+
+    async def schema_revision(self) -> str | None:
+        async with self._connect("schema_revision") as conn:
+            try:
+                result = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError:
+                return None
+            return result.scalar_one_or_none()
+
+    async def claim(
+        self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
+    ) -> Claim:
+        """The key, the lease and the log row in one transaction, all or none."""
+        now = utcnow()
+        take_key = (
+            insert(idempotency_keys)
+            .values(log_id=signal.log_id, created_at=now)
+            .on_conflict_do_nothing(index_elements=["log_id"])
+            .returning(idempotency_keys.c.log_id)
+        )
+        lease = signal_leases.insert().values(
+            log_id=signal.log_id,
+            created_at=now,
+            owner=lease_owner,
+            expires_at=now + timedelta(seconds=lease_s),
+        )
+        row = signals.insert().values(
+            log_id=signal.log_id,
+            sender_id=signal.sender_id,
+            payload_hash=signal.payload_hash,
+            payload=signal.payload_json,
+            metadata=signal.metadata,
+            signal_ts=signal.timestamp,
+            trace_id=trace_id,
+            kind=plan.kind,
+            rule=plan.rule,
+            mode=plan.mode.value,
+            routed_agents=plan.agent_names,
+            status=Status.IN_PROGRESS.value,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._connect("claim", transaction=True) as conn:
+            won = (await conn.execute(take_key)).first() is not None
+            if won:
+                await conn.execute(lease)
+                await conn.execute(row)
+        if won:
+            return Claim(claimed_at=now)
+        existing = await self.get(signal.log_id)
+        if existing is None:  # pragma: no cover - rows are never deleted while claimed
+            raise StorageError("claimed signal vanished")
+        return Claim(record=existing)
+
+    async def get(self, log_id: str) -> LogRecord | None:
+        async with self._connect("get") as conn:
+            row = (
+                (await conn.execute(select(signals).where(signals.c.log_id == log_id)))
+                .mappings()
+                .first()
+            )
+        return log_record(row, already_decoded) if row is not None else None
+
+    async def record(
+        self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
+    ) -> int:
+        """The outcome, the lease's end and the dead letters in one transaction; returns dead
+        letters created. SQLite keys the log by ``log_id`` alone, so ``created_at`` is unused."""
+        now = utcnow()
+        async with self._connect("record", transaction=True) as conn:
+            await conn.execute(signal_leases.delete().where(signal_leases.c.log_id == log_id))
+            updated = await conn.execute(
+                update(signals)
+                # The first final outcome wins (a reclaimed signal may be finished twice).
+                .where(signals.c.log_id == log_id, signals.c.status == Status.IN_PROGRESS.value)
+                .values(
+                    status=outcome.status.value,
+                    results=[r.as_dict() for r in outcome.results],
+                    response=outcome.response,
+                    latency_ms=latency_ms,
+                    updated_at=now,
+                )
+            )
+            if not outcome.dead_letters or updated.rowcount == 0:
+                return 0
+            statement = (
+                insert(dead_letters)
+                .on_conflict_do_nothing(index_elements=["log_id", "agent"])
+                .returning(dead_letters.c.id)
+            )
+            created = 0
+            for letter in outcome.dead_letters:
+                values = {
+                    "log_id": log_id,
+                    "agent": letter.agent or "",  # '' when the whole signal is parked
+                    "kind": plan.kind,
+                    "mode": plan.mode.value,
+                    "error": letter.error,
+                    "attempts": letter.attempts,
+                    "replay_count": 0,
+                    "status": "pending",
+                    "created_at": now,
+                    "last_attempt_at": now,
+                }
+                created += len((await conn.execute(statement.values(**values))).all())
+            return created
+
+    async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
+        conditions = []
+        if query.sender_id is not None:
+            conditions.append(signals.c.sender_id == query.sender_id)
+        if query.kind is not None:
+            conditions.append(signals.c.kind == query.kind)
+        if query.status is not None:
+            conditions.append(signals.c.status == query.status)
+        if query.since is not None:
+            conditions.append(signals.c.created_at >= as_utc(query.since))
+        if query.until is not None:
+            conditions.append(signals.c.created_at < as_utc(query.until))
+        if query.cursor is not None:
+            created, last_id = log_cursor_bound(query.cursor)
+            conditions.append(
+                or_(
+                    signals.c.created_at < created,
+                    and_(signals.c.created_at == created, signals.c.log_id < last_id),
+                )
+            )
+        statement = (
+            select(signals)
+            .where(*conditions)
+            .order_by(signals.c.created_at.desc(), signals.c.log_id.desc())
+            .limit(query.limit + 1)
+        )
+        async with self._connect("list_logs") as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        items = [log_record(r, already_decoded) for r in rows[: query.limit]]
+        next_cursor = log_cursor(items[-1]) if len(rows) > query.limit else None
+        return Page(items, next_cursor)
+
+    async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
+        conditions = []
+        if query.status is not None:
+            conditions.append(dead_letters.c.status == query.status)
+        if query.agent is not None:
+            conditions.append(dead_letters.c.agent == query.agent)
+        if query.kind is not None:
+            conditions.append(dead_letters.c.kind == query.kind)
+        if query.cursor is not None:
+            conditions.append(dead_letters.c.id > dead_letter_cursor_bound(query.cursor))
+        statement = (
+            select(*_DLQ_COLUMNS)
+            .join(signals, signals.c.log_id == dead_letters.c.log_id)
+            .where(*conditions)
+            .order_by(dead_letters.c.id)
+            .limit(query.limit + 1)
+        )
+        async with self._connect("list_dead_letters") as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        items = [dead_letter_record(r, already_decoded) for r in rows[: query.limit]]
+        next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
+        return Page(items, next_cursor)
+
+    async def claim_dead_letters(
+        self,
+        *,
+        limit: int | None,
+        ids: Sequence[int] | None,
+        owner: str,
+        lease_s: float,
+        due_only: bool = False,
+        after_id: int | None = None,
+    ) -> list[DeadLetterRecord]:
+        """Claim pending entries for one replayer; a claim expires if its replayer dies."""
+        now = utcnow()
+        claimable = and_(
+            dead_letters.c.status == "pending",
+            or_(dead_letters.c.claim_expires_at.is_(None), dead_letters.c.claim_expires_at < now),
+        )
+        if due_only:
+            claimable = and_(
+                claimable,
+                or_(
+                    dead_letters.c.next_attempt_at.is_(None), dead_letters.c.next_attempt_at <= now
+                ),
+            )
+        if after_id is not None:
+            claimable = and_(claimable, dead_letters.c.id > after_id)
+        candidates = select(dead_letters.c.id).where(claimable).order_by(dead_letters.c.id)
+        if ids is not None:
+            candidates = candidates.where(dead_letters.c.id.in_(list(ids)))
+        if limit is not None:
+            candidates = candidates.limit(limit)
+        claim = (
+            update(dead_letters)
+            .where(dead_letters.c.id.in_(candidates.scalar_subquery()), claimable)
+            .values(claimed_by=owner, claim_expires_at=now + timedelta(seconds=lease_s))
+            .returning(dead_letters.c.id)
+        )
+        async with self._connect("claim_dead_letters", transaction=True) as conn:
+            claimed = [r[0] for r in (await conn.execute(claim)).all()]
+            if not claimed:
+                return []
+            rows = (
+                (
+                    await conn.execute(
+                        select(*_DLQ_COLUMNS)
+                        .join(signals, signals.c.log_id == dead_letters.c.log_id)
+                        .where(dead_letters.c.id.in_(claimed))
+                        .order_by(dead_letters.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [dead_letter_record(r, already_decoded) for r in rows]
+
+    async def finish_replay(
+        self,
+        entry: DeadLetterRecord,
+        result: ReplayResult,
+        max_replays: int,
+        retry_in_s: float = 0.0,
+    ) -> str:
+        """Mark the entry and bring the signal's status up to date; returns the entry's status.
+
+        A replay that called no agent (its circuit was open) spends nothing: the entry stays
+        pending with its count and error, released, and due again in ``retry_in_s``."""
+        now = utcnow()
+        due = now + timedelta(seconds=retry_in_s)
+        released = {"next_attempt_at": due, "claimed_by": None, "claim_expires_at": None}
+        this_entry = update(dead_letters).where(dead_letters.c.id == entry.id)
+        if not result.attempted:
+            async with self._connect("finish_replay") as conn:
+                await conn.execute(this_entry.values(**released))
+            return "pending"
+        replay_count = entry.replay_count + 1
+        if result.ok:
+            status = "replayed"
+        else:
+            status = "exhausted" if replay_count >= max_replays else "pending"
+        async with self._connect("finish_replay", transaction=True) as conn:
+            await conn.execute(
+                this_entry.values(
+                    status=status,
+                    replay_count=replay_count,
+                    error=result.error or entry.error,
+                    last_attempt_at=now,
+                    **released,
+                )
+            )
+            if result.ok:
+                await self._after_successful_replay(conn, entry, result, now)
+        return status
+
+    async def _after_successful_replay(
+        self, conn: AsyncConnection, entry: DeadLetterRecord, result: ReplayResult, now: datetime
+    ) -> None:
+        this_signal = signals.c.log_id == entry.log_id
+        row = (
+            (await conn.execute(select(signals.c.response, signals.c.results).where(this_signal)))
+            .mappings()
+            .one()
+        )
+        outstanding = (
+            await conn.execute(
+                select(func.count())
+                .select_from(dead_letters)
+                .where(dead_letters.c.log_id == entry.log_id, dead_letters.c.status != "replayed")
+            )
+        ).scalar_one()
+        response, results = merged_replay(
+            entry, row["response"], row["results"], result.response, list(result.results)
+        )
+        await conn.execute(
+            update(signals)
+            .where(this_signal)
+            .values(
+                status=(Status.DELIVERED if outstanding == 0 else Status.PARTIAL).value,
+                response=response,
+                results=results,
+                updated_at=now,
+            )
+        )
+
+    async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]:
+        """Take over signals whose owner died mid-flight (their lease expired)."""
+        now = utcnow()
+        expired = (
+            select(signal_leases.c.log_id)
+            .where(signal_leases.c.expires_at < now)
+            .order_by(signal_leases.c.expires_at)
+            .limit(limit)
+        )
+        take = (
+            update(signal_leases)
+            .where(signal_leases.c.log_id.in_(expired.scalar_subquery()))
+            .where(signal_leases.c.expires_at < now)
+            .values(owner=owner, expires_at=now + timedelta(seconds=lease_s))
+            .returning(signal_leases.c.log_id)
+        )
+        async with self._connect("reclaim_expired", transaction=True) as conn:
+            taken = [r[0] for r in (await conn.execute(take)).all()]
+            if not taken:
+                return []
+            rows = (
+                (
+                    await conn.execute(
+                        select(signals).where(
+                            signals.c.log_id.in_(taken),
+                            signals.c.status == Status.IN_PROGRESS.value,
+                        )
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [log_record(r, already_decoded) for r in rows]
+
+    async def release_leases(self, owner: str) -> int:
+        """On shutdown: what this process leaves unfinished is reclaimable at once elsewhere."""
+        async with self._connect("release_leases", transaction=True) as conn:
+            result = await conn.execute(
+                update(signal_leases)
+                .where(signal_leases.c.owner == owner)
+                .values(expires_at=utcnow())
+            )
+            return int(result.rowcount)
+
+    async def prune(self, older_than: datetime, batch: int = 1000) -> int:
+        """Delete one batch of finished signals created before ``older_than`` (with their
+        settled dead letters and their idempotency keys); returns how many signals went.
+        Signals still in flight or with a pending dead letter are kept. Run it until it
+        returns 0. A pruned signal's key goes with it: the deduplication window equals the
+        retention period."""
+        pending = (
+            select(dead_letters.c.log_id)
+            .where(dead_letters.c.status == "pending")
+            .where(dead_letters.c.log_id == signals.c.log_id)
+        )
+        doomed = (
+            select(signals.c.log_id)
+            .where(
+                signals.c.created_at < as_utc(older_than),
+                signals.c.status != Status.IN_PROGRESS.value,
+                ~pending.exists(),
+            )
+            .order_by(signals.c.created_at)
+            .limit(batch)
+        )
+        async with self._connect("prune", transaction=True) as conn:
+            ids = [r[0] for r in (await conn.execute(doomed)).all()]
+            if not ids:
+                return 0
+            await conn.execute(dead_letters.delete().where(dead_letters.c.log_id.in_(ids)))
+            await conn.execute(signals.delete().where(signals.c.log_id.in_(ids)))
+            await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.log_id.in_(ids)))
+        return len(ids)
+
+    async def dlq_backlog(self) -> int:
+        async with self._connect("dlq_backlog") as conn:
+            count = await conn.execute(
+                select(func.count())
+                .select_from(dead_letters)
+                .where(dead_letters.c.status == "pending")
+            )
+            return int(count.scalar_one())

@@ -1,0 +1,122 @@
+"""The log must not slow the router down as it grows: on Postgres, the hot statements' cached
+plans stay index lookups whatever the table held when they were prepared, and the outcome's
+update is HOT (no new index entries)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from router_service.adapters.db import pg_statements as sql
+from router_service.adapters.db.migrate import upgrade
+from router_service.adapters.db.postgres import PgStore
+from tests.conftest import scratch_database
+from tests.support.store import DELIVERED, PLAN, database_url, open_store, signal
+
+pytestmark = pytest.mark.postgres
+
+LEASE_S = 30.0
+WARM_UP = 12  # Postgres switches a prepared statement to its generic plan after five runs
+GROWN = 50_000
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    with scratch_database("postgres", tmp_path) as fresh:
+        upgrade(database_url(fresh))
+        yield fresh
+
+
+async def _claim_and_record(store: Any, log_id: str) -> None:
+    claim = await store.claim(signal(log_id), PLAN, "p" * 32, "me", LEASE_S)
+    assert claim.won
+    await store.record(log_id, claim.claimed_at, PLAN, DELIVERED, 1.0)
+
+
+async def _grow_log(url: str, rows: int) -> None:
+    """Rows written behind the router's back, without ANALYZE: the statistics still say empty."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (log_id, created_at) "
+            "SELECT 'grown-' || n, now() FROM generate_series(1, $1) AS n",
+            rows,
+        )
+        await conn.execute(
+            "INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, "
+            "trace_id, kind, rule, mode, routed_agents, status, results, response, latency_ms, "
+            "created_at, updated_at) "
+            "SELECT log_id, 's', repeat('0', 64), '{\"n\":1}', '{}', now(), repeat('a', 32), "
+            "'one', 'r', 'fallback', '[\"alpha\"]', 'delivered', '[]', 'null', 1.0, created_at, "
+            "created_at FROM idempotency_keys WHERE log_id LIKE 'grown-%'"
+        )
+    finally:
+        await conn.close()
+
+
+async def _cached_plans(store: PgStore) -> dict[str, str]:
+    """The plan each prepared statement of the store's connection would run now."""
+    arguments = {
+        sql.RECORD: "('x', now(), 'delivered', '[]', 'null', 1.0, now())",
+        sql.GET: "('x')",
+    }
+    plans: dict[str, str] = {}
+    async with store._pool.connection("explain") as conn:  # the connection that ran them
+        prepared = await conn.fetch("SELECT name, statement FROM pg_prepared_statements")
+        for row in prepared:
+            for statement, args in arguments.items():
+                if row["statement"].strip() == statement.strip():
+                    lines = await conn.fetch(f"EXPLAIN EXECUTE {row['name']}{args}")
+                    plans[statement] = "\n".join(line[0] for line in lines)
+    return plans
+
+
+def test_outcome_plans_made_on_an_empty_log_stay_index_lookups_as_it_grows(url: str) -> None:
+    async def scenario() -> dict[str, str]:
+        async with open_store(url) as store:
+            assert isinstance(store, PgStore)
+            for n in range(WARM_UP):  # one at a time: one connection runs them all
+                await _claim_and_record(store, f"warm-{n}")
+                assert await store.get(f"warm-{n}") is not None
+            await _grow_log(url, GROWN)
+            await _claim_and_record(store, "after-growth")
+            return await _cached_plans(store)
+
+    plans = asyncio.run(scenario())
+    assert set(plans) == {sql.RECORD, sql.GET}, "the statements were not prepared"
+    for statement, plan in plans.items():
+        assert "Seq Scan" not in plan, f"{statement}\n{plan}"
+    assert "Index Scan using signals_pkey" in plans[sql.RECORD], plans[sql.RECORD]
+    assert "Index Scan using signal_leases_pkey" in plans[sql.RECORD], plans[sql.RECORD]
+
+
+def test_the_outcome_update_is_hot(url: str) -> None:
+    """Each outcome commits on its own, as in service; the old row versions it leaves are pruned
+    from the page on the next visit, so the page keeps room for the next in-place update."""
+    ids = [f"hot-{n}" for n in range(200)]
+
+    async def scenario() -> tuple[int, int]:
+        async with open_store(url) as store:
+            for log_id in ids:
+                claim = await store.claim(signal(log_id), PLAN, "h" * 32, "me", LEASE_S)
+                assert claim.claimed_at is not None
+                await store.record(log_id, claim.claimed_at, PLAN, DELIVERED, 1.0)
+        conn = await asyncpg.connect(url, server_settings={"stats_fetch_consistency": "none"})
+        try:
+            await conn.execute("SELECT pg_stat_force_next_flush()")  # this backend's own
+            await conn.execute("SELECT 1")
+            row = await conn.fetchrow(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'signals'"
+            )
+            return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
+        finally:
+            await conn.close()
+
+    updated, hot = asyncio.run(scenario())
+    assert updated == len(ids)
+    assert hot >= 0.9 * updated, (updated, hot)
