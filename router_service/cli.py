@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from router_service.config.routing_file import RoutingConfig, load_routing_config
+from router_service.config.routing_file import load_routing_config
+from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.domain.errors import RouterError
 from router_service.observability.metrics import MULTIPROC_ENV
@@ -47,25 +48,41 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Development: restart on code changes and reload the routing file when it changes "
+    "(sets ROUTING_WATCH=true).",
+)
 def serve(host: str, port: int, workers: int, reload: bool) -> None:
-    """Run the HTTP server (settings come from the environment and .env)."""
+    """Run the HTTP server (settings come from the environment and .env).
+
+    Prints one line on stderr once it answers: the address, the database, the routing file,
+    its version and its number of agents.
+    """
     import uvicorn
 
     from router_service.api.app import create_app
     from router_service.api.protocol import GuardedHttpProtocol
     from router_service.api.services import preflight
+    from router_service.observability.ready import announce_when_ready, http_address, ready_line
 
     made_dir = None
     if (workers > 1 and not reload) or os.environ.get(MULTIPROC_ENV):
         made_dir = _share_metrics_between_workers()  # before anything creates a metric
+    if reload:
+        # Read by Settings in the server process that uvicorn's reloader starts.
+        os.environ.setdefault("ROUTING_WATCH", "true")
     settings = _settings()
     try:
         # Fail here, in one line: a missing key, a bad routing file, an old schema.
-        create_app(settings)
+        routing = RoutingSource.from_file(settings.routing_config)
+        create_app(settings, routing)
         asyncio.run(preflight(settings))
     except RouterError as exc:
         _fail(exc)
+    line = ready_line(http_address(host, port), settings.database_url, routing.current())
+    announce_when_ready(host, port, line, give_up_s=settings.startup_db_wait_s + 60)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # handler a clean exit, so a drained shutdown ends with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -144,7 +161,7 @@ def replay_dlq(limit: int) -> None:
     """Replay the oldest pending dead-letter entries, with a progress bar and a summary."""
     settings = _settings()
     try:
-        routing = load_routing_config(settings.routing_config)
+        routing = RoutingSource.from_file(settings.routing_config)
         summary = asyncio.run(_replay(settings, routing, limit))
     except RouterError as exc:
         _fail(exc)
@@ -155,7 +172,7 @@ def replay_dlq(limit: int) -> None:
     )
 
 
-async def _replay(settings: Settings, routing: RoutingConfig, limit: int) -> dict[str, int]:
+async def _replay(settings: Settings, routing: RoutingSource, limit: int) -> dict[str, int]:
     from router_service.api.services import running_services
     from router_service.observability.logging import configure_logging
     from router_service.observability.metrics import Metrics
@@ -220,13 +237,13 @@ def worker() -> None:
     """
     settings = _settings()
     try:
-        routing = load_routing_config(settings.routing_config)
+        routing = RoutingSource.from_file(settings.routing_config)
         asyncio.run(_work(settings, routing))
     except RouterError as exc:
         _fail(exc)
 
 
-async def _work(settings: Settings, routing: RoutingConfig) -> None:
+async def _work(settings: Settings, routing: RoutingSource) -> None:
     from router_service.api.services import running_services
     from router_service.observability.logging import configure_logging, get_logger
     from router_service.observability.metrics import Metrics

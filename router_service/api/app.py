@@ -15,17 +15,17 @@ from router_service.api.middleware import RouteFastPath, TraceMiddleware
 from router_service.api.protocol import HTTP_LIMITS
 from router_service.api.routes import router
 from router_service.api.services import running_services
-from router_service.config.routing_file import RoutingConfig, load_routing_config
+from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import Metrics
 
 
-def create_app(settings: Settings | None = None, routing: RoutingConfig | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, routing: RoutingSource | None = None) -> FastAPI:
     """Fails fast (``ConfigError``) on a missing key or a bad routing file, before serving."""
     settings = settings or Settings()
     keys = KeyRing.from_settings(settings.api_key, settings.api_keys, settings.api_keys_file)
-    routing = routing or load_routing_config(settings.routing_config)
+    routing = routing or RoutingSource.from_file(settings.routing_config)
     metrics = Metrics()
 
     @asynccontextmanager

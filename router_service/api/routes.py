@@ -260,6 +260,7 @@ async def health(request: Request) -> Response:
     circuits = svc.dispatcher.circuit_states()
     degraded = any(state != "closed" for state in circuits.values())
     agents = {"status": "degraded" if degraded else "ok", "circuits": circuits}
+    routing = svc.routing.current().describe()
     try:
         async with asyncio.timeout(svc.settings.db_connect_timeout_s + 1):
             latency_ms = await svc.store.ping()
@@ -267,9 +268,10 @@ async def health(request: Request) -> Response:
         message = exc.message if isinstance(exc, StorageError) else "database ping timed out"
         failed = {"status": "unavailable", "error": message}
         checks = {"database": failed, "agents": agents}
-        return json_response({"status": "unavailable", "checks": checks}, 503)
+        return json_response({"status": "unavailable", "checks": checks, "routing": routing}, 503)
     database = {"status": "ok", "latency_ms": round(latency_ms, 3)}
-    return json_response({"status": "ok", "checks": {"database": database, "agents": agents}})
+    checks = {"database": database, "agents": agents}
+    return json_response({"status": "ok", "checks": checks, "routing": routing})
 
 
 @router.get("/health/live")

@@ -15,7 +15,8 @@ from router_service.adapters.db.backends import StoreSettings, open_store
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
-from router_service.config.routing_file import RoutingConfig
+from router_service.config.routing_source import RoutingSource
+from router_service.config.routing_watch import watch_routing
 from router_service.config.settings import Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
 from router_service.domain.retry import RetryPolicy
@@ -37,6 +38,7 @@ def instance_id() -> str:
 @dataclass
 class Services:
     settings: Settings
+    routing: RoutingSource
     keys: KeyRing | None
     metrics: Metrics
     store: Store
@@ -56,9 +58,12 @@ class Services:
         return self.metrics.render()
 
     def start_background(self, *, redelivery: bool) -> None:
-        """Owned tasks, cancelled by ``close``: backlog gauge, lease sweeper, redelivery."""
+        """Owned tasks, cancelled by ``close``: backlog gauge, lease sweeper, redelivery, and
+        the routing file's watcher when ``ROUTING_WATCH`` is on."""
         s = self.settings
         self.tasks.append(asyncio.create_task(refresh_backlog(self)))
+        if s.routing_watch:
+            self.tasks.append(asyncio.create_task(watch_routing(self.routing)))
         self.tasks.append(
             asyncio.create_task(run_every(s.sweep_interval_s, "sweep", self.sweeper.sweep_once))
         )
@@ -100,7 +105,7 @@ def build_store(settings: Settings, events: Events) -> Store:
 
 
 def build_services(
-    settings: Settings, routing: RoutingConfig, keys: KeyRing | None, metrics: Metrics
+    settings: Settings, routing: RoutingSource, keys: KeyRing | None, metrics: Metrics
 ) -> Services:
     spans = None
     if settings.otel_exporter_otlp_endpoint:
@@ -127,6 +132,7 @@ def build_services(
     ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner)
     return Services(
         settings=settings,
+        routing=routing,
         keys=keys,
         metrics=metrics,
         store=store,
@@ -200,7 +206,7 @@ async def preflight(settings: Settings) -> None:
 @contextlib.asynccontextmanager
 async def running_services(
     settings: Settings,
-    routing: RoutingConfig,
+    routing: RoutingSource,
     keys: KeyRing | None,
     metrics: Metrics,
     *,

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     api_keys: SecretStr | None = None
     routing_config: Path = DEFAULT_ROUTING_CONFIG
+    routing_watch: bool = False
 
     request_deadline_ms: int = Field(3000, gt=0)
     agent_timeout_ms: int = Field(1000, gt=0)

@@ -497,5 +497,18 @@ async def _serve_until_signalled(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=9100, show_default=True, type=int, help="TCP port.")
 def demo_agents_command(host: str, port: int) -> None:
-    """Run demo agents until SIGINT/SIGTERM (behaviour is set over HTTP, see module docs)."""
+    """Run demo agents until SIGINT/SIGTERM. Any name is an agent: POST /agents/NAME.
+
+    \b
+    Set an agent's behaviour: PUT /_control/NAME with {"mode": MODE, ...}
+      ok        answer 200 (or "status": 2xx)
+      fail      answer "status" (400-599, default 503), "retry_after" optional
+      slow      answer ok after "delay_ms" (default 200)
+      hang      never answer
+      drip      headers at once, then one body byte every "interval_ms" (default 200)
+      non_json  answer 200 text/plain
+      reset     drop the connection (TCP RST)
+    One-shot answers first: {"script": [{"status": 503}, {"status": 200}]}.
+    GET /_received/NAME: what NAME received. DELETE /_state: forget everything.
+    """
     asyncio.run(_serve_until_signalled(host, port))

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router_service.config.routing_file import RoutingConfig
+from router_service.config.routing_source import RoutingSource
 from router_service.service.dispatch import Dispatcher
 from router_service.service.ports import Events, Store
 
 
 @dataclass(frozen=True, slots=True)
 class Collaborators:
-    """One store, one dispatcher, one routing file, one events sink, the request deadline, and
+    """One store, one dispatcher, the routing source (ask it for the ``current()`` routing for
+    each piece of work; never keep what it returns), one events sink, the request deadline, and
     this process's name as the owner of the leases and claims it takes."""
 
     store: Store
     dispatcher: Dispatcher
-    routing: RoutingConfig
+    routing: RoutingSource
     events: Events
     deadline_s: float
     owner: str

@@ -97,8 +97,10 @@ class Intake:
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
 
     def plan(self, signal: Signal, mode: Mode | None) -> Plan:
-        found = self._routing.classifier.classify(signal.payload)
-        return self._routing.table.plan(found.kind, found.rule, mode)
+        # One read of the source: classification and plan come from the same version.
+        routing = self._routing.current().config
+        found = routing.classifier.classify(signal.payload)
+        return routing.table.plan(found.kind, found.rule, mode)
 
     async def route(self, signal: Signal, mode: Mode | None, trace: TraceContext) -> RouteAnswer:
         started = time.perf_counter()

@@ -47,10 +47,9 @@ class Sweeper:
 
     def _plan(self, record: LogRecord) -> Plan:
         # The agents it was routed to, as the routing file knows them now.
+        known = self._routing.current().config.agents
         agents: tuple[AgentSpec, ...] = tuple(
-            self._routing.agents[name]
-            for name in record.routed_agents
-            if name in self._routing.agents
+            known[name] for name in record.routed_agents if name in known
         )
         return Plan(kind=record.kind, rule=record.rule, mode=Mode(record.mode), agents=agents)
 

@@ -111,8 +111,9 @@ class Replayer:
         )
         trace = TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
         deadline = time.perf_counter() + self._deadline_s
+        routing = self._routing.current().config
         if entry.agent is not None:
-            spec = self._routing.agents.get(entry.agent)
+            spec = routing.agents.get(entry.agent)
             if spec is None:
                 return ReplayResult(
                     ok=False, error=f"agent {entry.agent!r} is no longer configured"
@@ -125,7 +126,7 @@ class Replayer:
                 response=result.response,
                 attempted=result.attempts > 0,
             )
-        plan = self._routing.table.plan(entry.kind, "replay", Mode(entry.mode))
+        plan = routing.table.plan(entry.kind, "replay", Mode(entry.mode))
         outcome = fold(plan.mode, await self._dispatcher.dispatch(plan, envelope, trace, deadline))
         errors = "; ".join(f"{r.agent}: {r.error}" for r in outcome.results if not r.ok)
         return ReplayResult(

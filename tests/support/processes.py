@@ -37,7 +37,11 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float
 
 
 def start(
-    args: Sequence[str], env: dict[str, str], port: int, stdout: IO[bytes] | None = None
+    args: Sequence[str],
+    env: dict[str, str],
+    port: int,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         list(args),
@@ -45,7 +49,7 @@ def start(
         cwd=ROOT,
         start_new_session=True,
         stdout=stdout or subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr or subprocess.DEVNULL,
     )
     try:
         wait_listening(port, process)
