@@ -8,8 +8,7 @@ import sys
 import threading
 import time
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import urlsplit
 
 from router_service.config.routing_source import RoutingVersion
 
@@ -20,16 +19,20 @@ _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 def describe_database(url: str) -> str:
     """``sqlite ./var/router.db`` or ``postgresql db.example:5432/routerdb``: kind, where, name."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return "unparsable DATABASE_URL"
-    kind = parsed.get_backend_name()
+    kind = scheme.split("+", 1)[0]
     if kind == "sqlite":
-        return f"sqlite {parsed.database or ':memory:'}"
-    host = parsed.host or "localhost"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{kind} {host}{port}/{parsed.database or ''}"
+        # sqlite:///relative.db and sqlite:////absolute.db: the path follows the third slash.
+        return f"sqlite {rest[1:] if rest.startswith('/') else rest or ':memory:'}"
+    try:
+        parsed = urlsplit(f"{kind}://{rest}")
+        host = parsed.hostname or "localhost"
+        port = f":{parsed.port}" if parsed.port else ""
+    except ValueError:
+        return "unparsable DATABASE_URL"
+    return f"{kind} {host}{port}/{parsed.path.lstrip('/')}"
 
 
 def http_address(host: str, port: int) -> str:
