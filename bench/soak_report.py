@@ -25,19 +25,20 @@ P99_LIMIT = 1.5  # the last window's p99 within 1.5x of the first's
 HOW_TO_RUN = """\
 ```bash
 make soak                                       # 10 min closed loop, then 10 min open loop
-make soak ARGS="--closed-minutes 1 --open-minutes 1"             # a short check
+make soak ARGS="--closed-minutes 1 --open-minutes 1 --window 20"  # a short check
 .venv/bin/python -m bench --soak --quick --out /tmp/performance.md   # 30 s + 30 s, 10-s windows
 ```
 
 Options: `--closed-minutes M` and `--open-minutes M` (default 10 each; 0 leaves a phase out),
 `--connections C` (closed loop, default 8), `--rates R` (open loop, req/s, default 1000),
-`--window S` (seconds per row, default 60), `--out FILE` (default docs/performance.md; only this
-section is replaced), `--postgres-url` (the server; the soak creates its own database
-`router_soak_<random>` on it, migrates it with `router-service migrate` and drops it at the end,
-also after a failure or Ctrl-C), `--log-level`, `--keep-temp`, `--from-raw FILE` (render this
-section again from a soak's raw figures, kept in `bench/.cache/runs/soak-*.json`). `--quick` is
-30 s of each phase in 10-s windows at 8 connections and 200 req/s: the test suite runs it. The
-exit status is 0 when every window was measured, whatever the verdict."""
+`--window S` (seconds per row, default 60; the verdict needs two per phase), `--out FILE`
+(default docs/performance.md; only this section is replaced), `--postgres-url` (the server; the
+soak creates its own database `router_soak_<random>` on it, migrates it with
+`router-service migrate` and drops it at the end, also after a failure or Ctrl-C),
+`--log-level`, `--keep-temp`, `--from-raw FILE` (render this section again from a soak's raw
+figures, kept in `bench/.cache/runs/soak-*.json`). `--quick` is 30 s of each phase in 10-s
+windows at 8 connections and 200 req/s: the test suite runs it. The exit status is 0 when
+every window was measured, whatever the verdict."""
 
 METHOD = """\
 One router process (`router-service serve --workers 1`, pinned to CPU 1, production log level)
@@ -208,7 +209,7 @@ def window_rows(result: SoakResult) -> list[list[str]]:
             [
                 *head,
                 *(_num(window.throughput_rps), _num(window.p50_ms, 2), _num(window.p99_ms, 2)),
-                str(window.failed),
+                _num(window.failed),
                 _num(window.per_signal_us(window.router_cpu_s)),
                 _num(window.per_signal_us(window.db_cpu_s)),
                 _num(window.per_signal_us(window.server_cpu_s)),
