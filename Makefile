@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 N ?= 1000
 LIMIT ?= 100
 
-.PHONY: install dev migrate test check lint format load replay-dlq chaos bench clean
+.PHONY: install dev migrate test check lint format load replay-dlq chaos bench soak clean
 
 install: $(VENV)/.installed
 
@@ -47,3 +47,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+soak: install
+	$(BIN)/python -m bench --soak $(ARGS)

@@ -15,4 +15,9 @@ and the LiteLLM proxy. Modules, in the order a run uses them:
 - ``results``   what a whole run holds, and medians with their spread
 - ``tables``, ``verdicts``, ``report``   the Markdown report: tables, the issue's targets
 - ``raw``       the raw figures as JSON, so that a report can be rendered again
+- ``environment``  the run's own Postgres database, the source snapshot, the machine
+
+``python -m bench --soak`` (``make soak``) is the soak: the router alone on a fresh Postgres
+database, a closed then an open loop, read window by window (``soak``), written into its own
+delimited section of the report with a verdict on drift (``soak_report``).
 """

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import hashlib
 import os
-import platform
 import secrets
 import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,28 +15,38 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-import asyncpg
-
+from bench.environment import (
+    DEFAULT_POSTGRES,
+    database_url,
+    drop_database,
+    loadavg,
+    machine,
+    migrate,
+    pinned_text,
+    snapshot_source,
+)
 from bench.install import CACHE, SetupError, ensure_debian_tools, ensure_litellm, ensure_portkey
 from bench.peers import LiteLLMTarget, PortkeyTarget
 from bench.raw import dump, load
 from bench.report import render
 from bench.results import BenchResult, TargetInfo
 from bench.runner import Plan, Run, run_session
+from bench.soak import SoakResult, run_soak
+from bench.soak import raw_path as soak_raw_path
+from bench.soak_report import dump as dump_soak
+from bench.soak_report import keep_section, verdict_line, write_section
+from bench.soak_report import load as load_soak
 from bench.tables import correctness
 from bench.targets import (
     ROOT,
-    VENV_BIN,
     NginxTarget,
     RouterTarget,
     Target,
     Upstream,
-    router_environment,
     routing_yaml,
 )
 
 DEFAULT_OUT = ROOT / "docs" / "performance.md"
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 SOAK_TARGETS = ("router-pg",)
 
 
@@ -74,6 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--keep-temp", action="store_true", help="keep the temporary directory (configs, logs)")
     add("--from-raw", type=Path, help="render the report again from a run's raw JSON; no load")
+    soak = parser.add_argument_group(
+        "soak", "--soak: the router on a fresh Postgres database under sustained load, window by "
+        "window; --connections, --rates and --window take one value (default 8, 1000, 60 s)",
+    )  # fmt: skip
+    soak.add_argument("--soak", action="store_true", help="run the soak instead of the comparison")
+    soak.add_argument("--closed-minutes", type=float, help="closed loop (default 10; quick 0.5)")
+    soak.add_argument("--open-minutes", type=float, help="open loop (default 10; quick 0.5)")
     return parser.parse_args(argv)
 
 
@@ -94,125 +106,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-# --------------------------------------------------------------------------- databases
-
-
-async def _admin(url: str, statement: str) -> str:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        return str(await conn.fetchval(statement) if statement.startswith("SHOW") else
-                   await conn.execute(statement))  # fmt: skip
-    finally:
-        await conn.close()
-
-
-def migrate(database_url: str, routing_file: Path, workdir: Path) -> str | None:
-    """``router-service migrate``; None on success, else the reason."""
-    done = subprocess.run(
-        [str(VENV_BIN / "router-service"), "migrate"],
-        env=router_environment(database_url, routing_file, "WARNING"),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode == 0:
-        return None
-    lines = (done.stderr or done.stdout).strip().splitlines()
-    return lines[-1] if lines else f"migrate exited with {done.returncode}"
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    try:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"bench: could not drop database {name}: {exc}", file=sys.stderr)
-
-
-# --------------------------------------------------------------------------- machine
-
-
-def _first_line(args: list[str]) -> str:
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return "not found"
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[0] if lines else "?"
-
-
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next(x.split(":", 1)[1].strip() for x in cpuinfo.splitlines() if "model name" in x)
-    meminfo = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
-    osname = next(
-        (x.split("=", 1)[1].strip('"') for x in Path("/etc/os-release").read_text().splitlines()
-         if x.startswith("PRETTY_NAME=")), "?",
-    )  # fmt: skip
-    try:
-        pg = asyncio.run(_admin(postgres_url, "SHOW server_version"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pg = f"unavailable ({exc})"
-    rows = [
-        ("CPUs (nproc)", str(os.cpu_count())),
-        ("CPU model", model),
-        ("memory", f"{int(meminfo) / 1024 / 1024:.1f} GiB"),
-        ("kernel", platform.release()),
-        ("OS", osname),
-        ("Python", platform.python_version()),
-        ("nginx", _first_line(["nginx", "-v"])),
-        ("wrk", _first_line(["wrk", "-v"]).split(" Copyright")[0]),
-        ("Postgres", pg),
-        ("SQLite", sqlite3.sqlite_version),
-        ("load average at start", _loadavg()),
-    ]
-    if peers:
-        rows.append(("node", _first_line(["node", "--version"])))
-    return rows
-
-
 # --------------------------------------------------------------------------- targets
-
-
-def snapshot_source(workdir: Path) -> str:
-    """Copy router_service/ and run every router from the copy: the code is edited concurrently,
-    and one run must measure one version. Returns the commit and a digest of the copy."""
-    target = workdir / "src" / "router_service"
-    shutil.copytree(ROOT / "router_service", target, ignore=shutil.ignore_patterns("__pycache__"))
-    digest = hashlib.sha256()
-    for path in sorted(target.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(target)).encode() + b"\0" + path.read_bytes())
-    # PYTHONPATH wins over the editable install wherever the working directory holds no copy.
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(target.parent), str(ROOT)])
-    return f"commit {_commit()}, working tree sha256 {digest.hexdigest()[:12]}"
-
-
-def _commit() -> str:
-    """HEAD's commit, read from .git (no git command runs)."""
-    git = ROOT / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head[:12]
-        ref = head[5:]
-        if (git / ref).exists():
-            return (git / ref).read_text().strip()[:12]
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line[:12]
-    except OSError:
-        pass
-    return "unknown"
-
-
-def _pinned(text: str) -> str:
-    return text if shutil.which("taskset") else "not pinned (no taskset)"
 
 
 def build_targets(
@@ -227,10 +121,10 @@ def build_targets(
     routing.write_text(routing_yaml(upstream.agent_url))
     targets: list[Target] = [NginxTarget(None), NginxTarget(upstream.port)]
     placements = {
-        "nginx-direct": _pinned("1 worker, pinned to CPU 1"),
-        "nginx-proxy": _pinned("1 worker, pinned to CPU 1, keep-alive to the upstream"),
+        "nginx-direct": pinned_text("1 worker, pinned to CPU 1"),
+        "nginx-proxy": pinned_text("1 worker, pinned to CPU 1, keep-alive to the upstream"),
     }
-    pg_url = f"{args.postgres_url.rsplit('/', 1)[0]}/{database}"
+    pg_url = database_url(args.postgres_url, database)
     result.notes.append(f"Postgres database `{database}`, created and dropped by the run")
     pg_reason = migrate(pg_url, routing, workdir)
     sqlite_url = f"sqlite:///{workdir / 'router.db'}"
@@ -245,7 +139,7 @@ def build_targets(
     not_run: dict[str, str] = {}
     for key, label, url, workers, reason in routers:
         targets.append(RouterTarget(key, label, url, routing, workers=workers, log_level=level))
-        where = _pinned("pinned to CPU 1") if workers == 1 else "not pinned"
+        where = pinned_text("pinned to CPU 1") if workers == 1 else "not pinned"
         placements[key] = f"`serve --workers {workers}`, {where}"
         if reason:
             not_run[key] = f"migrate failed: {reason}"
@@ -255,7 +149,7 @@ def build_targets(
                 result.targets.append(TargetInfo(peer.name, peer.name, "peer", "", peer.reason))
                 continue
             targets.append(make(peer, upstream.openai_base))
-            placements[peer.name] = _pinned("one process, pinned to CPU 1")
+            placements[peer.name] = pinned_text("one process, pinned to CPU 1")
     for target in targets:
         info = TargetInfo(target.key, target.label, target.role, placements[target.key])
         result.targets.append(dataclasses.replace(info, not_run=not_run.get(target.key)))
@@ -325,9 +219,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     result.elapsed_s = time.monotonic() - started
-    result.machine.append(("load average at end", _loadavg()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(result))
+    result.machine.append(("load average at end", loadavg()))
+    write_report(args.out, render(result))
     raw = CACHE / "runs" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     dump(result, raw)
     _log(f"wrote {args.out} (raw figures: {raw})")
@@ -338,6 +231,30 @@ def run(args: argparse.Namespace) -> int:
     return 0 if passed and not core_failed else 1
 
 
+def write_report(path: Path, text: str) -> None:
+    """Write the comparison's report, keeping the soak's section of the file it replaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(keep_section(path.read_text(), text) if path.exists() else text)
+
+
+def write_soak(out: Path, result: SoakResult) -> None:
+    write_section(out, result)
+    raw = soak_raw_path()
+    dump_soak(result, raw)
+    print(verdict_line(result), flush=True)
+    _log(f"wrote the soak section of {out} (raw figures: {raw})")
+
+
+def soak(args: argparse.Namespace) -> int:
+    if args.from_raw:
+        result = load_soak(args.from_raw)
+        write_section(args.out, result)
+        print(verdict_line(result), flush=True)
+        _log(f"wrote the soak section of {args.out} from {args.from_raw}")
+        return 0
+    return run_soak(args, lambda result: write_soak(args.out, result))
+
+
 def _log(line: str) -> None:
     print(f"bench: {line}", file=sys.stderr, flush=True)
 
@@ -345,8 +262,14 @@ def _log(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args(argv)
+    if args.soak:
+        try:
+            return soak(args)
+        except SetupError as exc:
+            _log(str(exc))
+            return 2
     if args.from_raw:
-        args.out.write_text(render(load(args.from_raw)))
+        write_report(args.out, render(load(args.from_raw)))
         _log(f"wrote {args.out} from {args.from_raw}")
         return 0
     try:

@@ -222,3 +222,87 @@ class MachineCpu:
         harness = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
         busy = (user + nice + system + irq + softirq) / CLOCK_TICKS
         return cls(busy, steal / CLOCK_TICKS, harness, time.monotonic())
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    """One table as Postgres sees it; a partitioned table is the sum of its partitions.
+
+    The counters are cumulative since the table was created (the soak's database is new).
+    """
+
+    heap_bytes: int  # pg_relation_size
+    index_bytes: int  # pg_indexes_size
+    total_bytes: int  # pg_total_relation_size: heap, indexes, TOAST, free space and visibility maps
+    live_rows: int  # n_live_tup: an estimate
+    dead_rows: int  # n_dead_tup
+    updates: int  # n_tup_upd
+    hot_updates: int  # n_tup_hot_upd
+    autovacuums: int  # autovacuum_count
+    autoanalyzes: int  # autoanalyze_count
+
+
+# By name only: the soak must not depend on how the store lays the table out.
+_TABLE_STATS = """
+SELECT coalesce(sum(pg_relation_size(t.relid)), 0)::bigint,
+       coalesce(sum(pg_indexes_size(t.relid)), 0)::bigint,
+       coalesce(sum(pg_total_relation_size(t.relid)), 0)::bigint,
+       coalesce(sum(s.n_live_tup), 0)::bigint,
+       coalesce(sum(s.n_dead_tup), 0)::bigint,
+       coalesce(sum(s.n_tup_upd), 0)::bigint,
+       coalesce(sum(s.n_tup_hot_upd), 0)::bigint,
+       coalesce(sum(s.autovacuum_count), 0)::bigint,
+       coalesce(sum(s.autoanalyze_count), 0)::bigint
+FROM (
+    SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf
+    UNION  -- a plain table is no partition tree: itself
+    SELECT $1::regclass WHERE NOT EXISTS (SELECT FROM pg_partition_tree($1::regclass))
+) AS t
+LEFT JOIN pg_stat_user_tables AS s ON s.relid = t.relid
+"""
+
+
+async def _table_stats(url: str, tables: Iterable[str]) -> dict[str, TableStats]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        found: dict[str, TableStats] = {}
+        for table in tables:
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+                continue
+            row = await conn.fetchrow(_TABLE_STATS, table)
+            assert row is not None  # aggregates: always one row
+            found[table] = TableStats(*(int(value) for value in row))
+        return found
+    finally:
+        await conn.close()
+
+
+def table_stats(url: str, tables: Iterable[str]) -> dict[str, TableStats]:
+    """Sizes and statistics of each of ``tables`` that exists in the database of ``url``."""
+    return asyncio.run(_table_stats(url, tables))
+
+
+async def _checkpointer_pid(url: str) -> int | None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        pid = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
+        )
+        return None if pid is None else int(pid)
+    finally:
+        await conn.close()
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The Postgres server's main process when it runs on this machine (the parent of its
+    checkpointer), else None. Its process tree, with the CPU of the children it reaped, is the
+    whole server's CPU: backends, autovacuum workers, the WAL writer, the checkpointer."""
+    pid = asyncio.run(_checkpointer_pid(url))
+    fields = _stat_fields(pid) if pid is not None else None
+    if fields is None:
+        return None
+    parent = int(fields[1])
+    return parent if _stat_fields(parent) is not None else None

@@ -23,6 +23,7 @@ make bench                                   # the full comparison; writes docs/
 .venv/bin/python -m bench --quick --out /tmp/performance.md   # a smoke run of about a minute
 .venv/bin/python -m bench --peers            # also the Portkey gateway and the LiteLLM proxy
 .venv/bin/python -m bench --workers-compare  # also the router on Postgres with --workers 2
+make soak                                    # the soak from a fresh database: its own section below
 ```
 
 Durations and levels: `--duration S` (each closed-loop run, default 10), `--open-duration S`

@@ -121,7 +121,7 @@ class ConnectionPool:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # woken and cancelled at once: pass the wake-up on
-                else:
+                elif waiter in self._waiters:  # a wake-up may have dropped it, cancelled
                     self._waiters.remove(waiter)
                 raise
 

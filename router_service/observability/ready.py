@@ -7,7 +7,6 @@ import http.client
 import sys
 import threading
 import time
-
 from urllib.parse import urlsplit
 
 from router_service.config.routing_source import RoutingVersion

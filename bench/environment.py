@@ -1,0 +1,154 @@
+"""What a run sets up around its targets: its own Postgres database, a snapshot of the source,
+and the description of the machine. Shared by the comparison and the soak."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from bench.targets import ROOT, VENV_BIN, router_environment
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# --------------------------------------------------------------------------- databases
+
+
+async def _admin(url: str, statement: str) -> str:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return str(await conn.fetchval(statement) if statement.startswith("SHOW") else
+                   await conn.execute(statement))  # fmt: skip
+    finally:
+        await conn.close()
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``admin_url``."""
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def migrate(database_url: str, routing_file: Path, workdir: Path) -> str | None:
+    """``router-service migrate``; None on success, else the reason."""
+    done = subprocess.run(
+        [str(VENV_BIN / "router-service"), "migrate"],
+        env=router_environment(database_url, routing_file, "WARNING"),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode == 0:
+        return None
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return lines[-1] if lines else f"migrate exited with {done.returncode}"
+
+
+def create_database(admin_url: str, name: str) -> None:
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    try:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"bench: could not drop database {name}: {exc}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _first_line(args: list[str]) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "not found"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(x.split(":", 1)[1].strip() for x in cpuinfo.splitlines() if "model name" in x)
+    meminfo = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    osname = next(
+        (x.split("=", 1)[1].strip('"') for x in Path("/etc/os-release").read_text().splitlines()
+         if x.startswith("PRETTY_NAME=")), "?",
+    )  # fmt: skip
+    try:
+        pg = asyncio.run(_admin(postgres_url, "SHOW server_version"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pg = f"unavailable ({exc})"
+    rows = [
+        ("CPUs (nproc)", str(os.cpu_count())),
+        ("CPU model", model),
+        ("memory", f"{int(meminfo) / 1024 / 1024:.1f} GiB"),
+        ("kernel", platform.release()),
+        ("OS", osname),
+        ("Python", platform.python_version()),
+        ("nginx", _first_line(["nginx", "-v"])),
+        ("wrk", _first_line(["wrk", "-v"]).split(" Copyright")[0]),
+        ("Postgres", pg),
+        ("SQLite", sqlite3.sqlite_version),
+        ("load average at start", loadavg()),
+    ]
+    if peers:
+        rows.append(("node", _first_line(["node", "--version"])))
+    return rows
+
+
+def pinned_text(text: str) -> str:
+    return text if shutil.which("taskset") else "not pinned (no taskset)"
+
+
+# --------------------------------------------------------------------------- source
+
+
+def snapshot_source(workdir: Path) -> str:
+    """Copy router_service/ and run every router from the copy: the code is edited concurrently,
+    and one run must measure one version. Returns the commit and a digest of the copy."""
+    target = workdir / "src" / "router_service"
+    shutil.copytree(ROOT / "router_service", target, ignore=shutil.ignore_patterns("__pycache__"))
+    digest = hashlib.sha256()
+    for path in sorted(target.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(target)).encode() + b"\0" + path.read_bytes())
+    # PYTHONPATH wins over the editable install wherever the working directory holds no copy.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(target.parent), str(ROOT)])
+    return f"commit {_commit()}, working tree sha256 {digest.hexdigest()[:12]}"
+
+
+def _commit() -> str:
+    """HEAD's commit, read from .git (no git command runs)."""
+    git = ROOT / ".git"
+    try:
+        if git.is_file():  # a worktree: .git names the real git directory
+            git = Path(git.read_text().split(":", 1)[1].strip())
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head[:12]
+        ref = head[5:]
+        common = git / "commondir"
+        refs = (git / common.read_text().strip()).resolve() if common.exists() else git
+        if (refs / ref).exists():
+            return (refs / ref).read_text().strip()[:12]
+        for line in (refs / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line[:12]
+    except OSError:
+        pass
+    return "unknown"

@@ -1,0 +1,139 @@
+"""The soak's report: the verdict's limits, the per-window HOT ratio, the delimited section of
+docs/performance.md that the soak replaces and the comparison keeps, the raw figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.__main__ import write_report
+from bench.probes import TableStats
+from bench.soak import SoakPlan, SoakResult, Window
+from bench.soak_report import (
+    BEGIN,
+    END,
+    HEADER,
+    dump,
+    load,
+    render_section,
+    replace_section,
+    verdict_line,
+    verdicts,
+    window_rows,
+)
+
+PLAN = SoakPlan(closed_minutes=2, open_minutes=2, connections=8, rate=1000, window_s=60)
+EMPTY = TableStats(0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _stats(updates: int, hot: int, rows: int = 1000) -> TableStats:
+    return TableStats(8 * 2**20, 4 * 2**20, 13 * 2**20, rows, 10, updates, hot, 1, 2)
+
+
+def _window(phase: str, index: int, rps: float, p99: float, **tables: TableStats) -> Window:
+    return Window(
+        phase,  # type: ignore[arg-type]
+        index,
+        8 if phase == "closed" else 1000,
+        ended_s=60.0 * index,
+        duration_s=60.0,
+        answered=int(rps * 60),
+        ok=int(rps * 60),
+        throughput_rps=rps,
+        p50_ms=p99 / 4,
+        p99_ms=p99,
+        router_cpu_s=20.0,
+        db_cpu_s=10.0,
+        server_cpu_s=12.0,
+        rss_mb=70.0,
+        tables=tables or {"signals": _stats(0, 0)},
+    )
+
+
+def _result(*windows: Window) -> SoakResult:
+    return SoakResult(
+        command="python -m bench --soak",
+        quick=False,
+        plan=PLAN,
+        machine=[("CPUs (nproc)", "2")],
+        baseline={"signals": EMPTY},
+        windows=list(windows),
+        rows_at_end=1000,
+    )
+
+
+def test_a_phase_is_stable_within_ten_percent_throughput_and_one_and_a_half_times_p99() -> None:
+    result = _result(
+        _window("closed", 1, 1000, 10.0),
+        _window("closed", 2, 910, 14.0),  # -9 %, x1.4: stable
+        _window("open", 1, 1000, 10.0),
+        _window("open", 2, 1000, 16.0),  # x1.6: drifted
+    )
+    closed, opened = verdicts(result)
+    assert closed.stable is True
+    assert opened.stable is False
+    line = verdict_line(result)
+    assert line.startswith("Soak verdict: DRIFT.")
+    assert "closed loop at 8 connections: stable" in line
+    assert "open loop at 1,000 req/s: DRIFTED" in line
+
+
+def test_drift_counts_either_way_and_one_window_is_not_measured() -> None:
+    slower = _result(_window("closed", 1, 1000, 10.0), _window("closed", 2, 880, 10.0))
+    faster = _result(_window("closed", 1, 1000, 10.0), _window("closed", 2, 1000, 6.0))
+    assert verdicts(slower)[0].stable is False  # -12 % throughput
+    assert verdicts(faster)[0].stable is False  # p99 x0.6: the first window was no stable start
+    single = _result(_window("closed", 1, 1000, 10.0), _window("open", 1, 1000, 10.0))
+    assert [v.stable for v in verdicts(single)] == [None, None]
+    assert verdict_line(single).startswith("Soak verdict: not measured.")
+
+
+def test_hot_ratio_is_cumulative_and_per_window_and_leases_show_when_the_table_exists() -> None:
+    leases = TableStats(2**20, 2**20, 3 * 2**20, 5, 0, 0, 0, 0, 0)
+    rows = window_rows(
+        _result(
+            _window("closed", 1, 1000, 10.0, signals=_stats(100, 0)),
+            _window("closed", 2, 1000, 10.0, signals=_stats(300, 150), signal_leases=leases),
+        )
+    )
+    column = {name: index for index, name in enumerate(HEADER)}
+    assert all(len(row) == len(HEADER) for row in rows)
+    assert [r[column["HOT % cum."]] for r in rows] == ["0.0", "50.0"]
+    assert [r[column["HOT % win."]] for r in rows] == ["0.0", "75.0"]
+    assert [r[column["leases MB"]] for r in rows] == ["\u2013", "3.0"]
+    assert rows[0][column["router CPU µs/signal"]] == "333"  # 20 s over 60,000 signals
+    assert rows[0][column["total MB"]] == "13.0"
+
+
+def test_the_section_replaces_its_previous_version_and_leaves_the_rest_intact() -> None:
+    section = render_section(_result(_window("closed", 1, 1000, 10.0)))
+    assert section.startswith(BEGIN)
+    assert section.rstrip().endswith(END)
+    report = "# Performance\n\nthe comparison\n"
+    once = replace_section(report, section)
+    assert once.startswith(report)
+    again = replace_section(once + "\n## After\n", section.replace("1,000", "2,000"))
+    assert again.count(BEGIN) == 1
+    assert again.count(END) == 1
+    assert again.startswith(report)
+    assert again.endswith("\n## After\n")
+    assert "2,000" in again
+
+
+def test_the_comparison_keeps_the_soak_section_when_it_rewrites_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "performance.md"
+    section = render_section(_result(_window("closed", 1, 1000, 10.0)))
+    out.write_text(replace_section("# Performance\n\nold comparison\n", section))
+    write_report(out, "# Performance\n\nnew comparison\n")
+    text = out.read_text()
+    assert "new comparison" in text
+    assert "old comparison" not in text
+    assert section.strip() in text
+
+
+def test_raw_figures_render_the_same_section_again(tmp_path: Path) -> None:
+    result = _result(
+        _window("closed", 1, 1000, 10.0, signals=_stats(100, 0)),
+        _window("open", 1, 1000, 12.0, signals=_stats(300, 150), signal_leases=EMPTY),
+    )
+    dump(result, tmp_path / "soak.json")
+    assert load(tmp_path / "soak.json") == result
