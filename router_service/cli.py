@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import click
 from pydantic import ValidationError
@@ -38,7 +40,27 @@ def _fail(exc: RouterError) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The router's commands, plus the development tools, imported only when run: a server
+    never loads the demo agents' aiohttp or the load generator."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "demo-agents": ("router_service.devtools.demo_agents", "demo_agents_command"),
+        "load": ("router_service.devtools.loadgen", "load_command"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            module, attribute = self.LAZY[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="router-service")
 def main() -> None:
     """Classify signals with transparent rules and route them to HTTP agents, durably."""
@@ -257,14 +279,3 @@ async def _work(settings: Settings, routing: RoutingSource) -> None:
         get_logger("worker").info("worker.started", rate_per_s=settings.dlq_worker_rate)
         await stop.wait()
     get_logger("worker").info("worker.stopped")
-
-
-def _register_devtools() -> None:
-    from router_service.devtools.demo_agents import demo_agents_command
-    from router_service.devtools.loadgen import load_command
-
-    main.add_command(demo_agents_command)
-    main.add_command(load_command)
-
-
-_register_devtools()
