@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from router_service.adapters.a2a import A2aAgentClient
 from router_service.adapters.agents import HttpAgentClient
 from router_service.adapters.db.engine import create_engine, is_postgres
 from router_service.adapters.db.hotpath import PgHotPath
@@ -24,12 +25,15 @@ from router_service.config.routing_file import RoutingConfig
 from router_service.config.settings import Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
 from router_service.domain.retry import RetryPolicy
+from router_service.domain.routing import AgentProtocol
 from router_service.observability.events import Telemetry
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
+from router_service.service.fairness import SenderLimiter, SenderWeights
 from router_service.service.intake import Intake
+from router_service.service.ports import AgentClient
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
 from router_service.service.replay import Replayer
 
@@ -54,6 +58,7 @@ class Services:
     auth_failures: FailureLimiter
     telemetry: Telemetry
     owner: str
+    senders: SenderLimiter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
 
@@ -113,14 +118,20 @@ def build_services(
         max_connections=settings.global_concurrency,
         max_response_bytes=settings.max_agent_response_bytes,
     )
+    # One connection pool; the protocol decides only what travels over it.
+    clients: dict[str, AgentClient] = {
+        AgentProtocol.HTTP: client,
+        AgentProtocol.A2A: A2aAgentClient(client),
+    }
     dispatcher = Dispatcher(
-        client,
+        clients,
         telemetry,
         policy=settings.retry_policy,
         agent_timeout_s=settings.agent_timeout_ms / 1000,
         fanout_concurrency=settings.fanout_concurrency,
         global_concurrency=settings.global_concurrency,
         guard_policy=settings.guard_policy,
+        sender_weight=SenderWeights(settings.sender_weight_map),
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000
@@ -154,6 +165,7 @@ def build_services(
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
         sweeper=Sweeper(ctx),
         owner=owner,
+        senders=SenderLimiter(settings.sender_max_in_flight),
     )
 
 
