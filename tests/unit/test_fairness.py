@@ -63,7 +63,7 @@ def test_parse_weights() -> None:
     assert parse_weights("") == {}
     assert parse_weights("team-=2, batch-=0.25") == {"team-": 2.0, "batch-": 0.25}
     for bad in ("team-", "=2", "team-=x", "team-=0"):
-        with pytest.raises(ValueError, match="weight|prefix"):
+        with pytest.raises(ValueError, match=r"weight|prefix"):
             parse_weights(bad)
 
 
