@@ -55,7 +55,7 @@ from typing import Any, Final
 import click
 from aiohttp import web
 
-RECORDED_HEADERS: Final = ("idempotency-key", "traceparent", "content-type", "a2a-version")
+RECORDED_HEADERS: Final = ("idempotency-key", "traceparent", "content-type")
 TASK_STATES: Final = frozenset(
     {"completed", "failed", "rejected", "canceled", "input-required", "auth-required", "working"}
 )
@@ -238,6 +238,8 @@ def _record(agent: Agent, request: web.Request, raw: bytes) -> Any:
     except ValueError:
         body = raw.decode("utf-8", errors="replace")
     headers = {name: request.headers.get(name) for name in RECORDED_HEADERS}
+    if "a2a-version" in request.headers:  # A2A requests only, so plain receipts keep their shape
+        headers["a2a-version"] = request.headers["a2a-version"]
     agent.received.append({"body": body, "headers": headers, "received_at": time.time()})
     return body
 
