@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from router_service.config.routing_file import load_routing_config
+from router_service.config.routing_file import RoutingConfig, load_routing_config
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.domain.errors import RouterError
@@ -164,7 +164,8 @@ def migrate() -> None:
 
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path))
-def check_config(file: Path) -> None:
+@click.option("--online", is_flag=True, help="Also fetch and check the A2A agents' cards.")
+def check_config(file: Path, online: bool) -> None:
     """Validate a routing file; on error, name the file, the location and what is wrong."""
     try:
         config = load_routing_config(file)
@@ -175,6 +176,43 @@ def check_config(file: Path) -> None:
         f"{file}: ok ({len(config.agents)} agents, {rules} rules, "
         f"{len(config.table.routes)} routes)"
     )
+    if online:
+        _check_cards(config)
+
+
+@main.group()
+def agents() -> None:
+    """Agents of the routing file."""
+
+
+@agents.command("check")
+@click.option("--config", "file", type=click.Path(path_type=Path), help="Routing file.")
+def agents_check(file: Path | None) -> None:
+    """Fetch each A2A agent's card and check its interface and version against the file."""
+    try:
+        config = load_routing_config(file or _settings().routing_config)
+    except RouterError as exc:
+        _fail(exc)
+    _check_cards(config)
+
+
+def _check_cards(config: RoutingConfig) -> None:
+    """A table of the A2A agents' cards; exit status 1 when one is missing or does not match."""
+    from router_service.adapters.a2a_card import check_agents
+
+    checks = asyncio.run(check_agents(config.agents.values()))
+    if not checks:
+        click.echo("no A2A agents in the routing file")
+        return
+    # Plain columns, not a rich table: the rows must not wrap when piped or read by a script.
+    width = max(len("agent"), *(len(c.agent) for c in checks))
+    click.echo(f"{'agent':<{width}}  version  card     result")
+    for check in checks:
+        verdict = "ok" if check.ok else check.problem
+        card = check.card_version or "-"
+        click.echo(f"{check.agent:<{width}}  {check.version:<7}  {card:<7}  {verdict}")
+    if not all(check.ok for check in checks):
+        sys.exit(1)
 
 
 @main.command("replay-dlq")

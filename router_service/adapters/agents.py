@@ -1,4 +1,5 @@
-"""The HTTP client to agents. Transport failures become domain errors here.
+"""The HTTP client to agents, and the wire format of ``protocol: http`` agents. Transport
+failures become domain errors here.
 
 The transport is :mod:`router_service.adapters.connection_pool` over
 :mod:`router_service.adapters.http1` (keep-alive HTTP/1.1 on asyncio and httptools), chosen over
@@ -25,10 +26,13 @@ from router_service.adapters.http1 import (
     Target,
     parse_target,
 )
-from router_service.domain.errors import PermanentAgentError, RetryableAgentError
+from router_service.domain.errors import AgentError, PermanentAgentError, RetryableAgentError
 from router_service.domain.retry import is_retryable_status
 from router_service.domain.routing import AgentSpec
-from router_service.service.ports import AgentReply
+from router_service.domain.signal import format_timestamp
+from router_service.jsonwire import dumps
+from router_service.observability.tracing import TraceContext
+from router_service.service.ports import AgentReply, Envelope
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -55,6 +59,29 @@ def decode_body(raw: bytes, content_type: str) -> Any:
         except orjson.JSONDecodeError:
             pass
     return {"text": raw.decode("utf-8", "replace")} if raw else None
+
+
+def http_body(envelope: Envelope) -> bytes:
+    """The JSON an HTTP agent receives; the payload is spliced in as the canonical text."""
+    head = dumps(
+        {
+            "log_id": envelope.log_id,
+            "sender_id": envelope.sender_id,
+            "kind": envelope.kind,
+            "metadata": envelope.metadata,
+            "timestamp": format_timestamp(envelope.timestamp),
+        }
+    )
+    return head[:-1] + b',"payload":' + envelope.payload_json.encode() + b"}"
+
+
+def delivery_headers(envelope: Envelope, span: TraceContext) -> dict[str, str]:
+    """What every protocol sends: the idempotency key and the trace (same trace, new span)."""
+    return {
+        "Content-Type": "application/json",
+        "Idempotency-Key": envelope.log_id,
+        "traceparent": span.traceparent,
+    }
 
 
 class HttpAgentClient:
@@ -89,9 +116,23 @@ class HttpAgentClient:
     async def close(self) -> None:
         await self._pool.close()
 
+    async def deliver(
+        self, agent: AgentSpec, envelope: Envelope, span: TraceContext, timeout_s: float
+    ) -> AgentReply:
+        """``AgentClient`` for ``protocol: http``: our envelope, any 2xx is delivered."""
+        body = envelope.encoded("http", http_body)
+        return await self.call(agent, body, delivery_headers(envelope, span), timeout_s)
+
     async def call(
         self, agent: AgentSpec, body: bytes, headers: Mapping[str, str], timeout_s: float
     ) -> AgentReply:
+        """One POST of ``body``; a 2xx is the reply, anything else an agent error."""
+        return _reply(await self.exchange(agent, body, headers, timeout_s))
+
+    async def exchange(
+        self, agent: AgentSpec, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> Response:
+        """One POST, any status: transport failures become agent errors, nothing else does."""
         target = self._target(agent.url)
         try:
             request = target.encode(body, headers)
@@ -111,7 +152,7 @@ class HttpAgentClient:
             raise RetryableAgentError(f"connection error: {exc}") from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS
             raise RetryableAgentError(f"connection error: {exc.strerror or exc}") from exc
-        return _reply(response)
+        return response
 
     def _target(self, url: str) -> Target:
         target = self._targets.get(url)
@@ -126,20 +167,29 @@ class HttpAgentClient:
         return target
 
 
+def response_body(response: Response) -> Any:
+    return decode_body(response.body, response.headers.get(b"content-type", b"").decode("latin-1"))
+
+
 def _reply(response: Response) -> AgentReply:
     """A 2xx is the reply; anything else (3xx included) is an agent error, retryable or not."""
+    payload = response_body(response)
+    if 200 <= response.status < 300:
+        return AgentReply(response.status, payload)
+    raise status_error(response, payload)
+
+
+def status_error(response: Response, payload: Any) -> AgentError:
+    """A non-2xx answer as the agent error it is: retryable (with ``Retry-After``) or not."""
     headers = response.headers
-    payload = decode_body(response.body, headers.get(b"content-type", b"").decode("latin-1"))
     status = response.status
-    if 200 <= status < 300:
-        return AgentReply(status, payload)
     message = f"HTTP {status}"
     if is_retryable_status(status):
         retry_after = headers.get(b"retry-after")
-        raise RetryableAgentError(
+        return RetryableAgentError(
             message,
             status_code=status,
             retry_after_s=parse_retry_after(retry_after.decode("latin-1") if retry_after else None),
             response=payload,
         )
-    raise PermanentAgentError(message, status_code=status, response=payload)
+    return PermanentAgentError(message, status_code=status, response=payload)

@@ -26,6 +26,7 @@ from router_service.domain.errors import (
     AuthError,
     NotFound,
     Overloaded,
+    SenderOverLimit,
     StorageError,
     ValidationFailed,
 )
@@ -121,7 +122,15 @@ async def _route(request: Request, svc: Services) -> Response:
         log_id=body.log_id,
     )
     trace: TraceContext = request.scope["state"]["trace"]
-    answer = await svc.intake.route(signal, body.mode, trace)
+    if not svc.senders.enter(signal.sender_id):
+        svc.telemetry.sender_refused()
+        raise SenderOverLimit(
+            f"this sender has {svc.settings.sender_max_in_flight} signals in flight; retry shortly"
+        )
+    try:
+        answer = await svc.intake.route(signal, body.mode, trace)
+    finally:
+        svc.senders.leave(signal.sender_id)
     headers = {"Idempotent-Replayed": "true"} if answer.duplicate else None
     status = 202 if answer.status == "dead_lettered" else 200
     return json_response(answer.as_dict(), status, headers)

@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from router_service.adapters.a2a import A2aAgentClient
 from router_service.adapters.agents import HttpAgentClient
 from router_service.adapters.db.backends import StoreSettings, open_store
 from router_service.adapters.db.revision import SCHEMA_HEAD
@@ -20,13 +21,15 @@ from router_service.config.routing_watch import watch_routing
 from router_service.config.settings import Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
 from router_service.domain.retry import RetryPolicy
+from router_service.domain.routing import AgentProtocol
 from router_service.observability.events import Telemetry
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
+from router_service.service.fairness import SenderLimiter, SenderWeights
 from router_service.service.intake import Intake
-from router_service.service.ports import Events, Store
+from router_service.service.ports import AgentClient, Events, Store
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
 from router_service.service.replay import Replayer
 
@@ -51,6 +54,7 @@ class Services:
     auth_failures: FailureLimiter
     telemetry: Telemetry
     owner: str
+    senders: SenderLimiter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
 
@@ -118,14 +122,20 @@ def build_services(
         max_connections=settings.global_concurrency,
         max_response_bytes=settings.max_agent_response_bytes,
     )
+    # One connection pool; the protocol decides only what travels over it.
+    clients: dict[str, AgentClient] = {
+        AgentProtocol.HTTP: client,
+        AgentProtocol.A2A: A2aAgentClient(client),
+    }
     dispatcher = Dispatcher(
-        client,
+        clients,
         telemetry,
         policy=settings.retry_policy,
         agent_timeout_s=settings.agent_timeout_ms / 1000,
         fanout_concurrency=settings.fanout_concurrency,
         global_concurrency=settings.global_concurrency,
         guard_policy=settings.guard_policy,
+        sender_weight=SenderWeights(settings.sender_weight_map),
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000
@@ -159,6 +169,7 @@ def build_services(
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
         sweeper=Sweeper(ctx),
         owner=owner,
+        senders=SenderLimiter(settings.sender_max_in_flight),
     )
 
 

@@ -6,6 +6,8 @@ Shape (``routing.yaml`` next to this module is the shipped, commented example)::
       - name: policy-agent        # unique, [a-z0-9][a-z0-9_.-]*
         url: http://127.0.0.1:9100/agents/policy-agent   # http(s) with a host
         timeout_ms: 1000          # optional per-attempt timeout override, > 0
+        protocol: http            # optional: http (default) or a2a (JSON-RPC endpoint URL)
+        a2a_version: "1.0"        # optional, a2a only: "1.0" (default) or "0.3"
     rules:                        # optional list; evaluated in order, first match wins
       - id: emergency-keywords    # unique, non-empty; "default" is reserved
         kind: emergency           # non-empty
@@ -13,6 +15,8 @@ Shape (``routing.yaml`` next to this module is the shipped, commented example)::
     routes:                       # kind -> route; a "default" route is required
       emergency: {agents: [oncall-agent, support-agent], mode: aggregate}
       default: {agents: [general-agent], mode: fallback}   # mode defaults to first_success
+      slow: {agents: [a, b], hedge: {after: p95, max_extra: 0.05}}   # or mode: hedge;
+                                  # hedge: {after_ms: 50} waits a fixed delay instead
 
 A condition (``when``) is a mapping with an optional ``field`` (dotted path, ``items.0.name``)
 and exactly one operator:
@@ -66,7 +70,16 @@ from router_service.domain.classify import (
     regex_flags,
 )
 from router_service.domain.errors import ConfigError
-from router_service.domain.routing import DEFAULT_KIND, AgentSpec, Mode, Route, RoutingTable
+from router_service.domain.routing import (
+    A2A_VERSIONS,
+    DEFAULT_KIND,
+    AgentProtocol,
+    AgentSpec,
+    HedgePolicy,
+    Mode,
+    Route,
+    RoutingTable,
+)
 
 DEFAULT_ROUTING_FILE: Final = Path(__file__).with_name("routing.yaml")
 
@@ -303,7 +316,13 @@ def _parse_agents(doc: _Doc, value: object) -> dict[str, AgentSpec]:
     agents: dict[str, AgentSpec] = {}
     for i, item in enumerate(_list(doc, value, ("agents",))):
         path: _YamlPath = ("agents", i)
-        spec = _mapping(doc, item, path, required=("name", "url"), optional=("timeout_ms",))
+        spec = _mapping(
+            doc,
+            item,
+            path,
+            required=("name", "url"),
+            optional=("timeout_ms", "protocol", "a2a_version"),
+        )
         name = _string(doc, spec["name"], (*path, "name"))
         if not _AGENT_NAME.fullmatch(name):
             raise doc.error((*path, "name"), f"invalid agent name {name!r} ([a-z0-9][a-z0-9_.-]*)")
@@ -316,8 +335,34 @@ def _parse_agents(doc: _Doc, value: object) -> dict[str, AgentSpec]:
                 raise doc.error((*path, "timeout_ms"), f"must be positive, got {timeout_ms!r}")
             timeout_s = timeout_ms / 1000
         url = _url(doc, spec["url"], (*path, "url"))
-        agents[name] = AgentSpec(name=name, url=url, timeout_s=timeout_s)
+        protocol, version = _protocol(doc, spec, path)
+        agents[name] = AgentSpec(
+            name=name, url=url, timeout_s=timeout_s, protocol=protocol, a2a_version=version
+        )
     return agents
+
+
+def _protocol(
+    doc: _Doc, spec: dict[str, object], path: _YamlPath
+) -> tuple[AgentProtocol, str | None]:
+    raw = spec.get("protocol", AgentProtocol.HTTP.value)
+    protocols = {p.value: p for p in AgentProtocol}
+    if not isinstance(raw, str) or raw not in protocols:
+        allowed = ", ".join(protocols)
+        raise doc.error((*path, "protocol"), f"unknown protocol {raw!r} (allowed: {allowed})")
+    protocol = protocols[raw]
+    if "a2a_version" not in spec:
+        return protocol, "1.0" if protocol is AgentProtocol.A2A else None
+    if protocol is not AgentProtocol.A2A:
+        raise doc.error((*path, "a2a_version"), "a2a_version needs protocol: a2a")
+    version = spec["a2a_version"]
+    if version not in A2A_VERSIONS:  # a number 1.0 would be ambiguous: "1.0" must be quoted
+        allowed = ", ".join(f'"{v}"' for v in A2A_VERSIONS)
+        raise doc.error(
+            (*path, "a2a_version"), f"unknown A2A version {version!r} (allowed: {allowed})"
+        )
+    assert isinstance(version, str)
+    return protocol, version
 
 
 def _url(doc: _Doc, value: object, path: _YamlPath) -> str:
@@ -461,7 +506,7 @@ def _parse_route(doc: _Doc, kind: str, value: object, agents: Mapping[str, Agent
     path: _YamlPath = ("routes", kind)
     if not kind.strip():
         raise doc.error(path, "a route kind must be a non-empty string")
-    spec = _mapping(doc, value, path, required=("agents",), optional=("mode",))
+    spec = _mapping(doc, value, path, required=("agents",), optional=("mode", "hedge"))
     names: list[str] = []
     for i, item in enumerate(_list(doc, spec["agents"], (*path, "agents"))):
         name = _string(doc, item, (*path, "agents", i))
@@ -471,11 +516,41 @@ def _parse_route(doc: _Doc, kind: str, value: object, agents: Mapping[str, Agent
         if name in names:
             raise doc.error((*path, "agents", i), f"agent {name!r} listed twice")
         names.append(name)
-    return Route(
-        kind=kind,
-        agents=tuple(names),
-        mode=_mode(doc, spec.get("mode", Mode.FIRST_SUCCESS.value), path),
-    )
+    hedge = _hedge(doc, spec["hedge"], (*path, "hedge")) if "hedge" in spec else None
+    default_mode = Mode.HEDGE if hedge is not None else Mode.FIRST_SUCCESS
+    mode = _mode(doc, spec.get("mode", default_mode.value), path)
+    if hedge is not None and mode is not Mode.HEDGE:
+        raise doc.error((*path, "hedge"), f"hedge needs mode: hedge (or no mode), not {mode}")
+    if mode is Mode.HEDGE and hedge is None:
+        hedge = HedgePolicy()
+    return Route(kind=kind, agents=tuple(names), mode=mode, hedge=hedge)
+
+
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
+
+
+def _hedge(doc: _Doc, value: object, path: _YamlPath) -> HedgePolicy:
+    spec = _mapping(doc, value, path, optional=("after_ms", "after", "max_extra"))
+    if "after_ms" in spec and "after" in spec:
+        raise doc.error(path, "give after_ms (a fixed delay) or after (a percentile), not both")
+    max_extra = 0.05
+    if "max_extra" in spec:
+        max_extra = _number(doc, spec["max_extra"], (*path, "max_extra"))
+        if not 0 <= max_extra <= 1:
+            raise doc.error((*path, "max_extra"), f"must be in [0, 1], got {max_extra!r}")
+    if "after_ms" in spec:
+        after_ms = _number(doc, spec["after_ms"], (*path, "after_ms"))
+        if after_ms <= 0:
+            raise doc.error((*path, "after_ms"), f"must be positive, got {after_ms!r}")
+        return HedgePolicy(after_s=after_ms / 1000, max_extra=max_extra)
+    percentile = 0.95
+    if "after" in spec:
+        after = spec["after"]
+        match = _PERCENTILE.fullmatch(after) if isinstance(after, str) else None
+        if match is None or not 0 < float(match[1]) < 100:
+            raise doc.error((*path, "after"), f"expected a percentile like p95, got {after!r}")
+        percentile = float(match[1]) / 100
+    return HedgePolicy(percentile=percentile, max_extra=max_extra)
 
 
 def _mode(doc: _Doc, value: object, path: _YamlPath) -> Mode:

@@ -28,6 +28,23 @@ def normalise_database_url(url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// or sqlite:// URL, not {scheme}://")
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    """``SENDER_WEIGHTS``: ``prefix=weight`` pairs, comma-separated; ``ValueError`` if bad."""
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        prefix, sep, value = item.rpartition("=")
+        if not sep or not prefix:
+            raise ValueError(f"expected prefix=weight, got {item!r}")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"weight of {prefix!r} is not a number: {value!r}") from None
+        if not 0 < weight <= 1000:
+            raise ValueError(f"weight of {prefix!r} must be in (0, 1000], got {value}")
+        weights[prefix] = weight
+    return weights
+
+
 class Settings(BaseSettings):
     """Every setting, with its environment variable (the field name in upper case)."""
 
@@ -73,6 +90,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(5.0, gt=0)
     drain_timeout_s: float = Field(10.0, ge=0)
     max_in_flight: int = Field(512, ge=1)
+    sender_max_in_flight: int = Field(0, ge=0)  # 0: no per-sender limit
+    sender_weights: str = ""  # "prefix=weight,..." for the fair share of agent slots
     dlq_worker_enabled: bool = False
     dlq_worker_rate: float = Field(50.0, gt=0)
     dlq_worker_interval_s: float = Field(1.0, gt=0)
@@ -87,6 +106,16 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("sender_weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        parse_weights(value)
+        return value
+
+    @cached_property
+    def sender_weight_map(self) -> dict[str, float]:
+        return parse_weights(self.sender_weights)
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,16 @@ A behaviour is ``{"mode": ...}`` plus the fields of that mode:
     drip      interval_ms (default 200)        headers at once, then one body byte per interval
     non_json                                   200 text/plain
     reset                                      drop the connection (TCP RST) without answering
+    task      state (default completed)        A2A only: a task in that state (completed,
+                                               failed, rejected, canceled, input-required,
+                                               auth-required, working)
+    message                                    A2A only: a message instead of a task
+    rpc_error code (default -32603)            A2A only: a JSON-RPC error inside an HTTP 200
+
+The same agents speak A2A (JSON-RPC, 1.0 or 0.3 after the request's method) at
+``POST /a2a/{name}``, with their card at ``/a2a/{name}/.well-known/agent-card.json`` (1.0), and
+at ``/a2a-v03/{name}`` with the card at ``.../.well-known/agent.json`` (0.3): see
+:mod:`router_service.devtools.demo_a2a`. There ``ok`` and ``slow`` complete the task.
 
 ``script`` is a list of one-shot behaviours consumed one per request before ``mode`` applies
 again, e.g. ``{"script": [{"status": 503}, {"status": 503}, {"status": 200}]}``. An item (or a
@@ -46,6 +56,9 @@ import click
 from aiohttp import web
 
 RECORDED_HEADERS: Final = ("idempotency-key", "traceparent", "content-type")
+TASK_STATES: Final = frozenset(
+    {"completed", "failed", "rejected", "canceled", "input-required", "auth-required", "working"}
+)
 _MODES: Final[Mapping[str, frozenset[str]]] = {
     "ok": frozenset({"status"}),
     "fail": frozenset({"status", "retry_after"}),
@@ -54,6 +67,9 @@ _MODES: Final[Mapping[str, frozenset[str]]] = {
     "drip": frozenset({"interval_ms"}),
     "non_json": frozenset(),
     "reset": frozenset(),
+    "task": frozenset({"state"}),
+    "message": frozenset(),
+    "rpc_error": frozenset({"code"}),
 }
 _START_TIMEOUT_S: Final = 10.0
 # Closing a connection with linger 0 sends RST: the client sees a reset, not a clean EOF.
@@ -72,6 +88,8 @@ class Behaviour:
     retry_after: int | str | None = None
     delay_ms: float = 200.0
     interval_ms: float = 200.0
+    state: str = "completed"
+    code: int = -32603
 
 
 OK: Final = Behaviour()
@@ -121,6 +139,13 @@ def parse_behaviour(spec: Any) -> Behaviour:
     if mode == "drip":
         interval = _milliseconds(spec.get("interval_ms", 200), "interval_ms")
         return Behaviour(mode, interval_ms=interval)
+    if mode == "task":
+        state = spec.get("state", "completed")
+        if state not in TASK_STATES:
+            raise ValueError(f"state must be one of {sorted(TASK_STATES)}, got {state!r}")
+        return Behaviour(mode, state=state)
+    if mode == "rpc_error":
+        return Behaviour(mode, code=_int_in(spec.get("code", -32603), -32768, 32767, "code"))
     return Behaviour(mode)
 
 
@@ -213,6 +238,8 @@ def _record(agent: Agent, request: web.Request, raw: bytes) -> Any:
     except ValueError:
         body = raw.decode("utf-8", errors="replace")
     headers = {name: request.headers.get(name) for name in RECORDED_HEADERS}
+    if "a2a-version" in request.headers:  # A2A requests only, so plain receipts keep their shape
+        headers["a2a-version"] = request.headers["a2a-version"]
     agent.received.append({"body": body, "headers": headers, "received_at": time.time()})
     return body
 
@@ -332,6 +359,9 @@ def create_app() -> web.Application:
     app.router.add_get("/_received", counts_handler)
     app.router.add_delete("/_state", reset_handler)
     app.router.add_get("/health", health_handler)
+    from router_service.devtools.demo_a2a import add_a2a_routes  # it imports this module
+
+    add_a2a_routes(app)
     return app
 
 
@@ -434,6 +464,9 @@ class RunningAgents:
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/agents/{name}"
+
+    def a2a_url(self, name: str, version: str = "1.0") -> str:
+        return f"{self.base_url}/{'a2a' if version == '1.0' else 'a2a-v03'}/{name}"
 
     def set(self, name: str, **behaviour: Any) -> None:
         """Set ``name``'s behaviour, e.g. ``set("a", mode="fail", status=503)``."""

@@ -14,6 +14,7 @@
     ├── AuthError                   401 unauthorized
     │   ├── Forbidden               403 forbidden (the key lacks the endpoint's scope)
     │   └── TooManyAuthFailures     429 too_many_auth_failures (per client address)
+    ├── SenderOverLimit             429 sender_over_limit (one sender has too many in flight)
     ├── Overloaded                  503 overloaded (too many signals in flight; Retry-After)
     ├── NotFound                    404 not_found
     ├── Conflict                    409 in_progress (a duplicate of a signal still in flight)
@@ -22,7 +23,9 @@
     │   └── SchemaOutOfDate         start-up refusal: migrations are behind
     └── AgentError                  one agent attempt failed (never reaches a client as such)
         ├── RetryableAgentError     connection error, timeout, 5xx, 408, 429
-        └── PermanentAgentError     any other non-2xx
+        └── PermanentAgentError     any other non-2xx; a JSON-RPC error; an A2A task that
+            │                       failed, was rejected or cancelled
+            └── AgentNeedsInput     an A2A task that wants input or auth (result needs_input)
 
 Each client-facing class carries its HTTP ``status`` and snake_case ``code``; the API maps them
 to a JSON body in exactly one place (``router_service.api.errors``).
@@ -123,6 +126,13 @@ class TooManyAuthFailures(_RetryLater, AuthError):
     retry_after_s = 60
 
 
+class SenderOverLimit(_RetryLater, RouterError):
+    """One sender has ``SENDER_MAX_IN_FLIGHT`` signals in flight; the others are untouched."""
+
+    status = 429
+    code = "sender_over_limit"
+
+
 class Overloaded(_RetryLater, RouterError):
     status = 503
     code = "overloaded"
@@ -177,3 +187,23 @@ class RetryableAgentError(AgentError):
 
 class PermanentAgentError(AgentError):
     code = "agent_permanent"
+
+
+class AgentNeedsInput(PermanentAgentError):
+    """The agent parked the task waiting for input or authentication: not delivered, not
+    retried (re-sending cannot supply the input), recorded as the result ``needs_input``."""
+
+    code = "agent_needs_input"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None,
+        context_id: str | None,
+        status_code: int | None = None,
+        response: Any = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, response=response)
+        self.task_id = task_id
+        self.context_id = context_id

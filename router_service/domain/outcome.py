@@ -1,4 +1,11 @@
-"""Agent results folded into the signal's final status, response and dead letters."""
+"""Agent results folded into the signal's final status, response and dead letters.
+
+An agent result is ``delivered`` (``ok``), ``failed`` or ``needs_input`` (an A2A task waiting for
+input or auth). ``needs_input`` is not a success and is never retried, so for the fold it is a
+failure whose dead letter names the task: the signal is ``dead_lettered`` unless another agent
+delivered (``first_success``, ``fallback``, ``hedge``), and ``partial`` or ``dead_lettered`` in
+``aggregate``. The full table is in docs/delivery.md.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +38,17 @@ class AgentResult:
     latency_ms: float
     response: Any = None
     error: str | None = None
+    needs_input: bool = False
+    task_id: str | None = None  # A2A: the task and its context, for needs_input
+    context_id: str | None = None
+    hedge: bool = False  # started by a hedge route because the previous agent was slow
+
+    @property
+    def status(self) -> str:
+        return "delivered" if self.ok else "needs_input" if self.needs_input else "failed"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "agent": self.agent,
             "ok": self.ok,
             "status_code": self.status_code,
@@ -42,6 +57,12 @@ class AgentResult:
             "response": self.response,
             "error": self.error,
         }
+        # Present only when they apply, so plain HTTP results keep their shape.
+        if self.needs_input:
+            out.update(status="needs_input", task_id=self.task_id, context_id=self.context_id)
+        if self.hedge:
+            out["hedge"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

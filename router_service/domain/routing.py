@@ -13,15 +13,39 @@ class Mode(StrEnum):
     FIRST_SUCCESS = "first_success"
     FALLBACK = "fallback"
     AGGREGATE = "aggregate"
+    HEDGE = "hedge"
+
+
+class AgentProtocol(StrEnum):
+    """How the router speaks to an agent; the dispatcher picks the client by it."""
+
+    HTTP = "http"  # our JSON envelope, any 2xx is delivered
+    A2A = "a2a"  # Agent2Agent over JSON-RPC 2.0
+
+
+A2A_VERSIONS = ("1.0", "0.3")
 
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
-    """One downstream agent. ``timeout_s`` overrides the per-attempt default when set."""
+    """One downstream agent. ``timeout_s`` overrides the per-attempt default when set;
+    ``a2a_version`` is set only for A2A agents."""
 
     name: str
     url: str
     timeout_s: float | None = None
+    protocol: AgentProtocol = AgentProtocol.HTTP
+    a2a_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HedgePolicy:
+    """When a hedge route starts its next agent: after ``after_s`` when set, else after the
+    agent's observed ``percentile`` latency; extra calls at most ``max_extra`` of calls."""
+
+    after_s: float | None = None
+    percentile: float = 0.95
+    max_extra: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +53,7 @@ class Route:
     kind: str
     agents: tuple[str, ...]
     mode: Mode
+    hedge: HedgePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +64,7 @@ class Plan:
     rule: str
     mode: Mode
     agents: tuple[AgentSpec, ...]
+    hedge: HedgePolicy | None = None
 
     @property
     def agent_names(self) -> list[str]:
@@ -57,9 +83,14 @@ class RoutingTable:
 
     def plan(self, kind: str, rule: str, mode: Mode | None = None) -> Plan:
         route = self.route_for(kind)
+        chosen = mode or route.mode
+        hedge = None
+        if chosen is Mode.HEDGE:  # a caller may ask for hedge on a route that sets no policy
+            hedge = route.hedge or HedgePolicy()
         return Plan(
             kind=kind,
             rule=rule,
-            mode=mode or route.mode,
+            mode=chosen,
             agents=tuple(self.agents[name] for name in route.agents),
+            hedge=hedge,
         )

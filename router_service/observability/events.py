@@ -113,6 +113,15 @@ class Telemetry:
     def circuit_rejected(self, *, agent: str) -> None:
         self.metrics.circuit_rejections.labels(agent).inc()
 
+    def hedge(self, *, agent: str, outcome: str) -> None:
+        self.metrics.hedges.labels(agent, outcome).inc()
+
+    def sender_refused(self) -> None:
+        self.metrics.sender_refusals.inc()
+
+    def senders_waiting(self, count: int) -> None:
+        self.metrics.senders_waiting.set(count)
+
     def dead_lettered(self, count: int) -> None:
         self.metrics.dlq.inc(count)
 

@@ -119,6 +119,24 @@ class Metrics:
             ["agent"],
             registry=r,
         )
+        self.hedges = Counter(
+            "hedges",
+            "Hedge calls of hedge routes: won, lost, failed, or no_budget (not made)",
+            ["agent", "outcome"],
+            registry=r,
+        )
+        # Fairness without sender labels: senders are unbounded, these two are not.
+        self.sender_refusals = Counter(
+            "sender_refusals",
+            "Signals refused with 429 sender_over_limit (SENDER_MAX_IN_FLIGHT)",
+            registry=r,
+        )
+        self.senders_waiting = Gauge(
+            "senders_waiting",
+            "Distinct senders with agent attempts waiting for a slot",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.pool_in_use = Gauge(
             "db_pool_connections_in_use",
             "Checked-out database connections",

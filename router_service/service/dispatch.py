@@ -1,32 +1,32 @@
-"""Bounded fan-out to agents in one of three modes, with retries inside one deadline."""
+"""Bounded fan-out to agents in one of four modes, with retries inside one deadline.
+
+The client of each agent is chosen by its protocol (``http``, ``a2a``); the wire format lives in
+the client. Agent attempts in flight across the process are bounded by a ``FairGate``: when it is
+full, slots go round robin across senders, so one flooding sender cannot starve the others.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from router_service.domain.breaker import AgentGuard, GuardPolicy
-from router_service.domain.errors import AgentError, RetryableAgentError
+from router_service.domain.errors import AgentError, AgentNeedsInput, RetryableAgentError
+from router_service.domain.hedging import HedgeBudget, LatencyWindow, hedge_delay
 from router_service.domain.outcome import AgentResult
 from router_service.domain.retry import RetryPolicy
-from router_service.domain.routing import AgentSpec, Mode, Plan
+from router_service.domain.routing import AgentSpec, HedgePolicy, Mode, Plan
 from router_service.observability.tracing import TraceContext
-from router_service.service.ports import AgentClient, AgentReply, Events
+from router_service.service import hedge
+from router_service.service.fairness import FairGate
+from router_service.service.ports import AgentClient, AgentReply, Envelope, Events
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What every agent of one signal receives: the JSON body and the idempotency key."""
-
-    log_id: str
-    body: bytes
 
 
 @dataclass(slots=True)
@@ -37,14 +37,15 @@ class _Progress:
     started: float = 0.0
     last_error: str | None = None
     last_status: int | None = None
+    needs_input: AgentNeedsInput | None = None
 
 
 class Dispatcher:
-    """Calls a plan's agents. ``agent-calls`` bounds attempts in flight across the process."""
+    """Calls a plan's agents. ``agent_calls`` bounds attempts in flight across the process."""
 
     def __init__(
         self,
-        client: AgentClient,
+        clients: Mapping[str, AgentClient],
         events: Events,
         *,
         policy: RetryPolicy,
@@ -52,17 +53,20 @@ class Dispatcher:
         fanout_concurrency: int,
         global_concurrency: int,
         guard_policy: GuardPolicy | None = None,
+        sender_weight: Callable[[str], float] | None = None,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._client = client
+        self._clients = clients  # protocol -> client
         self._events = events
         self._policy = policy
         self._agent_timeout_s = agent_timeout_s
         self._fanout_concurrency = fanout_concurrency
-        self.agent_calls = asyncio.Semaphore(global_concurrency)
+        self.agent_calls = FairGate(global_concurrency, sender_weight, events.senders_waiting)
         self._guard_policy = guard_policy or GuardPolicy()
         self._guards: dict[str, AgentGuard] = {}
+        self._latencies: dict[str, LatencyWindow] = {}  # successful attempts, for hedge: p95
+        self._hedge_budgets: dict[str, HedgeBudget] = {}  # per kind
         self._sleep = sleep
         self._rand = rand
 
@@ -73,6 +77,8 @@ class Dispatcher:
         fanout = asyncio.Semaphore(self._fanout_concurrency)
         if plan.mode is Mode.FALLBACK:
             return await self._fallback(plan.agents, envelope, trace, deadline)
+        if plan.mode is Mode.HEDGE and len(plan.agents) > 1:
+            return await self._hedge(plan, envelope, trace, deadline)
         if plan.mode is Mode.AGGREGATE:
             return list(
                 await asyncio.gather(
@@ -128,18 +134,37 @@ class Dispatcher:
             for task in losers:
                 task.cancel()
             await asyncio.gather(*losers, return_exceptions=True)
-        for agent in agents:
+        return _with_cancelled(agents, progress, done)
+
+    async def _hedge(
+        self, plan: Plan, envelope: Envelope, trace: TraceContext, deadline: float
+    ) -> list[AgentResult]:
+        policy = plan.hedge or HedgePolicy()
+        budget = self._hedge_budgets.setdefault(plan.kind, HedgeBudget())
+        budget.deposit(policy.max_extra)
+        progress = {a.name: _Progress() for a in plan.agents}
+
+        def launch(agent: AgentSpec) -> asyncio.Task[AgentResult]:
             state = progress[agent.name]
-            if agent.name not in done and state.attempts:
-                done[agent.name] = AgentResult(
-                    agent=agent.name,
-                    ok=False,
-                    status_code=state.last_status,
-                    attempts=state.attempts,
-                    latency_ms=(time.perf_counter() - state.started) * 1000,
-                    error="cancelled",
-                )
-        return [done[a.name] for a in agents if a.name in done]
+            return asyncio.create_task(
+                self.call_with_retries(agent, envelope, trace, deadline, state)
+            )
+
+        def may_hedge(agent: AgentSpec) -> bool:
+            if budget.try_spend():
+                return True
+            self._events.hedge(agent=agent.name, outcome="no_budget")
+            return False
+
+        def delay_for(agent: AgentSpec) -> float | None:
+            return hedge_delay(policy, self._latencies.get(agent.name))
+
+        race = await hedge.race(plan.agents, launch, delay_for, may_hedge)
+        for name in race.hedged:
+            self._events.hedge(agent=name, outcome=hedge.hedge_outcome(name, race))
+        results = _with_cancelled(plan.agents, progress, dict(race.finished))
+        marked = set(race.hedged)
+        return [replace(r, hedge=True) if r.agent in marked else r for r in results]
 
     async def _bounded(
         self,
@@ -185,6 +210,9 @@ class Dispatcher:
             progress.attempts += 1
             try:
                 reply = await self._attempt(agent, envelope, trace, remaining, progress, guard)
+            except AgentNeedsInput as exc:
+                progress.needs_input = exc  # not a success, and re-sending cannot help
+                return self._failed(agent, progress, exc.response)
             except AgentError as exc:
                 delay = self._retry_delay(agent.name, progress, exc, deadline, guard)
                 if delay is None:
@@ -212,17 +240,14 @@ class Dispatcher:
     ) -> AgentReply:
         """One attempt; its verdict feeds the breaker (a 4xx proves the agent is alive)."""
         span = trace.child()
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": envelope.log_id,
-            "traceparent": span.traceparent,
-        }
         timeout = min(agent.timeout_s or self._agent_timeout_s, remaining)
-        started = time.perf_counter()
+        client = self._clients[agent.protocol]
         guard.budget.record_call()
+        started = time.perf_counter()
         try:
-            async with self.agent_calls:
-                reply = await self._client.call(agent, envelope.body, headers, timeout)
+            async with self.agent_calls.slot(envelope.sender_id):
+                started = time.perf_counter()  # the attempt, not its wait for a slot
+                reply = await client.deliver(agent, envelope, span, timeout)
         except AgentError as exc:
             progress.last_error = exc.message
             progress.last_status = exc.status_code
@@ -236,6 +261,10 @@ class Dispatcher:
             raise
         self._observe(agent.name, guard, guard.breaker.success)
         self._attempted(agent, progress, span, started, None, False, reply.status_code)
+        window = self._latencies.get(agent.name)
+        if window is None:
+            window = self._latencies[agent.name] = LatencyWindow()
+        window.observe(time.perf_counter() - started)
         return reply
 
     def _retry_delay(
@@ -275,6 +304,8 @@ class Dispatcher:
         status_code: int | None = None,
     ) -> None:
         outcome = "ok" if error is None else "retryable" if retryable else "permanent"
+        if isinstance(error, AgentNeedsInput):
+            outcome = "needs_input"
         self._events.agent_attempt(
             agent=agent.name,
             outcome=outcome,
@@ -287,6 +318,7 @@ class Dispatcher:
 
     @staticmethod
     def _failed(agent: AgentSpec, progress: _Progress, response: object = None) -> AgentResult:
+        asked = progress.needs_input
         return AgentResult(
             agent=agent.name,
             ok=False,
@@ -295,4 +327,25 @@ class Dispatcher:
             latency_ms=(time.perf_counter() - progress.started) * 1000,
             response=response,
             error=progress.last_error,
+            needs_input=asked is not None,
+            task_id=asked.task_id if asked else None,
+            context_id=asked.context_id if asked else None,
         )
+
+
+def _with_cancelled(
+    agents: Sequence[AgentSpec], progress: Mapping[str, _Progress], done: dict[str, AgentResult]
+) -> list[AgentResult]:
+    """Results in table order; a called agent whose task was cancelled is reported as such."""
+    for agent in agents:
+        state = progress[agent.name]
+        if agent.name not in done and state.attempts:
+            done[agent.name] = AgentResult(
+                agent=agent.name,
+                ok=False,
+                status_code=state.last_status,
+                attempts=state.attempts,
+                latency_ms=(time.perf_counter() - state.started) * 1000,
+                error="cancelled",
+            )
+    return [done[a.name] for a in agents if a.name in done]

@@ -11,13 +11,11 @@ from typing import Any
 from router_service.domain.errors import Conflict, IdempotencyKeyReused
 from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.routing import Mode, Plan
-from router_service.domain.signal import Signal, format_timestamp
-from router_service.jsonwire import dumps
+from router_service.domain.signal import Signal
 from router_service.observability.logging import get_logger
 from router_service.observability.tracing import TraceContext
 from router_service.service.context import Collaborators
-from router_service.service.dispatch import Envelope
-from router_service.service.ports import LogRecord
+from router_service.service.ports import Envelope, LogRecord
 
 # How often a duplicate re-reads a signal still in flight (doubling up to the cap).
 _POLL_FIRST_S = 0.005
@@ -54,18 +52,17 @@ class RouteAnswer:
         }
 
 
-def agent_body(signal: Signal, kind: str) -> bytes:
-    """The JSON agents receive; the payload is spliced in as the canonical text already made."""
-    head = dumps(
-        {
-            "log_id": signal.log_id,
-            "sender_id": signal.sender_id,
-            "kind": kind,
-            "metadata": signal.metadata,
-            "timestamp": format_timestamp(signal.timestamp),
-        }
+def envelope_of(signal: Signal, kind: str) -> Envelope:
+    """The signal as its agents see it; each protocol's client encodes it."""
+    return Envelope(
+        log_id=signal.log_id,
+        sender_id=signal.sender_id,
+        kind=kind,
+        payload=signal.payload,
+        payload_json=signal.payload_json,
+        metadata=signal.metadata,
+        timestamp=signal.timestamp,
     )
-    return head[:-1] + b',"payload":' + signal.payload_json.encode() + b"}"
 
 
 def stored_envelope(
@@ -85,7 +82,7 @@ def stored_envelope(
         metadata=metadata,
         log_id=log_id,
     )
-    return Envelope(log_id, agent_body(signal, kind))
+    return envelope_of(signal, kind)
 
 
 class Intake:
@@ -126,7 +123,7 @@ class Intake:
             )
             return _stored_answer(record, trace, latency_s)
 
-        envelope = Envelope(signal.log_id, agent_body(signal, plan.kind))
+        envelope = envelope_of(signal, plan.kind)
         try:
             results = await self._dispatcher.dispatch(plan, envelope, trace, deadline)
         except Exception:

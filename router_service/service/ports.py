@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -162,6 +162,28 @@ class Store(Protocol):
     async def dlq_backlog(self) -> int: ...
 
 
+@dataclass(slots=True)
+class Envelope:
+    """The signal as every agent of it sees it, in no wire format: each protocol's client
+    encodes it (``encoded`` keeps one encoding per protocol, reused across agents and retries).
+    ``log_id`` is the idempotency key (HTTP) and the message id (A2A)."""
+
+    log_id: str
+    sender_id: str
+    kind: str
+    payload: Any
+    payload_json: str  # the canonical text already made for the log
+    metadata: Any
+    timestamp: datetime
+    _wire: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def encoded(self, protocol: str, encode: Callable[[Envelope], bytes]) -> bytes:
+        body = self._wire.get(protocol)
+        if body is None:
+            body = self._wire[protocol] = encode(self)
+        return body
+
+
 @dataclass(frozen=True, slots=True)
 class AgentReply:
     status_code: int
@@ -169,10 +191,13 @@ class AgentReply:
 
 
 class AgentClient(Protocol):
-    async def call(
-        self, agent: AgentSpec, body: bytes, headers: Mapping[str, str], timeout_s: float
+    """One protocol's client (HTTP, A2A): the wire format lives behind this seam."""
+
+    async def deliver(
+        self, agent: AgentSpec, envelope: Envelope, span: TraceContext, timeout_s: float
     ) -> AgentReply:
-        """One attempt; raises ``RetryableAgentError`` or ``PermanentAgentError``."""
+        """One attempt; raises ``RetryableAgentError`` or ``PermanentAgentError`` (or its
+        ``AgentNeedsInput``)."""
         ...
 
 
@@ -212,6 +237,15 @@ class Events(Protocol):
     def circuit_state(self, *, agent: str, state: str) -> None: ...
 
     def circuit_rejected(self, *, agent: str) -> None: ...
+
+    def hedge(self, *, agent: str, outcome: str) -> None:
+        """A hedge call: ``won``, ``lost``, ``failed``, or ``no_budget`` (not made)."""
+
+    def sender_refused(self) -> None:
+        """A signal refused because its sender had too many in flight."""
+
+    def senders_waiting(self, count: int) -> None:
+        """Distinct senders with attempts waiting for an agent slot."""
 
     def dead_lettered(self, count: int) -> None: ...
 

@@ -296,7 +296,8 @@ def test_agents_must_be_a_non_empty_list() -> None:
 def test_agent_unknown_key() -> None:
     text = build(agents="agents:\n  - name: a\n    url: http://x/a\n    timeout: 5\n")
     assert error(text) == (
-        "routing.yaml: agents[0]: unknown key 'timeout' (allowed: name, url, timeout_ms) (line 4)"
+        "routing.yaml: agents[0]: unknown key 'timeout' "
+        "(allowed: name, url, timeout_ms, protocol, a2a_version) (line 4)"
     )
 
 
@@ -639,14 +640,14 @@ def test_route_agent_lists_are_non_empty_and_without_repeats() -> None:
 def test_route_mode_must_be_known(mode: str) -> None:
     message, _ = routes_error(f"  default:\n    agents: [a]\n    mode: {mode}\n")
     assert message.startswith("routing.yaml: routes.default.mode: unknown mode ")
-    assert message.endswith("(allowed: first_success, fallback, aggregate) (line 10)")
+    assert message.endswith("(allowed: first_success, fallback, aggregate, hedge) (line 10)")
 
 
 def test_route_unknown_key_and_missing_agents() -> None:
     message, _ = routes_error("  default: {agents: [a], retries: 3}\n")
     assert (
-        message
-        == "routing.yaml: routes.default: unknown key 'retries' (allowed: agents, mode) (line 8)"
+        message == "routing.yaml: routes.default: unknown key 'retries' "
+        "(allowed: agents, mode, hedge) (line 8)"
     )
     message, _ = routes_error("  default: {mode: fallback}\n")
     assert message == "routing.yaml: routes.default: missing required key 'agents' (line 8)"

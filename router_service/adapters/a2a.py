@@ -1,0 +1,169 @@
+"""The client to Agent2Agent (A2A) agents: JSON-RPC 2.0 over the lean HTTP/1.1 transport.
+
+One attempt is one blocking ``SendMessage`` (A2A 1.0) or ``message/send`` (0.3). The message id
+is the signal's ``log_id``, so a re-send (retry, replay, crash recovery) is recognisably the same
+message; the payload travels as a data part, plus a text part when it has a ``message`` string;
+``sender_id``, ``kind`` and ``trace_id`` travel in the message's metadata. The headers are the
+HTTP agents' ones (``Idempotency-Key``, ``traceparent``) plus ``A2A-Version``.
+
+What comes back becomes a domain verdict here (docs/delivery.md has the table):
+
+==========================================  ================================================
+HTTP 2xx, ``result`` is a message           delivered
+HTTP 2xx, task ``completed``                delivered
+HTTP 2xx, task ``failed/rejected/canceled``  ``PermanentAgentError`` (dead letter)
+HTTP 2xx, task ``input/auth-required``      ``AgentNeedsInput`` (result ``needs_input``)
+HTTP 2xx, task still ``submitted/working``  ``RetryableAgentError`` (try later)
+HTTP 2xx with a JSON-RPC ``error``          ``PermanentAgentError`` (servers do this)
+HTTP 2xx, not JSON-RPC                      ``PermanentAgentError``
+transport failure, 5xx, 408, 429            ``RetryableAgentError`` (as for HTTP agents)
+any other non-2xx                           ``PermanentAgentError``
+==========================================  ================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from router_service.adapters.agents import (
+    HttpAgentClient,
+    delivery_headers,
+    response_body,
+    status_error,
+)
+from router_service.domain.errors import (
+    AgentNeedsInput,
+    PermanentAgentError,
+    RetryableAgentError,
+)
+from router_service.domain.routing import AgentSpec
+from router_service.domain.signal import format_timestamp
+from router_service.jsonwire import dumps
+from router_service.observability.tracing import TraceContext
+from router_service.service.ports import AgentReply, Envelope
+
+DEFAULT_VERSION: Final = "1.0"
+_DELIVERED: Final = frozenset({"completed"})
+_REFUSED: Final = frozenset({"failed", "rejected", "canceled", "cancelled"})
+_NEEDS_INPUT: Final = frozenset({"input-required", "auth-required"})
+
+
+def send_message_request(envelope: Envelope, version: str, trace_id: str) -> bytes:
+    """The JSON-RPC request of one signal in the given A2A version."""
+    payload = envelope.payload
+    text = payload.get("message") if isinstance(payload, dict) else None
+    metadata = {
+        "sender_id": envelope.sender_id,
+        "kind": envelope.kind,
+        "trace_id": trace_id,
+        "timestamp": format_timestamp(envelope.timestamp),
+    }
+    if version == "0.3":
+        parts: list[dict[str, Any]] = [{"kind": "data", "data": payload}]
+        if isinstance(text, str):
+            parts.insert(0, {"kind": "text", "text": text})
+        message = {"kind": "message", "role": "user", "messageId": envelope.log_id}
+        method, configuration = "message/send", {"blocking": True}
+    else:
+        parts = [{"data": payload, "mediaType": "application/json"}]
+        if isinstance(text, str):
+            parts.insert(0, {"text": text})
+        message = {"role": "ROLE_USER", "messageId": envelope.log_id}
+        method, configuration = "SendMessage", {"returnImmediately": False}
+    params: dict[str, Any] = {"message": {**message, "parts": parts, "metadata": metadata}}
+    params["configuration"] = configuration
+    return dumps({"jsonrpc": "2.0", "id": envelope.log_id, "method": method, "params": params})
+
+
+def task_state(task: dict[str, Any]) -> str:
+    """``TASK_STATE_INPUT_REQUIRED`` (1.0) and ``input-required`` (0.3) both become the latter."""
+    status = task.get("status")
+    state = status.get("state") if isinstance(status, dict) else None
+    if not isinstance(state, str):
+        return "unknown"
+    state = state.lower().removeprefix("task_state_")
+    return state.replace("_", "-")
+
+
+def _task_or_message(result: Any) -> tuple[str, dict[str, Any]] | None:
+    """``("task" | "message", object)`` from a 1.0 or 0.3 result; None when it is neither."""
+    if not isinstance(result, dict):
+        return None
+    for key in ("task", "message"):  # 1.0: SendMessageResponse wraps one of them
+        inner = result.get(key)
+        if isinstance(inner, dict):
+            return key, inner
+    kind = result.get("kind")  # 0.3: the object itself, tagged by ``kind``
+    if kind in ("task", "message"):
+        return str(kind), result
+    if "status" in result and "id" in result:
+        return "task", result
+    if "parts" in result and "role" in result:
+        return "message", result
+    return None
+
+
+def interpret(status_code: int, body: Any) -> AgentReply:
+    """The verdict on a 2xx JSON-RPC answer: a reply (delivered), or the agent error it is."""
+    if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+        raise PermanentAgentError(
+            "not a JSON-RPC 2.0 response", status_code=status_code, response=body
+        )
+    error = body.get("error")
+    if error is not None:
+        code = error.get("code") if isinstance(error, dict) else None
+        text = error.get("message") if isinstance(error, dict) else None
+        raise PermanentAgentError(
+            f"JSON-RPC error {code}: {text}", status_code=status_code, response=body
+        )
+    result = body.get("result")
+    found = _task_or_message(result)
+    if found is None:
+        raise PermanentAgentError(
+            "JSON-RPC result is neither a task nor a message",
+            status_code=status_code,
+            response=result,
+        )
+    what, item = found
+    if what == "message":
+        return AgentReply(status_code, result)
+    state = task_state(item)
+    if state in _DELIVERED:
+        return AgentReply(status_code, result)
+    if state in _REFUSED:
+        raise PermanentAgentError(f"A2A task {state}", status_code=status_code, response=result)
+    task_id, context_id = item.get("id"), item.get("contextId")
+    if state in _NEEDS_INPUT:
+        raise AgentNeedsInput(
+            f"needs_input: A2A task {state} (taskId={task_id}, contextId={context_id})",
+            task_id=task_id if isinstance(task_id, str) else None,
+            context_id=context_id if isinstance(context_id, str) else None,
+            status_code=status_code,
+            response=result,
+        )
+    raise RetryableAgentError(
+        f"A2A task still {state} when the blocking call returned",
+        status_code=status_code,
+        response=result,
+    )
+
+
+class A2aAgentClient:
+    """``AgentClient`` for ``protocol: a2a``, sharing the HTTP client's connection pool."""
+
+    def __init__(self, transport: HttpAgentClient) -> None:
+        self._transport = transport
+
+    async def deliver(
+        self, agent: AgentSpec, envelope: Envelope, span: TraceContext, timeout_s: float
+    ) -> AgentReply:
+        version = agent.a2a_version or DEFAULT_VERSION
+        body = envelope.encoded(
+            f"a2a/{version}", lambda e: send_message_request(e, version, span.trace_id)
+        )
+        headers = {**delivery_headers(envelope, span), "A2A-Version": version}
+        response = await self._transport.exchange(agent, body, headers, timeout_s)
+        payload = response_body(response)
+        if not 200 <= response.status < 300:
+            raise status_error(response, payload)  # 5xx/408/429 retryable, as for HTTP agents
+        return interpret(response.status, payload)

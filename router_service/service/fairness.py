@@ -1,0 +1,184 @@
+"""A fair share for every sender: a per-sender in-flight limit, and agent slots granted across
+senders by deficit round robin when the process's agent concurrency is saturated.
+
+``DeficitRoundRobin`` and ``SenderLimiter`` are plain objects (no event loop, no clock), so the
+scheduling is unit-tested on its own; ``FairGate`` puts the round robin behind an async slot.
+
+Deficit round robin (Shreedhar and Varghese): every sender with waiting attempts has a FIFO queue
+and a deficit. When a sender's turn comes its deficit grows by its weight (its quantum); it is
+served one attempt per unit of deficit, then the turn passes on. A sender whose queue empties
+leaves the round and forgets its deficit. With weight 1 for everyone this is plain round robin:
+one noisy sender with a thousand waiting attempts gets one slot per round, like each quiet one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class SenderWeights:
+    """A sender's weight: the weight of the longest prefix it starts with, else 1."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        # Longest first, so the first match is the most specific.
+        self._by_length = sorted((weights or {}).items(), key=lambda kv: -len(kv[0]))
+
+    def __call__(self, sender: str) -> float:
+        for prefix, weight in self._by_length:
+            if sender.startswith(prefix):
+                return weight
+        return 1.0
+
+
+class DeficitRoundRobin(Generic[T]):
+    """Per-sender FIFO queues served in deficit round robin; each item costs one unit."""
+
+    def __init__(self, weight: Callable[[str], float] | None = None) -> None:
+        self._weight = weight or SenderWeights()
+        self._queues: dict[str, deque[T]] = {}
+        self._deficit: dict[str, float] = {}
+        self._round: deque[str] = deque()  # senders with queued items, whose turn is next
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def senders(self) -> int:
+        """Distinct senders with something queued."""
+        return len(self._queues)
+
+    def push(self, sender: str, item: T) -> None:
+        queue = self._queues.get(sender)
+        if queue is None:
+            queue = self._queues[sender] = deque()
+            self._deficit[sender] = 0.0
+            self._round.append(sender)
+        queue.append(item)
+        self._size += 1
+
+    def pop(self) -> T | None:
+        """The next item in fair order; None when nothing is queued."""
+        while self._round:
+            sender = self._round[0]
+            if self._deficit[sender] < 1:
+                self._deficit[sender] += self._weight(sender)
+                if self._deficit[sender] < 1:  # a weight below 1 takes several rounds
+                    self._round.rotate(-1)
+                    continue
+            queue = self._queues[sender]
+            item = queue.popleft()
+            self._size -= 1
+            self._deficit[sender] -= 1
+            if not queue:
+                self._forget(sender)
+            elif self._deficit[sender] < 1:
+                self._round.rotate(-1)
+            return item
+        return None
+
+    def remove(self, sender: str, item: T) -> bool:
+        """Take a queued item out (its waiter gave up); False when it is not queued."""
+        queue = self._queues.get(sender)
+        if queue is None or item not in queue:
+            return False
+        queue.remove(item)
+        self._size -= 1
+        if not queue:
+            self._forget(sender)
+        return True
+
+    def _forget(self, sender: str) -> None:
+        del self._queues[sender]
+        del self._deficit[sender]
+        self._round.remove(sender)
+
+
+class FairGate:
+    """``capacity`` agent slots; when all are taken, waiters are granted them fairly across
+    senders (``DeficitRoundRobin``), not first come first served. ``on_waiting`` hears the
+    number of distinct senders waiting whenever it changes."""
+
+    def __init__(
+        self,
+        capacity: int,
+        weight: Callable[[str], float] | None = None,
+        on_waiting: Callable[[int], None] | None = None,
+    ) -> None:
+        self._free = capacity
+        self._waiting: DeficitRoundRobin[asyncio.Future[None]] = DeficitRoundRobin(weight)
+        self._on_waiting = on_waiting or (lambda _: None)
+        self._reported = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, sender: str) -> AsyncIterator[None]:
+        await self.acquire(sender)
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def acquire(self, sender: str) -> None:
+        if self._free > 0 and not len(self._waiting):
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.push(sender, granted)
+        self._report()
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted and cancelled in the same tick: hand the slot on
+            else:
+                self._waiting.remove(sender, granted)
+                self._report()
+            raise
+
+    def release(self) -> None:
+        while (granted := self._waiting.pop()) is not None:
+            if not granted.done():
+                granted.set_result(None)
+                self._report()
+                return
+        self._free += 1
+        self._report()
+
+    def _report(self) -> None:
+        senders = self._waiting.senders
+        if senders != self._reported:
+            self._reported = senders
+            self._on_waiting(senders)
+
+
+class SenderLimiter:
+    """At most ``limit`` signals in flight per sender in this process; 0 turns it off."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._in_flight: dict[str, int] = {}
+
+    def enter(self, sender: str) -> bool:
+        """Count the sender in; False (nothing counted) when it is at its limit."""
+        if not self._limit:
+            return True
+        count = self._in_flight.get(sender, 0)
+        if count >= self._limit:
+            return False
+        self._in_flight[sender] = count + 1
+        return True
+
+    def leave(self, sender: str) -> None:
+        if not self._limit:
+            return
+        count = self._in_flight.get(sender, 0) - 1
+        if count > 0:
+            self._in_flight[sender] = count
+        else:
+            self._in_flight.pop(sender, None)  # the map holds only senders in flight

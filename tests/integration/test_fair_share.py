@@ -1,0 +1,64 @@
+"""SENDER_MAX_IN_FLIGHT on a real router (both backends): the sender over its limit gets 429
+``sender_over_limit`` with ``Retry-After``; another sender is untouched; the refusal is counted
+without a sender label."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_service.devtools.demo_agents import RunningAgents
+from tests.conftest import API_KEY, make_settings
+from tests.integration.test_modes_and_retries import metric
+from tests.support.server import RouterServer
+
+
+@pytest.fixture(scope="module")
+def limited(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    settings = make_settings(
+        database_url,
+        routing_file,
+        sender_max_in_flight=1,
+        agent_timeout_ms=5000,
+        request_deadline_ms=8000,
+    )
+    server = RouterServer(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_sender_over_its_limit_is_refused_and_others_are_not(
+    limited: RouterServer, agents: RunningAgents
+) -> None:
+    agents.set("alpha", mode="slow", delay_ms=2000)
+    headers = {"X-API-Key": API_KEY}
+    with (
+        httpx.Client(base_url=limited.base_url, headers=headers, timeout=30) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        before = metric(client, "sender_refusals_total")
+        first = pool.submit(
+            client.post, "/route", json={"sender_id": "noisy", "payload": {"route": "one"}}
+        )
+        agents.wait_received("alpha", 1)  # the first signal is in flight now
+        refused = client.post("/route", json={"sender_id": "noisy", "payload": {"route": "x"}})
+        other = client.post("/route", json={"sender_id": "quiet", "payload": {"route": "race"}})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "sender_over_limit"
+        assert refused.headers["Retry-After"] == "1"
+        assert other.status_code == 200
+        assert other.json()["response"]["agent"] == "beta"
+        assert first.result().status_code == 200
+        assert metric(client, "sender_refusals_total") == before + 1
+        # Its slot is back once the first signal is answered.
+        agents.set("alpha", mode="ok")
+        again = client.post("/route", json={"sender_id": "noisy", "payload": {"route": "y"}})
+        assert again.status_code == 200
+        assert "sender_refusals_total" in client.get("/metrics").text
+        assert 'sender_id="' not in client.get("/metrics").text

@@ -1,0 +1,141 @@
+"""The fair share: deficit round robin across senders, the async gate over it, and the
+per-sender in-flight limit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router_service.config.settings import parse_weights
+from router_service.service.fairness import (
+    DeficitRoundRobin,
+    FairGate,
+    SenderLimiter,
+    SenderWeights,
+)
+
+
+def drain(queue: DeficitRoundRobin[str]) -> list[str]:
+    out = []
+    while (item := queue.pop()) is not None:
+        out.append(item)
+    return out
+
+
+def test_a_flooding_sender_gets_one_turn_per_round_like_everyone_else() -> None:
+    queue: DeficitRoundRobin[str] = DeficitRoundRobin()
+    for i in range(5):
+        queue.push("noisy", f"n{i}")
+    queue.push("quiet-1", "q1")
+    queue.push("quiet-2", "q2")
+    assert queue.senders == 3
+    assert drain(queue) == ["n0", "q1", "q2", "n1", "n2", "n3", "n4"]
+    assert queue.senders == 0
+    assert len(queue) == 0
+
+
+def test_weights_by_longest_prefix() -> None:
+    weights = SenderWeights({"team-": 2.0, "team-batch-": 0.5})
+    assert weights("team-a") == 2.0
+    assert weights("team-batch-1") == 0.5
+    assert weights("other") == 1.0
+    queue: DeficitRoundRobin[str] = DeficitRoundRobin(weights)
+    for i in range(4):
+        queue.push("team-a", f"a{i}")
+        queue.push("plain", f"p{i}")
+        queue.push("team-batch-1", f"b{i}")
+    # Per round: two for weight 2, one for weight 1, one every second round for weight 0.5.
+    assert drain(queue)[:8] == ["a0", "a1", "p0", "a2", "a3", "p1", "b0", "p2"]
+
+
+def test_a_removed_item_leaves_the_round() -> None:
+    queue: DeficitRoundRobin[str] = DeficitRoundRobin()
+    queue.push("a", "a0")
+    queue.push("b", "b0")
+    assert queue.remove("a", "a0")
+    assert not queue.remove("a", "a0")
+    assert queue.senders == 1
+    assert drain(queue) == ["b0"]
+
+
+def test_parse_weights() -> None:
+    assert parse_weights("") == {}
+    assert parse_weights("team-=2, batch-=0.25") == {"team-": 2.0, "batch-": 0.25}
+    for bad in ("team-", "=2", "team-=x", "team-=0"):
+        with pytest.raises(ValueError, match=r"weight|prefix"):
+            parse_weights(bad)
+
+
+def test_the_gate_grants_waiting_slots_across_senders_not_in_arrival_order() -> None:
+    async def scenario() -> tuple[list[str], list[int]]:
+        reported: list[int] = []
+        gate = FairGate(1, on_waiting=reported.append)
+        await gate.acquire("holder")
+        granted: list[str] = []
+
+        async def wait(sender: str, name: str) -> None:
+            await gate.acquire(sender)
+            granted.append(name)
+            gate.release()
+
+        # Five from the noisy sender queue first, then one quiet signal.
+        tasks = [asyncio.create_task(wait("noisy", f"n{i}")) for i in range(5)]
+        tasks.append(asyncio.create_task(wait("quiet", "q")))
+        while len(gate._waiting) < 6:  # every waiter queued
+            await asyncio.sleep(0)
+        gate.release()
+        await asyncio.gather(*tasks)
+        return granted, reported
+
+    granted, reported = asyncio.run(scenario())
+    assert granted == ["n0", "q", "n1", "n2", "n3", "n4"]
+    assert reported[:2] == [1, 2]  # distinct senders waiting, not waiters
+    assert reported[-1] == 0
+
+
+def test_a_cancelled_waiter_does_not_leak_its_slot() -> None:
+    async def scenario() -> bool:
+        gate = FairGate(1)
+        await gate.acquire("a")
+        waiter = asyncio.create_task(gate.acquire("b"))
+        while not len(gate._waiting):
+            await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        gate.release()
+        # The slot is free again: a new acquire does not wait.
+        await asyncio.wait_for(gate.acquire("c"), timeout=1)
+        return True
+
+    assert asyncio.run(scenario())
+
+
+def test_a_waiter_granted_and_cancelled_in_the_same_tick_hands_the_slot_on() -> None:
+    async def scenario() -> None:
+        gate = FairGate(1)
+        await gate.acquire("a")
+        first = asyncio.create_task(gate.acquire("b"))
+        second = asyncio.create_task(gate.acquire("c"))
+        while len(gate._waiting) < 2:
+            await asyncio.sleep(0)
+        gate.release()  # grants b ...
+        first.cancel()  # ... which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, timeout=1)  # c got the slot b never used
+
+    asyncio.run(scenario())
+
+
+def test_sender_limiter_counts_per_sender_and_zero_is_off() -> None:
+    limiter = SenderLimiter(2)
+    assert limiter.enter("a")
+    assert limiter.enter("a")
+    assert not limiter.enter("a")
+    assert limiter.enter("b")
+    limiter.leave("a")
+    assert limiter.enter("a")
+    off = SenderLimiter(0)
+    assert all(off.enter("a") for _ in range(1000))
