@@ -530,17 +530,21 @@ async def _serve_until_signalled(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=9100, show_default=True, type=int, help="TCP port.")
 def demo_agents_command(host: str, port: int) -> None:
-    """Run demo agents until SIGINT/SIGTERM. Any name is an agent: POST /agents/NAME.
+    """Run demo agents until SIGINT/SIGTERM. Any name is an agent: POST /agents/NAME, and
+    as an A2A agent at /a2a/NAME (1.0) or /a2a-v03/NAME (0.3), each with its agent card.
 
     \b
     Set an agent's behaviour: PUT /_control/NAME with {"mode": MODE, ...}
-      ok        answer 200 (or "status": 2xx)
-      fail      answer "status" (400-599, default 503), "retry_after" optional
-      slow      answer ok after "delay_ms" (default 200)
-      hang      never answer
-      drip      headers at once, then one body byte every "interval_ms" (default 200)
-      non_json  answer 200 text/plain
-      reset     drop the connection (TCP RST)
+      ok         answer 200 (or "status": 2xx)
+      fail       answer "status" (400-599, default 503), "retry_after" optional
+      slow       answer ok after "delay_ms" (default 200)
+      hang       never answer
+      drip       headers at once, then one body byte every "interval_ms" (default 200)
+      non_json   answer 200 text/plain
+      reset      drop the connection (TCP RST)
+      task       A2A: answer a task in "state" (completed, failed, input-required, ...)
+      message    A2A: answer a message
+      rpc_error  A2A: a JSON-RPC error "code" inside an HTTP 200
     One-shot answers first: {"script": [{"status": 503}, {"status": 200}]}.
     GET /_received/NAME: what NAME received. DELETE /_state: forget everything.
     """
