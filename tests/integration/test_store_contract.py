@@ -1,0 +1,250 @@
+"""The store contract: every method of the ``Store`` port, the same assertions on Postgres
+(asyncpg, one pool) and SQLite (SQLAlchemy). Each test gets a fresh database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router_service.adapters.db.migrate import upgrade
+from router_service.adapters.db.revision import SCHEMA_HEAD
+from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
+from router_service.domain.routing import AgentSpec, Mode, Plan
+from router_service.service.ports import DeadLetterQuery, LogQuery, ReplayResult, Store
+from tests.conftest import scratch_database
+from tests.support.db import query
+from tests.support.store import DELIVERED, PARKED, PLAN, database_url, open_store, signal
+
+LEASE_S = 30.0
+FANOUT = Plan(
+    kind="fanout",
+    rule="route-fanout",
+    mode=Mode.AGGREGATE,
+    agents=(AgentSpec("alpha", "http://127.0.0.1:9/a"), AgentSpec("beta", "http://127.0.0.1:9/b")),
+)
+PARTIAL = Outcome(
+    Status.PARTIAL,
+    {"alpha": {"ok": True}},
+    (
+        AgentResult("alpha", True, 200, 1, 1.0, response={"ok": True}),
+        AgentResult("beta", False, 503, 3, 2.0, error="HTTP 503"),
+    ),
+    (DeadLetter("beta", "beta: HTTP 503", 3),),
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with scratch_database(request.param, tmp_path) as fresh:
+        upgrade(database_url(fresh))
+        yield fresh
+
+
+def run(url: str, scenario: Callable[[Store], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        async with open_store(url) as store:
+            return await scenario(store)
+
+    return asyncio.run(go())
+
+
+async def claimed(
+    store: Store, log_id: str, plan: Plan = PLAN, lease_s: float = LEASE_S
+) -> datetime:
+    claim = await store.claim(signal(log_id), plan, "c" * 32, "owner-a", lease_s)
+    assert claim.won
+    assert claim.claimed_at is not None
+    return claim.claimed_at
+
+
+def test_ping_and_schema_revision(url: str) -> None:
+    async def scenario(store: Store) -> tuple[float, str | None]:
+        return await store.ping(), await store.schema_revision()
+
+    latency_ms, revision = run(url, scenario)
+    assert latency_ms >= 0
+    assert revision == SCHEMA_HEAD
+
+
+def test_claim_get_and_record_round_trip(url: str) -> None:
+    async def scenario(store: Store) -> tuple[Any, Any, Any]:
+        at = await claimed(store, "c-1")
+        in_flight = await store.get("c-1")
+        await store.record("c-1", at, PLAN, DELIVERED, 4.5)
+        return in_flight, await store.get("c-1"), await store.get("c-missing")
+
+    in_flight, done, missing = run(url, scenario)
+    assert in_flight.status is Status.IN_PROGRESS
+    assert in_flight.routed_agents == ["alpha"]
+    assert in_flight.payload == {"route": "one", "id": "c-1"}
+    assert done.status is Status.DELIVERED
+    assert done.response == {"ok": True}
+    assert done.results[0]["agent"] == "alpha"
+    assert done.latency_ms == 4.5
+    assert missing is None
+    assert query(url, "SELECT log_id FROM signal_leases") == []
+
+
+def test_a_duplicate_claim_returns_the_stored_row(url: str) -> None:
+    async def scenario(store: Store) -> Any:
+        at = await claimed(store, "c-dup")
+        await store.record("c-dup", at, PLAN, DELIVERED, 1.0)
+        return await store.claim(signal("c-dup"), PLAN, "d" * 32, "owner-b", LEASE_S)
+
+    again = run(url, scenario)
+    assert not again.won
+    assert again.record.status is Status.DELIVERED
+
+
+def test_the_first_outcome_wins_and_dead_letters_come_with_it(url: str) -> None:
+    async def scenario(store: Store) -> tuple[int, int, Any]:
+        at = await claimed(store, "c-parked", FANOUT)
+        first = await store.record("c-parked", at, FANOUT, PARTIAL, 2.0)
+        second = await store.record("c-parked", at, FANOUT, PARKED, 3.0)
+        return first, second, await store.get("c-parked")
+
+    first, second, row = run(url, scenario)
+    assert (first, second) == (1, 0)
+    assert row.status is Status.PARTIAL
+    assert row.latency_ms == 2.0
+
+
+def test_list_logs_filters_and_pages(url: str) -> None:
+    async def scenario(store: Store) -> tuple[list[list[str]], list[str], list[str]]:
+        for n in range(5):
+            at = await claimed(store, f"l-{n}")
+            await store.record(f"l-{n}", at, PLAN, DELIVERED if n % 2 else PARKED, 1.0)
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            page = await store.list_logs(LogQuery(limit=2, cursor=cursor))
+            pages.append([r.log_id for r in page.items])
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        delivered = await store.list_logs(LogQuery(status="delivered"))
+        since = await store.list_logs(
+            LogQuery(sender_id="store-test", since=datetime.now(UTC) - timedelta(minutes=5))
+        )
+        return pages, [r.log_id for r in delivered.items], [r.log_id for r in since.items]
+
+    pages, delivered, since = run(url, scenario)
+    assert pages == [["l-4", "l-3"], ["l-2", "l-1"], ["l-0"]]
+    assert delivered == ["l-3", "l-1"]
+    assert since == ["l-4", "l-3", "l-2", "l-1", "l-0"]
+
+
+def test_dead_letters_list_claim_replay_and_backlog(url: str) -> None:
+    async def scenario(store: Store) -> dict[str, Any]:
+        at = await claimed(store, "d-1", FANOUT)
+        await store.record("d-1", at, FANOUT, PARTIAL, 2.0)
+        listed = await store.list_dead_letters(DeadLetterQuery(agent="beta"))
+        backlog_before = await store.dlq_backlog()
+        [entry] = await store.claim_dead_letters(limit=10, ids=None, owner="r1", lease_s=60)
+        held = await store.claim_dead_letters(limit=10, ids=None, owner="r2", lease_s=60)
+        ok = ReplayResult(
+            ok=True,
+            results=[{"agent": "beta", "ok": True, "attempts": 1}],
+            response={"took": True},  # beta's own answer
+        )
+        status = await store.finish_replay(entry, ok, max_replays=3)
+        return {
+            "listed": [(e.log_id, e.agent, e.status) for e in listed.items],
+            "entry": (entry.sender_id, entry.trace_id, entry.payload),
+            "held": held,
+            "status": status,
+            "backlog": (backlog_before, await store.dlq_backlog()),
+            "signal": await store.get("d-1"),
+        }
+
+    got = run(url, scenario)
+    assert got["listed"] == [("d-1", "beta", "pending")]
+    assert got["entry"] == ("store-test", "c" * 32, {"route": "one", "id": "d-1"})
+    assert got["held"] == []  # one replayer holds it
+    assert got["status"] == "replayed"
+    assert got["backlog"] == (1, 0)
+    assert got["signal"].status is Status.DELIVERED
+    assert got["signal"].response == {"alpha": {"ok": True}, "beta": {"took": True}}
+
+
+def test_failed_and_deferred_replays(url: str) -> None:
+    async def scenario(store: Store) -> list[str]:
+        at = await claimed(store, "d-2")
+        await store.record("d-2", at, PLAN, PARKED, 1.0)
+        statuses = []
+        for result in (
+            ReplayResult(ok=False, error="still 503"),
+            ReplayResult(ok=False, attempted=False),
+            ReplayResult(ok=False, error="still 503"),
+        ):
+            [entry] = await store.claim_dead_letters(limit=None, ids=None, owner="r", lease_s=60)
+            statuses.append(await store.finish_replay(entry, result, max_replays=2))
+        return statuses
+
+    assert run(url, scenario) == ["pending", "pending", "exhausted"]
+    [row] = query(url, "SELECT replay_count, error, status FROM dead_letters")
+    assert row == {"replay_count": 2, "error": "still 503", "status": "exhausted"}
+
+
+def test_due_only_and_ids_select_what_a_replayer_claims(url: str) -> None:
+    async def scenario(store: Store) -> tuple[list[int], list[int], list[int]]:
+        for log_id in ("d-a", "d-b"):
+            at = await claimed(store, log_id)
+            await store.record(log_id, at, PLAN, PARKED, 1.0)
+        page = await store.list_dead_letters(DeadLetterQuery())
+        first, second = (e.id for e in page.items)
+        [entry] = await store.claim_dead_letters(limit=None, ids=[first], owner="r", lease_s=60)
+        await store.finish_replay(entry, ReplayResult(ok=False, error="x"), 5, retry_in_s=300)
+        due = await store.claim_dead_letters(
+            limit=None, ids=None, owner="r", lease_s=60, due_only=True
+        )
+        after = await store.claim_dead_letters(
+            limit=None, ids=None, owner="s", lease_s=60, after_id=second
+        )
+        return [first, second], [e.id for e in due], [e.id for e in after]
+
+    ids, due, after = run(url, scenario)
+    assert due == [ids[1]]  # the first backs off for 300 s
+    assert after == []
+
+
+def test_expired_leases_are_reclaimed_once_and_released_on_shutdown(url: str) -> None:
+    async def scenario(store: Store) -> tuple[list[str], list[str], int, list[str]]:
+        await claimed(store, "e-lapsed", lease_s=-1.0)
+        await claimed(store, "e-alive")
+        taken = [r.log_id for r in await store.reclaim_expired("sweeper-1", LEASE_S, 10)]
+        again = [r.log_id for r in await store.reclaim_expired("sweeper-2", LEASE_S, 10)]
+        released = await store.release_leases("owner-a")
+        after_release = [r.log_id for r in await store.reclaim_expired("sweeper-2", LEASE_S, 10)]
+        return taken, again, released, after_release
+
+    taken, again, released, after_release = run(url, scenario)
+    assert taken == ["e-lapsed"]
+    assert again == []
+    assert released == 1  # e-alive; e-lapsed now belongs to sweeper-1
+    assert after_release == ["e-alive"]
+
+
+def test_prune_keeps_signals_in_flight_and_with_pending_dead_letters(url: str) -> None:
+    async def scenario(store: Store) -> tuple[int, int, list[str]]:
+        for log_id, outcome in (("p-done", DELIVERED), ("p-parked", PARKED)):
+            at = await claimed(store, log_id)
+            await store.record(log_id, at, PLAN, outcome, 1.0)
+        await claimed(store, "p-flying")
+        future = datetime.now(UTC) + timedelta(days=1)
+        pruned = await store.prune(future, batch=10)
+        return (
+            pruned,
+            await store.prune(future, batch=10),
+            sorted(r.log_id for r in (await store.list_logs(LogQuery())).items),
+        )
+
+    pruned, again, left = run(url, scenario)
+    assert (pruned, again) == (1, 0)
+    assert left == ["p-flying", "p-parked"]
+    assert {r["log_id"] for r in query(url, "SELECT log_id FROM idempotency_keys")} == set(left)
