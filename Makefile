@@ -28,6 +28,7 @@ check: install
 	$(BIN)/ruff check router_service tests deploy chaos bench
 	$(BIN)/ruff format --check router_service tests deploy chaos bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix router_service tests

@@ -69,12 +69,16 @@ class Services:
         if s.routing_watch:
             self.tasks.append(asyncio.create_task(watch_routing(self.routing)))
         self.tasks.append(
-            asyncio.create_task(run_every(s.sweep_interval_s, "sweep", self.sweeper.sweep_once))
+            asyncio.create_task(
+                run_every(s.sweep_interval_s, "sweep", self.sweeper.sweep_once, self.telemetry)
+            )
         )
         if redelivery:
             step = redelivery_step(self.replayer, batch=100, rate_per_s=s.dlq_worker_rate)
             self.tasks.append(
-                asyncio.create_task(run_every(s.dlq_worker_interval_s, "redelivery", step))
+                asyncio.create_task(
+                    run_every(s.dlq_worker_interval_s, "redelivery", step, self.telemetry)
+                )
             )
 
     async def close(self) -> None:

@@ -122,6 +122,17 @@ class Telemetry:
     def senders_waiting(self, count: int) -> None:
         self.metrics.senders_waiting.set(count)
 
+    def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
+        self._log.error("dispatch.crashed", log_id=log_id, exc_info=error)
+
+    def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
+        get_logger("recovery").warning(
+            "signal.recovered", log_id=log_id, status=status, trace_id=trace_id
+        )
+
+    def background_failed(self, *, step: str, error: str) -> None:
+        get_logger("recovery").warning(f"{step}.failed", error=error)
+
     def dead_lettered(self, count: int) -> None:
         self.metrics.dlq.inc(count)
 

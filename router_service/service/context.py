@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router_service.config.routing_source import RoutingSource
 from router_service.service.dispatch import Dispatcher
-from router_service.service.ports import Events, Store
+from router_service.service.ports import Events, Routing, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +16,7 @@ class Collaborators:
 
     store: Store
     dispatcher: Dispatcher
-    routing: RoutingSource
+    routing: Routing
     events: Events
     deadline_s: float
     owner: str

@@ -20,7 +20,7 @@ from router_service.domain.hedging import HedgeBudget, LatencyWindow, hedge_dela
 from router_service.domain.outcome import AgentResult
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import AgentSpec, HedgePolicy, Mode, Plan
-from router_service.observability.tracing import TraceContext
+from router_service.domain.trace import TraceContext
 from router_service.service import hedge
 from router_service.service.fairness import FairGate
 from router_service.service.ports import AgentClient, AgentReply, Envelope, Events
@@ -56,6 +56,7 @@ class Dispatcher:
         sender_weight: Callable[[str], float] | None = None,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._clients = clients  # protocol -> client
         self._events = events
@@ -69,11 +70,13 @@ class Dispatcher:
         self._hedge_budgets: dict[str, HedgeBudget] = {}  # per kind
         self._sleep = sleep
         self._rand = rand
+        # What deadlines are instants of; tests pass a clock that their ``sleep`` advances.
+        self._clock = clock
 
     async def dispatch(
         self, plan: Plan, envelope: Envelope, trace: TraceContext, deadline: float
     ) -> list[AgentResult]:
-        """Run the plan; ``deadline`` is a ``time.perf_counter()`` instant."""
+        """Run the plan; ``deadline`` is an instant of ``clock`` (``time.perf_counter``)."""
         fanout = asyncio.Semaphore(self._fanout_concurrency)
         if plan.mode is Mode.FALLBACK:
             return await self._fallback(plan.agents, envelope, trace, deadline)
@@ -97,7 +100,7 @@ class Dispatcher:
     ) -> list[AgentResult]:
         results: list[AgentResult] = []
         for agent in agents:
-            if time.perf_counter() >= deadline:
+            if self._clock() >= deadline:
                 break
             result = await self.call_with_retries(agent, envelope, trace, deadline, _Progress())
             results.append(result)
@@ -199,7 +202,7 @@ class Dispatcher:
         progress.started = time.perf_counter()
         guard = self.guard(agent.name)
         while True:
-            remaining = deadline - time.perf_counter()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 progress.last_error = progress.last_error or "deadline exceeded"
                 return self._failed(agent, progress)
@@ -278,7 +281,7 @@ class Dispatcher:
         if not isinstance(exc, RetryableAgentError):
             return None
         delay = self._policy.next_delay(
-            progress.attempts, deadline - time.perf_counter(), exc.retry_after_s, self._rand
+            progress.attempts, deadline - self._clock(), exc.retry_after_s, self._rand
         )
         if delay is not None and not guard.budget.try_retry():
             progress.last_error = f"{exc.message} (retry budget exhausted)"

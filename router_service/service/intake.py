@@ -12,8 +12,7 @@ from router_service.domain.errors import Conflict, IdempotencyKeyReused
 from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.routing import Mode, Plan
 from router_service.domain.signal import Signal
-from router_service.observability.logging import get_logger
-from router_service.observability.tracing import TraceContext
+from router_service.domain.trace import TraceContext
 from router_service.service.context import Collaborators
 from router_service.service.ports import Envelope, LogRecord
 
@@ -126,9 +125,9 @@ class Intake:
         envelope = envelope_of(signal, plan.kind)
         try:
             results = await self._dispatcher.dispatch(plan, envelope, trace, deadline)
-        except Exception:
+        except Exception as exc:
             # A bug must not leave the claimed signal stuck in flight: park it for replay.
-            get_logger().exception("dispatch.crashed", log_id=signal.log_id)
+            self._events.dispatch_crashed(log_id=signal.log_id, error=exc)
             results = [
                 AgentResult(
                     agent=a.name,

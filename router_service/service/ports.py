@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from router_service.domain.classify import Classifier
 from router_service.domain.outcome import Outcome, Status
-from router_service.domain.routing import AgentSpec, Plan
+from router_service.domain.routing import AgentSpec, Plan, RoutingTable
 from router_service.domain.signal import Signal
-from router_service.observability.tracing import TraceContext
+from router_service.domain.trace import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,31 @@ class Store(Protocol):
     async def dlq_backlog(self) -> int: ...
 
 
+class RoutingRules(Protocol):
+    """One validated version of the routing file, as the service reads it."""
+
+    @property
+    def agents(self) -> Mapping[str, AgentSpec]: ...
+
+    @property
+    def classifier(self) -> Classifier: ...
+
+    @property
+    def table(self) -> RoutingTable: ...
+
+
+class RoutingVersion(Protocol):
+    @property
+    def config(self) -> RoutingRules: ...
+
+
+class Routing(Protocol):
+    """The routing source (``config.routing_source.RoutingSource``): ask ``current()`` for each
+    piece of work and route it wholly by what it returns; never keep a copy."""
+
+    def current(self) -> RoutingVersion: ...
+
+
 @dataclass(slots=True)
 class Envelope:
     """The signal as every agent of it sees it, in no wire format: each protocol's client
@@ -246,6 +272,15 @@ class Events(Protocol):
 
     def senders_waiting(self, count: int) -> None:
         """Distinct senders with attempts waiting for an agent slot."""
+
+    def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
+        """A bug in dispatch; the signal was dead-lettered instead of left in flight."""
+
+    def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
+        """A sweeper finished a signal whose owner's lease ran out."""
+
+    def background_failed(self, *, step: str, error: str) -> None:
+        """One tick of a background loop (sweep, redelivery) failed; it runs again later."""
 
     def dead_lettered(self, count: int) -> None: ...
 

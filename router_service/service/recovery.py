@@ -16,11 +16,10 @@ from collections.abc import Awaitable, Callable
 from router_service.domain.errors import StorageError
 from router_service.domain.outcome import fold
 from router_service.domain.routing import AgentSpec, Mode, Plan
-from router_service.observability.logging import get_logger
-from router_service.observability.tracing import TraceContext, new_span_id
+from router_service.domain.trace import TraceContext, new_span_id
 from router_service.service.context import Collaborators
 from router_service.service.intake import stored_envelope
-from router_service.service.ports import LogRecord
+from router_service.service.ports import Events, LogRecord
 from router_service.service.replay import Replayer
 
 
@@ -30,7 +29,6 @@ class Sweeper:
         self._routing, self._events = ctx.routing, ctx.events
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
         self._batch = batch
-        self._log = get_logger("recovery")
 
     async def sweep_once(self) -> int:
         """Finish every expired signal found now; returns how many."""
@@ -72,26 +70,22 @@ class Sweeper:
         )
         if created:
             self._events.dead_lettered(created)
-        self._log.warning(
-            "signal.recovered",
-            log_id=record.log_id,
-            status=outcome.status.value,
-            trace_id=record.trace_id,
+        self._events.signal_recovered(
+            log_id=record.log_id, status=outcome.status.value, trace_id=record.trace_id
         )
 
 
 Step = Callable[[], Awaitable[int]]
 
 
-async def run_every(interval_s: float, step_name: str, step: Step) -> None:
+async def run_every(interval_s: float, step_name: str, step: Step, events: Events) -> None:
     """Run ``step`` (an async callable returning how much it did) forever, every ``interval_s``
-    when idle; storage errors are logged and retried on the next tick, never fatal."""
-    log = get_logger("recovery")
+    when idle; storage errors are reported and retried on the next tick, never fatal."""
     while True:
         try:
             did = await step()
         except StorageError as exc:
-            log.warning(f"{step_name}.failed", error=exc.message)
+            events.background_failed(step=step_name, error=exc.message)
             did = 0
         if not did:
             await asyncio.sleep(interval_s)
