@@ -81,6 +81,9 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
             reload_dirs=[str(Path(__file__).parent)] if reload else None,
             loop="uvloop",
             http=GuardedHttpProtocol,
+            # TRUSTED_PROXIES alone decides whose X-Forwarded-For counts (uvicorn would trust it
+            # from 127.0.0.1 by default).
+            proxy_headers=False,
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,

@@ -21,7 +21,7 @@ from router_service.adapters.db.store import SqlStore
 from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
 from router_service.config.routing_file import RoutingConfig
-from router_service.config.settings import Settings
+from router_service.config.settings import IpNetwork, Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
 from router_service.domain.retry import RetryPolicy
 from router_service.observability.events import Telemetry
@@ -52,6 +52,7 @@ class Services:
     sweeper: Sweeper
     limits: BodyLimits
     auth_failures: FailureLimiter
+    trusted_proxies: tuple[IpNetwork, ...]
     telemetry: Telemetry
     owner: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -152,6 +153,7 @@ def build_services(
             timeout_s=settings.body_timeout_s,
         ),
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
+        trusted_proxies=settings.trusted_proxy_networks,
         sweeper=Sweeper(ctx),
         owner=owner,
     )

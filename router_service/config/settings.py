@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,22 @@ from router_service.domain.retry import RetryPolicy
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/router.db"
 DEFAULT_ROUTING_CONFIG = Path(__file__).with_name("routing.yaml")
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_trusted_proxies(raw: str) -> tuple[IpNetwork, ...]:
+    """``TRUSTED_PROXIES``: comma-separated addresses or CIDR blocks."""
+    networks = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not an address or CIDR") from exc
+    return tuple(networks)
 
 
 def normalise_database_url(url: str) -> str:
@@ -55,6 +72,8 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(10.0, gt=0)
     api_keys_file: Path | None = None
     auth_failures_per_minute: int = Field(20, ge=1)
+    # Peers whose X-Forwarded-For names the real client (load balancers, ingress).
+    trusted_proxies: str = ""
     max_agent_response_bytes: int = Field(1024 * 1024, ge=1024)
 
     breaker_failures: int = Field(5, ge=1)
@@ -87,6 +106,16 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_trusted_proxies(value)
+        return value
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IpNetwork, ...]:
+        return parse_trusted_proxies(self.trusted_proxies)
 
     @property
     def is_sqlite(self) -> bool:
