@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import orjson
-
 from router_service.adapters.connection_pool import ConnectionPool
 from router_service.adapters.http1 import (
     ConnectionFailed,
@@ -28,6 +26,7 @@ from router_service.adapters.http1 import (
 from router_service.domain.errors import PermanentAgentError, RetryableAgentError
 from router_service.domain.retry import is_retryable_status
 from router_service.domain.routing import AgentSpec
+from router_service.jsonwire import loads
 from router_service.service.ports import AgentReply
 
 
@@ -51,8 +50,8 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     """JSON when it parses, else the text: an agent's odd answer is kept, not fatal."""
     if raw and ("json" in content_type or raw[:1] in (b"{", b"[")):
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return loads(raw)  # exact integers: the answer is stored and echoed as sent
+        except ValueError:
             pass
     return {"text": raw.decode("utf-8", "replace")} if raw else None
 

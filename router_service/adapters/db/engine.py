@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from router_service.config.settings import Settings
-from router_service.jsonwire import dumps
+from router_service.jsonwire import dumps, loads
 
 _NUL = b"\\u0000"
 
@@ -64,7 +63,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_connect_timeout_s,
         json_serializer=json_serializer,
-        json_deserializer=orjson.loads,
+        json_deserializer=loads,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
@@ -105,7 +104,7 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_connect_timeout_s,
         json_serializer=json_serializer,
-        json_deserializer=orjson.loads,
+        json_deserializer=loads,
         connect_args={"timeout": settings.db_statement_timeout_ms / 1000},
     )
 
