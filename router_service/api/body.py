@@ -71,8 +71,8 @@ def check_media_type(request: Request) -> None:
 class BodyLimits:
     max_bytes: int = 256 * 1024
     max_depth: int = 32
-    max_string_chars: int = 100_000
-    max_array_items: int = 10_000
+    max_string_chars: int = 0  # 0: bounded by max_bytes alone
+    max_array_items: int = 0
     timeout_s: float = 10.0
 
 

@@ -148,8 +148,8 @@ def build_services(
         limits=BodyLimits(
             max_bytes=settings.max_body_bytes,
             max_depth=settings.max_json_depth,
-            max_string_chars=settings.max_string_chars,
-            max_array_items=settings.max_array_items,
+            max_string_chars=settings.max_string_chars or 0,
+            max_array_items=settings.max_array_items or 0,
             timeout_s=settings.body_timeout_s,
         ),
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),

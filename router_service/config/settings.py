@@ -65,8 +65,10 @@ class Settings(BaseSettings):
     global_concurrency: int = Field(256, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_json_depth: int = Field(32, ge=2)
-    max_string_chars: int = Field(100_000, ge=1)
-    max_array_items: int = Field(10_000, ge=1)
+    # Optional: by default only MAX_BODY_BYTES bounds strings and arrays, so any body under the
+    # body limit is admitted; operators may set a tighter bound.
+    max_string_chars: int | None = Field(None, ge=1)
+    max_array_items: int | None = Field(None, ge=1)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(10.0, gt=0)

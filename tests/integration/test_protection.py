@@ -176,3 +176,16 @@ def test_a_100_mb_declared_body_is_refused_without_being_read(strict: RouterServ
     )
     answer = _raw(port, head)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_by_default_any_body_under_the_body_limit_is_admitted(client: httpx.Client) -> None:
+    """261,120 bytes, under the 256 KiB MAX_BODY_BYTES: one long string, then one long array."""
+    prefix = b'{"sender_id":"s","payload":{"route":"one","t":"'
+    body = prefix + b"x" * (261_120 - len(prefix) - 3) + b'"}}'
+    assert len(body) == 261_120
+    headers = {"Content-Type": "application/json"}
+    answer = client.post("/route", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    items = b'{"sender_id":"s","payload":{"route":"one","t":[' + b"0," * 100_000 + b"0]}}"
+    answer = client.post("/route", content=items, headers=headers)
+    assert answer.status_code == 200, answer.text
