@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -143,22 +144,35 @@ def check_config(file: Path) -> None:
 
 @main.command("replay-dlq")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
-def replay_dlq(limit: int) -> None:
-    """Replay the oldest pending dead-letter entries, with a progress bar and a summary."""
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    type=click.IntRange(1, 2**63 - 1),
+    help="Replay exactly these entries now (repeatable), even through an open circuit.",
+)
+def replay_dlq(limit: int, ids: tuple[int, ...]) -> None:
+    """Replay the oldest pending dead-letter entries (or the ones named with --id), with a
+    progress bar and a summary. Bulk replays defer entries whose agent's circuit is open;
+    named entries go out now, as the circuit's probe."""
     settings = _settings()
     try:
         routing = load_routing_config(settings.routing_config)
-        summary = asyncio.run(_replay(settings, routing, limit))
+        summary = asyncio.run(_replay(settings, routing, len(ids) if ids else limit, ids))
     except RouterError as exc:
         _fail(exc)
     click.echo(
         f"replayed {summary['replayed']}: {summary['succeeded']} succeeded, "
         f"{summary['failed']} failed, {summary['exhausted']} exhausted, "
-        f"{summary['deferred']} deferred (circuit open)"
+        f"{summary['deferred']} deferred"
     )
+    for reason in summary["deferred_reasons"]:
+        click.echo(f"  {reason['message']}")
 
 
-async def _replay(settings: Settings, routing: RoutingConfig, limit: int) -> dict[str, int]:
+async def _replay(
+    settings: Settings, routing: RoutingConfig, limit: int, ids: tuple[int, ...] = ()
+) -> dict[str, Any]:
     from router_service.api.services import running_services
     from router_service.observability.logging import configure_logging
     from router_service.observability.metrics import Metrics
@@ -173,7 +187,9 @@ async def _replay(settings: Settings, routing: RoutingConfig, limit: int) -> dic
         ) as progress:  # fmt: skip
             task = progress.add_task("replay", total=total)
             summary = await services.replayer.replay(
-                limit=limit, on_entry=lambda s: progress.update(task, completed=s.replayed)
+                limit=None if ids else limit,
+                ids=list(ids) or None,
+                on_entry=lambda s: progress.update(task, completed=s.replayed),
             )
         return summary.as_dict()
 

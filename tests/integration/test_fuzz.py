@@ -136,9 +136,7 @@ def test_any_number_gets_an_answer_below_500_and_accepted_ones_read_back_exactly
     assert stored["payload"]["v"] == expected  # canonical text: exact, types and all
     # JSONB keeps numbers as decimals: 1e23 may come back as 100000000000000000000000 and -0.0
     # as 0. The same number, not the same spelling.
-    assert [Decimal(str(v)) for v in stored["metadata"]["v"]] == [
-        Decimal(str(v)) for v in expected
-    ]
+    assert [Decimal(str(v)) for v in stored["metadata"]["v"]] == [Decimal(str(v)) for v in expected]
 
 
 json_leaf = st.one_of(

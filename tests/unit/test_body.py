@@ -225,9 +225,7 @@ def test_validation_message_counts_further_errors() -> None:
 # --- numbers -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "number", [b"1e999", b"-1e999", b"1.8e308", b"123456789e305", b"0.1e310"]
-)
+@pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"1.8e308", b"123456789e305", b"0.1e310"])
 def test_a_number_beyond_a_double_fails_validation_naming_it(number: bytes) -> None:
     with pytest.raises(ValidationFailed, match="too large for a double") as caught:
         parse_json(b'{"x":' + number + b"}")
