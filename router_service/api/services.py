@@ -154,7 +154,7 @@ def build_services(
         ),
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
         trusted_proxies=settings.trusted_proxy_networks,
-        sweeper=Sweeper(ctx),
+        sweeper=Sweeper(ctx, concurrency=settings.sweep_concurrency),
         owner=owner,
     )
 

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     dlq_backlog_refresh_s: float = Field(15.0, gt=0)
     startup_db_wait_s: float = Field(30.0, ge=0)
     sweep_interval_s: float = Field(5.0, gt=0)
+    sweep_concurrency: int = Field(32, ge=1)
     drain_timeout_s: float = Field(10.0, ge=0)
     max_in_flight: int = Field(512, ge=1)
     dlq_worker_enabled: bool = False
