@@ -107,6 +107,13 @@ class HttpAgentClient:
                 f"response larger than {self._max_response_bytes} bytes", status_code=exc.status
             ) from exc
         except ConnectionFailed as exc:
+            if exc.reused and not exc.received:
+                # The keep-alive race, most likely: worth another attempt at once, on a new
+                # connection (no backoff). Still an attempt: the agent may have read it.
+                raise RetryableAgentError(
+                    f"connection error: {exc} (on a reused keep-alive connection)",
+                    retry_after_s=0.0,
+                ) from exc
             raise RetryableAgentError(f"connection error: {exc}") from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS
             raise RetryableAgentError(f"connection error: {exc.strerror or exc}") from exc
