@@ -292,3 +292,31 @@ def test_a_sweep_takes_only_what_it_can_finish_within_its_lease() -> None:
     assert sweep_batch(concurrency=8, lease_s=6.0, deadline_s=3.0) == 8
     assert sweep_batch(concurrency=8, lease_s=12.0, deadline_s=3.0) == 24
     assert sweep_batch(concurrency=8, lease_s=3.0, deadline_s=3.0) == 8
+
+
+def test_dlq_backlog_is_current_right_after_a_sweep_and_a_replay(
+    database_url: str, routing_file: Path, agents: RunningAgents
+) -> None:
+    """No wait for the periodic refresh: the gauge follows the process's own changes."""
+    wipe(database_url)
+    agents.set("alpha", mode="fail", status=400)
+
+    async def scenario() -> tuple[float, float]:
+        settings = make_settings(database_url, routing_file, dlq_backlog_refresh_s=3600)
+        routing = load_routing_config(routing_file)
+        services = build_services(settings, routing, None, Metrics())
+        try:
+            plan = routing.table.plan("one", "route-one", None)
+            signal = Signal.create(
+                sender_id="crashed", payload={"route": "one"}, timestamp=datetime.now(UTC)
+            )
+            await services.store.claim(signal, plan, "0" * 32, "crashed-replica", lease_s=0.001)
+            assert await services.sweeper.sweep_once() == 1
+            after_sweep = services.metrics.registry.get_sample_value("dlq_backlog")
+            agents.set("alpha", mode="ok")
+            assert (await services.replayer.replay(limit=10)).succeeded == 1
+            return after_sweep, services.metrics.registry.get_sample_value("dlq_backlog")
+        finally:
+            await services.close()
+
+    assert asyncio.run(scenario()) == (1, 0)
