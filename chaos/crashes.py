@@ -9,6 +9,7 @@ from collections import Counter
 
 from chaos.client import Signal, send_all, steady_load
 from chaos.run import (
+    DEADLINE_S,
     Run,
     acks_grow,
     affected_by,
@@ -16,7 +17,7 @@ from chaos.run import (
     first_ack_after,
     settle_all,
 )
-from chaos.stack import GOOD
+from chaos.stack import AGENT_TIMEOUT_MS, GOOD, LEASE_S, SWEEP_INTERVAL_S
 
 # --------------------------------------------------------------------------- 1 kill -9
 
@@ -48,6 +49,56 @@ async def kill_router(run: Run) -> None:
     run.notes.append(f"restarted replica live after {restart_s:.1f} s")
     if await settle_all(run, signals, "router-a", "router-b"):
         run.recovery_s = time.time() - killed_at
+
+
+# --------------------------------------------------------------------------- 1b kill -9 backlog
+
+SWEEP_CONCURRENCY = 32  # the router's default
+
+
+async def kill_backlog(run: Run) -> None:
+    """kill -9 the replica holding a large backlog of signals to agents that take most of the
+    deadline; the sweepers of the two live replicas (the other one and the restarted one) must
+    finish it within the bound, each signal dispatched again by one sweeper only."""
+    stack = run.stack
+    for name in GOOD:
+        await stack.agents.set(name, mode="slow", delay_ms=AGENT_TIMEOUT_MS - 300)
+    await stack.start_replica("router-a")
+    await stack.start_replica("router-b")
+    signals = run.signals("backlog", run.scale.n(60, 150), "fanout")
+    load = asyncio.create_task(
+        send_all(stack.recorder, signals, stack.pick("router-a"), len(signals))
+    )
+    # Every signal in flight on router-a: all reached the first agent, none answered yet.
+    await stack.agents.wait_received("good-a", len(signals), timeout_s=30)
+    killed_at = time.time()
+    stack.replicas["router-a"].proc.kill9()
+    await load
+    run.crash_affected = {a.log_id for a in stack.recorder.answers if a.status == 0}
+    backlog = len(run.crash_affected)
+    run.notes.append(f"{backlog} signals were in flight on the killed replica")
+    if backlog < len(signals) // 2:
+        run.fail("fault", f"only {backlog} signals were in flight: not a large backlog")
+    restart_s = await stack.restart_replica(stack.replicas["router-a"])
+    run.notes.append(f"restarted replica live after {restart_s:.1f} s")
+    if not await settle_all(run, signals, "router-a", "router-b"):
+        return
+    run.recovery_s = time.time() - killed_at
+    # The documented bound: the dead owner's lease, a sweep interval, then one deadline per
+    # SWEEP_CONCURRENCY signals per live sweeper (plus the restart and a little slack).
+    rounds = -(-backlog // (2 * SWEEP_CONCURRENCY))
+    bound = LEASE_S + SWEEP_INTERVAL_S + (rounds + 1) * DEADLINE_S + restart_s + 5
+    run.notes.append(f"recovery bound {bound:.1f} s for {backlog} signals ({rounds} sweep rounds)")
+    if run.recovery_s > bound:
+        run.fail("recovery", f"took {run.recovery_s:.1f} s, over the bound of {bound:.1f} s")
+    receipts = Counter(
+        (r.key, r.agent)
+        for r in (await stack.evidence()).receipts
+        if r.effect and r.key in run.crash_affected
+    )
+    twice_swept = sorted(f"{key}@{agent}" for (key, agent), n in receipts.items() if n > 2)
+    if twice_swept:
+        run.fail("b", f"{len(twice_swept)} signals dispatched by two sweepers: {twice_swept[:3]}")
 
 
 # --------------------------------------------------------------------------- 2 postgres stop

@@ -34,6 +34,17 @@ EXPLAINED: Mapping[str, str] = {
         "receipts are the *redeliveries*. Recovery: from the kill until every signal was "
         "answered and none is `in_progress`."
     ),
+    "kill-backlog": (
+        "Two replicas share the database; every signal (60, 150 in the full run) goes to one "
+        "of them and fans out to three agents that answer after 1.2 s, most of an attempt's "
+        "time. Once all of them reached the first agent, that replica is killed with SIGKILL "
+        "and started again. The two live sweepers (the other replica and the restarted one) "
+        "must finish the backlog within the documented bound, the dead owner's lease + "
+        "`SWEEP_INTERVAL_S` + one deadline per `SWEEP_CONCURRENCY` signals per sweeper (plus the "
+        "restart), and no signal may be dispatched again by two sweepers (more than two effects "
+        "per key and agent). Recovery: from the kill until every signal was answered and none is "
+        "`in_progress`."
+    ),
     "postgres-stop": (
         "One replica under an open-loop load of 25 signals/s on a private Postgres cluster, "
         "which is stopped with `pg_ctl -m immediate` (no checkpoint, every connection cut) and "

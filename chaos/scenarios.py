@@ -17,7 +17,13 @@ from pathlib import Path
 
 from chaos.client import session as client_session
 from chaos.cluster import ThrowawayCluster
-from chaos.crashes import kill_connections, kill_router, postgres_stop, sigterm_drain
+from chaos.crashes import (
+    kill_backlog,
+    kill_connections,
+    kill_router,
+    postgres_stop,
+    sigterm_drain,
+)
 from chaos.invariants import Verdict, dispatched_after_503, evaluate
 from chaos.pressure import agent_failures, duplicates, flood, overload
 from chaos.queues import dlq_worker, replayers
@@ -56,6 +62,13 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("kill-router", "kill -9 a router mid-fan-out, restart it", kill_router, True, 150),
+    Scenario(
+        "kill-backlog",
+        "kill -9 the router holding a large slow backlog; two sweepers recover it",
+        kill_backlog,
+        False,
+        180,
+    ),
     Scenario(
         "postgres-stop", "Postgres hard stop and restart under load", postgres_stop, True, 200
     ),

@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 from pydantic import ValidationError
@@ -120,6 +120,9 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
             reload_dirs=[str(Path(__file__).parent)] if reload else None,
             loop="uvloop",
             http=GuardedHttpProtocol,
+            # TRUSTED_PROXIES alone decides whose X-Forwarded-For counts (uvicorn would trust it
+            # from 127.0.0.1 by default).
+            proxy_headers=False,
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
@@ -217,22 +220,35 @@ def _check_cards(config: RoutingConfig) -> None:
 
 @main.command("replay-dlq")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
-def replay_dlq(limit: int) -> None:
-    """Replay the oldest pending dead-letter entries, with a progress bar and a summary."""
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    type=click.IntRange(1, 2**63 - 1),
+    help="Replay exactly these entries now (repeatable), even through an open circuit.",
+)
+def replay_dlq(limit: int, ids: tuple[int, ...]) -> None:
+    """Replay the oldest pending dead-letter entries (or the ones named with --id), with a
+    progress bar and a summary. Bulk replays defer entries whose agent's circuit is open;
+    named entries go out now, as the circuit's probe."""
     settings = _settings()
     try:
         routing = RoutingSource.from_file(settings.routing_config)
-        summary = asyncio.run(_replay(settings, routing, limit))
+        summary = asyncio.run(_replay(settings, routing, len(ids) if ids else limit, ids))
     except RouterError as exc:
         _fail(exc)
     click.echo(
         f"replayed {summary['replayed']}: {summary['succeeded']} succeeded, "
         f"{summary['failed']} failed, {summary['exhausted']} exhausted, "
-        f"{summary['deferred']} deferred (circuit open)"
+        f"{summary['deferred']} deferred"
     )
+    for reason in summary["deferred_reasons"]:
+        click.echo(f"  {reason['message']}")
 
 
-async def _replay(settings: Settings, routing: RoutingSource, limit: int) -> dict[str, int]:
+async def _replay(
+    settings: Settings, routing: RoutingSource, limit: int, ids: tuple[int, ...] = ()
+) -> dict[str, Any]:
     from router_service.api.services import running_services
     from router_service.observability.logging import configure_logging
     from router_service.observability.metrics import Metrics
@@ -247,7 +263,9 @@ async def _replay(settings: Settings, routing: RoutingSource, limit: int) -> dic
         ) as progress:  # fmt: skip
             task = progress.add_task("replay", total=total)
             summary = await services.replayer.replay(
-                limit=limit, on_entry=lambda s: progress.update(task, completed=s.replayed)
+                limit=None if ids else limit,
+                ids=list(ids) or None,
+                on_entry=lambda s: progress.update(task, completed=s.replayed),
             )
         return summary.as_dict()
 

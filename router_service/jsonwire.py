@@ -1,16 +1,50 @@
-"""JSON bytes for the wire and the database: orjson, falling back to the standard library for
-what orjson refuses (integers beyond 64 bits), so any valid client JSON can be echoed back."""
+"""JSON bytes for the wire and the database, and JSON read back from the database.
+
+orjson is fast but not exact everywhere: it refuses integers beyond 64 bits when writing, turns
+them into floats when reading (and refuses those beyond a double). Clients may send any integer
+Python can hold (``api/body.py`` bounds the digits), so both directions fall back to the
+standard library where orjson would fail or round, and any valid client JSON is echoed exactly.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import orjson
+
+# A run of 19 digits may be an integer orjson cannot hold (beyond -2**63 .. 2**64-1). It may
+# also sit inside a string: then the exact path is merely a little slower.
+_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        # allow_nan=False: never write Infinity/NaN, which are not JSON.
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode()
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is too large for a double")
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict JSON, with integers exact however long (a ``ValueError`` for what is not JSON,
+    for a number beyond a double, or an integer past Python's digit limit)."""
+    if isinstance(text, bytes | bytearray):
+        text = text.decode("utf-8")  # UnicodeDecodeError is a ValueError too
+    if _LONG_DIGITS.search(text) is None:
+        return orjson.loads(text)
+    return json.loads(text, parse_float=_finite, parse_constant=_not_json)

@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import orjson
-
 from router_service.adapters.connection_pool import ConnectionPool
 from router_service.adapters.http1 import (
     ConnectionFailed,
@@ -30,7 +28,7 @@ from router_service.domain.errors import AgentError, PermanentAgentError, Retrya
 from router_service.domain.retry import is_retryable_status
 from router_service.domain.routing import AgentSpec
 from router_service.domain.signal import format_timestamp
-from router_service.jsonwire import dumps
+from router_service.jsonwire import dumps, loads
 from router_service.observability.tracing import TraceContext
 from router_service.service.ports import AgentReply, Envelope
 
@@ -55,8 +53,8 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     """JSON when it parses, else the text: an agent's odd answer is kept, not fatal."""
     if raw and ("json" in content_type or raw[:1] in (b"{", b"[")):
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return loads(raw)  # exact integers: the answer is stored and echoed as sent
+        except ValueError:
             pass
     return {"text": raw.decode("utf-8", "replace")} if raw else None
 
@@ -149,6 +147,13 @@ class HttpAgentClient:
                 f"response larger than {self._max_response_bytes} bytes", status_code=exc.status
             ) from exc
         except ConnectionFailed as exc:
+            if exc.reused and not exc.received:
+                # The keep-alive race, most likely: worth another attempt at once, on a new
+                # connection (no backoff). Still an attempt: the agent may have read it.
+                raise RetryableAgentError(
+                    f"connection error: {exc} (on a reused keep-alive connection)",
+                    retry_after_s=0.0,
+                ) from exc
             raise RetryableAgentError(f"connection error: {exc}") from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS
             raise RetryableAgentError(f"connection error: {exc.strerror or exc}") from exc

@@ -48,22 +48,21 @@ class ConnectionPool:
     async def exchange(self, target: Target, request: bytes) -> Response:
         """Send ``request`` and read the whole response.
 
-        A reused idle connection that the peer had closed fails before any answer byte: the
-        request is then sent once more, on a new connection. That is the keep-alive race (the
-        agent closes an idle connection as the request goes out) and the agent did not read
-        the request. If it had read it and crashed without a byte of answer, the agent sees it
-        twice, under the same ``Idempotency-Key``. Anything received, or a new connection
-        failing, is not retried here.
+        An idle connection already known to be closed is swapped for a new one before anything
+        is written. Once the request is written it is never sent again here: a failure is
+        raised, with ``ConnectionFailed.reused`` telling the keep-alive race (the agent closed
+        an idle connection as the request went out) from other failures. The agent may have
+        read the request either way, so a re-send is the caller's: a counted, bounded attempt.
         """
         conn, reused = await self._acquire(target, reuse=True)
-        if reused:
-            try:
-                return await self._run(conn, request)
-            except ConnectionFailed as exc:
-                if exc.received:
-                    raise
-            conn, _ = await self._acquire(target, reuse=False)
-        return await self._run(conn, request)
+        if reused and not conn.writable:
+            conn.abort()
+            conn, reused = await self._acquire(target, reuse=False)
+        try:
+            return await self._run(conn, request)
+        except ConnectionFailed as exc:
+            exc.reused = reused
+            raise
 
     async def close(self) -> None:
         self._closed = True

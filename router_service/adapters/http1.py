@@ -33,11 +33,13 @@ class TransportError(Exception):
 
 
 class ConnectionFailed(TransportError):
-    """Connection closed or reset, or an invalid response. ``received``: any answer byte came."""
+    """Connection closed or reset, or an invalid response. ``received``: any answer byte came;
+    ``reused``: the request went out on a pooled keep-alive connection (set by the pool)."""
 
     def __init__(self, message: str, *, received: bool) -> None:
         super().__init__(message)
         self.received = received
+        self.reused = False
 
 
 class ResponseTooLarge(TransportError):
@@ -131,6 +133,12 @@ class Connection(asyncio.Protocol):
         self._head_done = False
         self._received = False
         self._error: TransportError | None = None
+
+    @property
+    def writable(self) -> bool:
+        """Nothing known to be wrong with it: a request written now would leave."""
+        transport = self._transport
+        return transport is not None and not self.closed and not transport.is_closing()
 
     def send(self, request: bytes) -> asyncio.Future[Response]:
         transport = self._transport

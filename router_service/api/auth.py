@@ -1,5 +1,7 @@
 """API keys with scopes. Only SHA-256 digests are kept; comparison is constant-time; repeated
-failures from one client address are refused for a while.
+failures from one client address are refused for a while, and only failures: a request with a
+valid key is never refused by the failure limit (behind a load balancer every client shares a few
+addresses, and one noisy client must not lock out the others).
 
 Keys come from ``API_KEY`` (one key, every scope), ``API_KEYS`` (comma-separated
 ``name:key`` or ``name:key:scope+scope``; bare keys are named key1, key2…) and ``API_KEYS_FILE``
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
+from router_service.config.settings import IpNetwork
 from router_service.domain.errors import AuthError, ConfigError, Forbidden, TooManyAuthFailures
 
 SCOPES = frozenset({"route", "logs:read", "dlq:admin"})
@@ -138,8 +142,38 @@ def require_scope(key: ApiKey, scope: str) -> None:
         raise Forbidden(f"the key {key.name!r} lacks the scope {scope!r}")
 
 
+def _trusted(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(peer: str, forwarded_for: str | None, proxies: tuple[IpNetwork, ...]) -> str:
+    """The address failures are counted against.
+
+    ``X-Forwarded-For`` is honoured only when the peer is a trusted proxy: then the client is the
+    right-most address in it that is not itself a trusted proxy (everything left of that was
+    written by the client and proves nothing).
+    """
+    if not forwarded_for or not proxies or not _trusted(peer, proxies):
+        return peer
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip()
+        if not hop:
+            continue
+        if not _trusted(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # a garbled header: count against the proxy rather than guess
+    return peer
+
+
 class FailureLimiter:
-    """At most ``limit`` failed authentications per client address per ``window_s``.
+    """At most ``limit`` failed authentications per client address per ``window_s``; only
+    consulted once a request has failed authentication.
 
     Bounded memory: the least recently seen addresses are forgotten beyond ``max_clients``.
     """
@@ -163,12 +197,11 @@ class FailureLimiter:
             return 0
         return count
 
-    def check(self, client: str) -> None:
-        if self._count(client) >= self._limit:
-            raise TooManyAuthFailures("too many failed authentications from this address")
-
     def failed(self, client: str) -> None:
+        """Count one failed authentication; ``TooManyAuthFailures`` once over the limit."""
         count = self._count(client)
+        if count >= self._limit:
+            raise TooManyAuthFailures("too many failed authentications from this address")
         started = self._failures[client][0] if count else self._clock()
         self._failures[client] = (started, count + 1)
         self._failures.move_to_end(client)

@@ -27,7 +27,8 @@ def describe_validation(errors: list[Any]) -> str:
     """'payload: Input should be a valid dictionary' for the first error, plus a count."""
     first = errors[0]
     location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
-    message = f"{location}: {first.get('msg')}" if location else str(first.get("msg"))
+    text = str(first.get("msg")).removeprefix("Value error, ")  # our own validators' words
+    message = f"{location}: {text}" if location else text
     return message if len(errors) == 1 else f"{message} (and {len(errors) - 1} more)"
 
 

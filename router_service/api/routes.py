@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from router_service.api.auth import require_scope
+from router_service.api.auth import client_address, require_scope
 from router_service.api.body import read_model
 from router_service.api.schemas import (
     ErrorResponse,
@@ -49,15 +49,15 @@ def services(request: Request) -> Services:
 
 
 def authenticate(request: Request, svc: Services, scope: str) -> None:
-    """Before any body is read: an unauthenticated request is never parsed. Failures count
-    against the client address."""
+    """Before any body is read: an unauthenticated request is never parsed. The key is checked
+    first; only failures count against the client address (a valid key never pays for them)."""
     assert svc.keys is not None  # the app factory always builds a key ring
-    client = request.client.host if request.client else "unknown"
-    svc.auth_failures.check(client)
     try:
         key = svc.keys.authenticate(request.headers.get("x-api-key"))
     except AuthError:
-        svc.auth_failures.failed(client)
+        peer = request.client.host if request.client else "unknown"
+        forwarded = request.headers.get("x-forwarded-for")
+        svc.auth_failures.failed(client_address(peer, forwarded, svc.trusted_proxies))
         raise
     require_scope(key, scope)
 

@@ -82,6 +82,24 @@ class ReplayRequest(BaseModel):
         | None
     ) = None
 
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _some_ids(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError(
+                "'ids' is empty: list the dead-letter ids to replay (GET /dlq shows them), "
+                "or give 'limit' instead"
+            )
+        return value
+
+
+class DeferredReason(BaseModel):
+    agent: str
+    reason: Literal["circuit_open"]
+    entries: int
+    retry_in_s: float = Field(description="until the agent's circuit lets a probe through")
+    message: str
+
 
 class ReplayResponse(BaseModel):
     replayed: int
@@ -89,6 +107,7 @@ class ReplayResponse(BaseModel):
     failed: int
     exhausted: int
     deferred: int = Field(description="not sent because the agent's circuit is open; still pending")
+    deferred_reasons: list[DeferredReason] = Field(description="why, per agent")
 
 
 class ErrorDetail(BaseModel):

@@ -18,7 +18,7 @@ from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
 from router_service.config.routing_source import RoutingSource
 from router_service.config.routing_watch import watch_routing
-from router_service.config.settings import Settings
+from router_service.config.settings import IpNetwork, Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import AgentProtocol
@@ -52,6 +52,7 @@ class Services:
     sweeper: Sweeper
     limits: BodyLimits
     auth_failures: FailureLimiter
+    trusted_proxies: tuple[IpNetwork, ...]
     telemetry: Telemetry
     owner: str
     senders: SenderLimiter
@@ -166,12 +167,13 @@ def build_services(
         limits=BodyLimits(
             max_bytes=settings.max_body_bytes,
             max_depth=settings.max_json_depth,
-            max_string_chars=settings.max_string_chars,
-            max_array_items=settings.max_array_items,
+            max_string_chars=settings.max_string_chars or 0,
+            max_array_items=settings.max_array_items or 0,
             timeout_s=settings.body_timeout_s,
         ),
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
-        sweeper=Sweeper(ctx),
+        trusted_proxies=settings.trusted_proxy_networks,
+        sweeper=Sweeper(ctx, concurrency=settings.sweep_concurrency),
         owner=owner,
         senders=SenderLimiter(settings.sender_max_in_flight),
     )

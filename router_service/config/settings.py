@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,22 @@ from router_service.domain.retry import RetryPolicy
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/router.db"
 DEFAULT_ROUTING_CONFIG = Path(__file__).with_name("routing.yaml")
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_trusted_proxies(raw: str) -> tuple[IpNetwork, ...]:
+    """``TRUSTED_PROXIES``: comma-separated addresses or CIDR blocks."""
+    networks = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not an address or CIDR") from exc
+    return tuple(networks)
 
 
 def normalise_database_url(url: str) -> str:
@@ -66,13 +83,17 @@ class Settings(BaseSettings):
     global_concurrency: int = Field(256, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_json_depth: int = Field(32, ge=2)
-    max_string_chars: int = Field(100_000, ge=1)
-    max_array_items: int = Field(10_000, ge=1)
+    # Optional: by default only MAX_BODY_BYTES bounds strings and arrays, so any body under the
+    # body limit is admitted; operators may set a tighter bound.
+    max_string_chars: int | None = Field(None, ge=1)
+    max_array_items: int | None = Field(None, ge=1)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(10.0, gt=0)
     api_keys_file: Path | None = None
     auth_failures_per_minute: int = Field(20, ge=1)
+    # Peers whose X-Forwarded-For names the real client (load balancers, ingress).
+    trusted_proxies: str = ""
     max_agent_response_bytes: int = Field(1024 * 1024, ge=1024)
 
     breaker_failures: int = Field(5, ge=1)
@@ -88,6 +109,7 @@ class Settings(BaseSettings):
     dlq_backlog_refresh_s: float = Field(15.0, gt=0)
     startup_db_wait_s: float = Field(30.0, ge=0)
     sweep_interval_s: float = Field(5.0, gt=0)
+    sweep_concurrency: int = Field(32, ge=1)
     drain_timeout_s: float = Field(10.0, ge=0)
     max_in_flight: int = Field(512, ge=1)
     sender_max_in_flight: int = Field(0, ge=0)  # 0: no per-sender limit
@@ -116,6 +138,16 @@ class Settings(BaseSettings):
     @cached_property
     def sender_weight_map(self) -> dict[str, float]:
         return parse_weights(self.sender_weights)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_trusted_proxies(value)
+        return value
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IpNetwork, ...]:
+        return parse_trusted_proxies(self.trusted_proxies)
 
     @property
     def is_sqlite(self) -> bool:

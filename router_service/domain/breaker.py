@@ -45,6 +45,20 @@ class CircuitBreaker:
             self.probing = True
         return True
 
+    def force_probe(self) -> None:
+        """An operator's explicit "try now" (a replay of named entries): the attempt goes out
+        at once as the half-open probe, even within the cooldown."""
+        if self.state is BreakerState.OPEN:
+            self.state = BreakerState.HALF_OPEN
+        if self.state is BreakerState.HALF_OPEN:
+            self.probing = True
+
+    def retry_in_s(self) -> float:
+        """Seconds until an open circuit lets a probe through (0 when it would now)."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self.opened_at + self.cooldown_s - self.clock())
+
     def success(self) -> None:
         self.state = BreakerState.CLOSED
         self.failures = 0

@@ -38,6 +38,7 @@ class _Progress:
     last_error: str | None = None
     last_status: int | None = None
     needs_input: AgentNeedsInput | None = None
+    probe: bool = False  # the first attempt goes out even through an open circuit
 
 
 class Dispatcher:
@@ -74,35 +75,59 @@ class Dispatcher:
         self._clock = clock
 
     async def dispatch(
-        self, plan: Plan, envelope: Envelope, trace: TraceContext, deadline: float
+        self,
+        plan: Plan,
+        envelope: Envelope,
+        trace: TraceContext,
+        deadline: float,
+        *,
+        probe: bool = False,
     ) -> list[AgentResult]:
-        """Run the plan; ``deadline`` is an instant of ``clock`` (``time.perf_counter``)."""
+        """Run the plan; ``deadline`` is a ``time.perf_counter()`` instant. ``probe``: an
+        operator's "try now", whose first attempt to each agent goes out even through an open
+        circuit, as its half-open probe."""
         fanout = asyncio.Semaphore(self._fanout_concurrency)
         if plan.mode is Mode.FALLBACK:
-            return await self._fallback(plan.agents, envelope, trace, deadline)
+            return await self._fallback(plan.agents, envelope, trace, deadline, probe)
         if plan.mode is Mode.HEDGE and len(plan.agents) > 1:
             return await self._hedge(plan, envelope, trace, deadline)
         if plan.mode is Mode.AGGREGATE:
             return list(
                 await asyncio.gather(
-                    *(self._bounded(a, envelope, trace, deadline, fanout) for a in plan.agents)
+                    *(
+                        self._bounded(a, envelope, trace, deadline, fanout, _Progress(probe=probe))
+                        for a in plan.agents
+                    )
                 )
             )
-        return await self._first_success(plan.agents, envelope, trace, deadline, fanout)
+        return await self._first_success(plan.agents, envelope, trace, deadline, fanout, probe)
 
     async def call_one(
-        self, agent: AgentSpec, envelope: Envelope, trace: TraceContext, deadline: float
+        self,
+        agent: AgentSpec,
+        envelope: Envelope,
+        trace: TraceContext,
+        deadline: float,
+        *,
+        probe: bool = False,
     ) -> AgentResult:
-        return await self.call_with_retries(agent, envelope, trace, deadline, _Progress())
+        progress = _Progress(probe=probe)
+        return await self.call_with_retries(agent, envelope, trace, deadline, progress)
 
     async def _fallback(
-        self, agents: Sequence[AgentSpec], envelope: Envelope, trace: TraceContext, deadline: float
+        self,
+        agents: Sequence[AgentSpec],
+        envelope: Envelope,
+        trace: TraceContext,
+        deadline: float,
+        probe: bool,
     ) -> list[AgentResult]:
         results: list[AgentResult] = []
         for agent in agents:
             if self._clock() >= deadline:
                 break
-            result = await self.call_with_retries(agent, envelope, trace, deadline, _Progress())
+            progress = _Progress(probe=probe)
+            result = await self.call_with_retries(agent, envelope, trace, deadline, progress)
             results.append(result)
             if result.ok:
                 break
@@ -115,10 +140,12 @@ class Dispatcher:
         trace: TraceContext,
         deadline: float,
         fanout: asyncio.Semaphore,
+        probe: bool,
     ) -> list[AgentResult]:
         if len(agents) == 1:  # nothing to race: no tasks to create, cancel or gather
-            return [await self._bounded(agents[0], envelope, trace, deadline, fanout)]
-        progress = {a.name: _Progress() for a in agents}
+            single = _Progress(probe=probe)
+            return [await self._bounded(agents[0], envelope, trace, deadline, fanout, single)]
+        progress = {a.name: _Progress(probe=probe) for a in agents}
         tasks = [
             asyncio.create_task(
                 self._bounded(a, envelope, trace, deadline, fanout, progress[a.name])
@@ -188,6 +215,11 @@ class Dispatcher:
             found = self._guards[agent] = self._guard_policy.guard(time.monotonic)
         return found
 
+    def circuit_retry_in(self, agent: str) -> float:
+        """Seconds until the agent's open circuit lets a probe through (0: not open)."""
+        found = self._guards.get(agent)
+        return found.breaker.retry_in_s() if found is not None else 0.0
+
     def circuit_states(self) -> dict[str, str]:
         return {name: g.breaker.state.name.lower() for name, g in sorted(self._guards.items())}
 
@@ -206,9 +238,15 @@ class Dispatcher:
             if remaining <= 0:
                 progress.last_error = progress.last_error or "deadline exceeded"
                 return self._failed(agent, progress)
-            if not self._observe(agent.name, guard, guard.breaker.allow):
+            if progress.probe and not progress.attempts:
+                self._observe(agent.name, guard, guard.breaker.force_probe)
+            elif not self._observe(agent.name, guard, guard.breaker.allow):
                 self._events.circuit_rejected(agent=agent.name)
-                progress.last_error = "circuit open: the agent keeps failing, not called"
+                retry_in = guard.breaker.retry_in_s()
+                progress.last_error = (
+                    f"circuit open: the agent keeps failing, not called (next probe in "
+                    f"{retry_in:.0f} s)"
+                )
                 return self._failed(agent, progress)
             progress.attempts += 1
             try:

@@ -10,6 +10,7 @@ therefore see a signal at least once across crashes, always under one key.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,24 +24,44 @@ from router_service.service.ports import Events, LogRecord
 from router_service.service.replay import Replayer
 
 
+def sweep_batch(concurrency: int, lease_s: float, deadline_s: float) -> int:
+    """How many expired signals one sweep may take over: only what it can finish within the
+    lease it gives them. ``concurrency`` run at once, each for up to one deadline; one deadline
+    of the lease is kept as margin for the database writes around them."""
+    rounds = max(1, math.floor(lease_s / deadline_s) - 1)
+    return concurrency * rounds
+
+
 class Sweeper:
-    def __init__(self, ctx: Collaborators, *, batch: int = 50) -> None:
+    """Takes over expired signals a batch at a time and finishes them before its own lease on
+    them runs out, so no other replica's sweeper can take them over meanwhile.
+
+    Recovery time after a crash: the crashed owner's lease (2 x the deadline) + up to
+    ``SWEEP_INTERVAL_S`` + one deadline per ``concurrency`` signals per surviving replica.
+    """
+
+    def __init__(self, ctx: Collaborators, *, concurrency: int = 32) -> None:
         self._store, self._dispatcher = ctx.store, ctx.dispatcher
         self._routing, self._events = ctx.routing, ctx.events
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
-        self._batch = batch
+        self._lease_s = ctx.deadline_s * 2
+        # Bounded: a recovery storm after a crash must not starve live traffic.
+        self._concurrency = concurrency
+        self._batch = sweep_batch(concurrency, self._lease_s, ctx.deadline_s)
 
     async def sweep_once(self) -> int:
-        """Finish every expired signal found now; returns how many."""
-        found = await self._store.reclaim_expired(self._owner, self._deadline_s * 2, self._batch)
-        # A few at a time: a recovery storm after a crash must not starve live traffic.
-        limit = asyncio.Semaphore(8)
+        """Finish one batch of expired signals; returns how many (the caller loops while >0)."""
+        found = await self._store.reclaim_expired(self._owner, self._lease_s, self._batch)
+        limit = asyncio.Semaphore(self._concurrency)
 
         async def finish(record: LogRecord) -> None:
             async with limit:
                 await self._finish(record)
 
         await asyncio.gather(*(finish(record) for record in found))
+        if found:
+            # Recovered signals may have been dead-lettered: keep dlq_backlog current.
+            self._events.dlq_backlog(await self._store.dlq_backlog())
         return len(found)
 
     def _plan(self, record: LogRecord) -> Plan:

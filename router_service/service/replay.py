@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
@@ -19,15 +21,53 @@ BATCH = 100
 
 
 @dataclass(slots=True)
+class Deferral:
+    """Why entries were put off: one per agent whose open circuit held them back."""
+
+    agent: str
+    entries: int
+    retry_in_s: float  # until the circuit lets a probe through (as of the last deferred entry)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "reason": "circuit_open",
+            "entries": self.entries,
+            "retry_in_s": round(self.retry_in_s, 1),
+            "message": (
+                f"{self.entries} {'entry' if self.entries == 1 else 'entries'} deferred: the "
+                f"circuit of agent {self.agent!r} is open, next probe in "
+                f"{math.ceil(self.retry_in_s)} s"
+            ),
+        }
+
+
+@dataclass(slots=True)
 class ReplaySummary:
     replayed: int = 0
     succeeded: int = 0
     failed: int = 0
     exhausted: int = 0
     deferred: int = 0  # not sent (the agent's circuit is open): still pending, nothing spent
+    deferrals: dict[str, Deferral] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def defer(self, agent: str, retry_in_s: float) -> None:
+        found = self.deferrals.get(agent)
+        if found is None:
+            self.deferrals[agent] = Deferral(agent, 1, retry_in_s)
+        else:
+            found.entries += 1
+            found.retry_in_s = retry_in_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "replayed": self.replayed,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "exhausted": self.exhausted,
+            "deferred": self.deferred,
+            "deferred_reasons": [d.as_dict() for d in self.deferrals.values()],
+        }
 
 
 class Replayer:
@@ -52,8 +92,10 @@ class Replayer:
     ) -> ReplaySummary:
         """Replay up to ``limit`` oldest pending entries, or exactly the pending ``ids``.
 
-        ``due_only`` skips entries whose backoff has not run out; ``pace_s`` spaces entries out
-        (the redelivery worker's rate cap).
+        Named ``ids`` are an operator's "try now": they go out even through an open circuit, as
+        its half-open probe. Bulk (``limit``) and scheduled replays respect an open circuit and
+        defer. ``due_only`` skips entries whose backoff has not run out; ``pace_s`` spaces
+        entries out (the redelivery worker's rate cap).
         """
         summary = ReplaySummary()
         next_slot = time.monotonic()
@@ -74,7 +116,7 @@ class Replayer:
                 if pace_s:
                     await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
                     next_slot = max(next_slot, time.monotonic()) + pace_s
-                await self._replay_entry(entry, summary)
+                await self._replay_entry(entry, summary, probe=ids is not None)
                 last_id = entry.id
                 if on_entry is not None:
                     on_entry(summary)
@@ -83,13 +125,17 @@ class Replayer:
         self._events.dlq_backlog(await self._store.dlq_backlog())
         return summary
 
-    async def _replay_entry(self, entry: DeadLetterRecord, summary: ReplaySummary) -> None:
-        result = await self._send(entry)
+    async def _replay_entry(
+        self, entry: DeadLetterRecord, summary: ReplaySummary, *, probe: bool
+    ) -> None:
+        result = await self._send(entry, probe)
         retry_in_s = self._backoff.ceiling(entry.replay_count + 1)
         status = await self._store.finish_replay(entry, result, self._max_replays, retry_in_s)
         summary.replayed += 1
         if not result.attempted:
             summary.deferred += 1
+            for agent in {str(r["agent"]) for r in result.results if not r.get("attempts")}:
+                summary.defer(agent, self._dispatcher.circuit_retry_in(agent))
             self._events.replayed(outcome="deferred")
             return
         if result.ok:
@@ -100,7 +146,7 @@ class Replayer:
             summary.exhausted += 1
         self._events.replayed(outcome="succeeded" if result.ok else status)
 
-    async def _send(self, entry: DeadLetterRecord) -> ReplayResult:
+    async def _send(self, entry: DeadLetterRecord, probe: bool) -> ReplayResult:
         envelope = stored_envelope(
             log_id=entry.log_id,
             sender_id=entry.sender_id,
@@ -118,7 +164,7 @@ class Replayer:
                 return ReplayResult(
                     ok=False, error=f"agent {entry.agent!r} is no longer configured"
                 )
-            result = await self._dispatcher.call_one(spec, envelope, trace, deadline)
+            result = await self._dispatcher.call_one(spec, envelope, trace, deadline, probe=probe)
             return ReplayResult(
                 ok=result.ok,
                 error=result.error,
@@ -127,7 +173,8 @@ class Replayer:
                 attempted=result.attempts > 0,
             )
         plan = routing.table.plan(entry.kind, "replay", Mode(entry.mode))
-        outcome = fold(plan.mode, await self._dispatcher.dispatch(plan, envelope, trace, deadline))
+        results = await self._dispatcher.dispatch(plan, envelope, trace, deadline, probe=probe)
+        outcome = fold(plan.mode, results)
         errors = "; ".join(f"{r.agent}: {r.error}" for r in outcome.results if not r.ok)
         return ReplayResult(
             ok=outcome.status is Status.DELIVERED,

@@ -106,6 +106,36 @@ def test_dead_letter_then_replay_from_the_shell(stack: tuple[str, int, dict[str,
     assert log["status"] == "delivered"
 
 
+def test_replay_dlq_with_ids_replays_exactly_those(stack: tuple[str, int, dict[str, str]]) -> None:
+    base_url, agents_port, env = stack
+    control = f"http://127.0.0.1:{agents_port}/_control"
+    key = {"X-API-Key": "dev-key"}
+    for agent in ("policy-agent", "general-agent"):
+        httpx.put(f"{control}/{agent}", json={"mode": "fail", "status": 400}).raise_for_status()
+    for index in range(2):
+        body = {"sender_id": "user_123", "payload": {"message": "policy", "n": index}}
+        assert httpx.post(f"{base_url}/route", json=body, headers=key).status_code == 202
+    for agent in ("policy-agent", "general-agent"):
+        httpx.put(f"{control}/{agent}", json={"mode": "ok"}).raise_for_status()
+    pending = httpx.get(f"{base_url}/dlq", headers=key).json()["items"]
+    chosen = pending[-1]["id"]
+
+    result = subprocess.run(
+        [str(BIN / "router-service"), "replay-dlq", "--id", str(chosen)],
+        env={**env, "PATH": str(BIN)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replayed 1: 1 succeeded, 0 failed, 0 exhausted, 0 deferred" in result.stdout
+    left = [e["id"] for e in httpx.get(f"{base_url}/dlq", headers=key).json()["items"]]
+    assert chosen not in left
+    assert len(left) == len(pending) - 1
+
+
 def test_make_dev_serves_the_sample_on_the_embedded_database(tmp_path: Path) -> None:
     agents_port, router_port = free_port(), free_port()
     env = {

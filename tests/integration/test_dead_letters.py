@@ -63,7 +63,14 @@ def test_replay_success_marks_entry_and_updates_the_log(
     [log_id] = park(client, agents, 1)
     assert metric(client, "dlq_backlog") == 1
     summary = client.post("/dlq/replay", json={"limit": 10}).json()
-    assert summary == {"replayed": 1, "succeeded": 1, "failed": 0, "exhausted": 0, "deferred": 0}
+    assert summary == {
+        "replayed": 1,
+        "succeeded": 1,
+        "failed": 0,
+        "exhausted": 0,
+        "deferred": 0,
+        "deferred_reasons": [],
+    }
     assert metric(client, "dlq_backlog") == 0
     assert client.get("/dlq").json()["items"] == []
     [entry] = client.get("/dlq", params={"status": "replayed"}).json()["items"]
@@ -109,6 +116,7 @@ def test_replay_failure_counts_up_then_exhausts(
             "failed": 1,
             "exhausted": exhausted,
             "deferred": 0,
+            "deferred_reasons": [],
         }
     assert client.post("/dlq/replay", json={"limit": 10}).json()["replayed"] == 0
     [entry] = client.get("/dlq", params={"status": "exhausted"}).json()["items"]
@@ -139,6 +147,29 @@ def test_replay_request_needs_exactly_one_of_limit_or_ids(client: httpx.Client) 
     ):
         response = client.post("/dlq/replay", json=body)
         assert response.status_code == 422, body
+
+
+def test_an_empty_ids_list_gets_a_message_saying_what_to_send(client: httpx.Client) -> None:
+    response = client.post("/dlq/replay", json={"ids": []})
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "ids: 'ids' is empty: list the dead-letter ids to replay (GET /dlq shows "
+        "them), or give 'limit' instead",
+    }
+
+
+def test_replaying_one_kind_by_listing_it_then_naming_its_ids(
+    client: httpx.Client, agents: RunningAgents
+) -> None:
+    """The README's recipe: GET /dlq?kind=... then POST /dlq/replay with those ids."""
+    park(client, agents, 2, kind="one")
+    park(client, agents, 1, kind="fanout")
+    listed = client.get("/dlq", params={"kind": "fanout"}).json()["items"]
+    ids = [entry["id"] for entry in listed]
+    assert len(ids) == 1
+    assert client.post("/dlq/replay", json={"ids": ids}).json()["succeeded"] == 1
+    assert {e["kind"] for e in client.get("/dlq").json()["items"]} == {"one"}
 
 
 def test_two_replayers_at_once_never_replay_the_same_entry(

@@ -36,9 +36,11 @@ def strict(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
         server.stop()
 
 
-def post(server: RouterServer, key: str, body: object, **kwargs: object) -> httpx.Response:
+def post(
+    server: RouterServer, key: str, body: object, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return httpx.post(
-        f"{server.base_url}/route", json=body, headers={"X-API-Key": key}, timeout=30, **kwargs
+        f"{server.base_url}/route", json=body, headers=headers or {"X-API-Key": key}, timeout=30
     )
 
 
@@ -63,8 +65,54 @@ def test_repeated_auth_failures_are_refused_for_a_while(strict: RouterServer) ->
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "too_many_auth_failures"
     assert int(refused.headers["Retry-After"]) > 0
-    # Even the right key waits: the address is the unit, not the key.
-    assert post(strict, "in-key", {"sender_id": "s", "payload": {}}).status_code == 429
+
+
+def test_bad_keys_from_an_address_never_lock_out_valid_keys_from_it(
+    strict: RouterServer,
+) -> None:
+    """Behind a load balancer every client shares an address: 1,000 bad keys interleaved with
+    valid ones. Every valid request is served; bad ones get 429 once over the limit (3)."""
+    signal = {"sender_id": "s", "payload": {"route": "one"}}
+    statuses: list[int] = []
+    with httpx.Client(base_url=strict.base_url, timeout=30) as http:
+        for index in range(1000):
+            bad = http.post("/route", json=signal, headers={"X-API-Key": f"bad-{index}"})
+            statuses.append(bad.status_code)
+            if index % 10 == 9:
+                good = http.post("/route", json=signal, headers={"X-API-Key": "in-key"})
+                assert good.status_code == 200, (index, good.text)
+    assert statuses[:3] == [401] * 3
+    assert set(statuses[3:]) == {429}
+
+
+def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
+    strict: RouterServer,
+) -> None:
+    for index in range(4):
+        forged = {"X-API-Key": "wrong", "X-Forwarded-For": f"10.0.0.{index}"}
+        answer = post(strict, "wrong", {}, headers=forged)
+        # Four different forwarded addresses, one real peer: the fourth is over the limit.
+        assert answer.status_code == (429 if index == 3 else 401)
+
+
+def test_behind_a_trusted_proxy_failures_count_per_forwarded_client(
+    database_url: str, routing_file: Path
+) -> None:
+    settings = make_settings(
+        database_url, routing_file, auth_failures_per_minute=2, trusted_proxies="127.0.0.0/8"
+    )
+    server = RouterServer(settings).start()
+    try:
+
+        def bad(client: str) -> int:
+            headers = {"X-API-Key": "wrong", "X-Forwarded-For": f"{client}, 127.0.0.1"}
+            return post(server, "wrong", {}, headers=headers).status_code
+
+        assert [bad("203.0.113.7") for _ in range(3)] == [401, 401, 429]
+        # Another client behind the same proxy is not the noisy one.
+        assert bad("198.51.100.1") == 401
+    finally:
+        server.stop()
 
 
 def test_beyond_max_in_flight_is_a_fast_503_with_retry_after(
@@ -128,3 +176,16 @@ def test_a_100_mb_declared_body_is_refused_without_being_read(strict: RouterServ
     )
     answer = _raw(port, head)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_by_default_any_body_under_the_body_limit_is_admitted(client: httpx.Client) -> None:
+    """261,120 bytes, under the 256 KiB MAX_BODY_BYTES: one long string, then one long array."""
+    prefix = b'{"sender_id":"s","payload":{"route":"one","t":"'
+    body = prefix + b"x" * (261_120 - len(prefix) - 3) + b'"}}'
+    assert len(body) == 261_120
+    headers = {"Content-Type": "application/json"}
+    answer = client.post("/route", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    items = b'{"sender_id":"s","payload":{"route":"one","t":[' + b"0," * 100_000 + b"0]}}"
+    answer = client.post("/route", content=items, headers=headers)
+    assert answer.status_code == 200, answer.text

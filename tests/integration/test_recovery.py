@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from router_service.api.services import Services, build_services
+from router_service.config.routing_file import load_routing_config
 from router_service.devtools.demo_agents import RunningAgents
+from router_service.domain.signal import Signal
+from router_service.observability.metrics import Metrics
+from router_service.service.recovery import sweep_batch
 from tests.conftest import API_KEY, make_settings
-from tests.support.db import query
+from tests.support.db import query, wipe
 from tests.support.processes import BIN, ROOT, free_port, start, stop
 from tests.support.server import RouterServer
 
@@ -226,3 +234,89 @@ def test_prune_deletes_old_finished_signals_and_keeps_pending_dead_letters(
     assert done["log_id"] not in remaining
     assert parked["log_id"] in remaining  # its dead letter is still pending
     assert fresh.json()["log_id"] in remaining
+
+
+async def _two_sweepers_finish(
+    database_url: str, routing_file: Path, count: int, **overrides: object
+) -> None:
+    """``count`` signals left in flight by a crashed replica (their lease already expired),
+    finished by two replicas' sweepers polling side by side."""
+    settings = make_settings(
+        database_url, routing_file, request_deadline_ms=1000, agent_timeout_ms=900, **overrides
+    )
+    routing = load_routing_config(routing_file)
+    replicas = [build_services(settings, routing, None, Metrics()) for _ in range(2)]
+    try:
+        plan = routing.table.plan("one", "route-one", None)
+        for index in range(count):
+            signal = Signal.create(
+                sender_id="crashed",
+                payload={"route": "one", "i": index},
+                timestamp=datetime.now(UTC),
+            )
+            await replicas[0].store.claim(signal, plan, "0" * 32, "crashed-replica", lease_s=0.001)
+
+        in_flight = "SELECT count(*) AS n FROM signals WHERE status = 'in_progress'"
+
+        async def sweep(services: Services) -> None:
+            give_up = asyncio.get_running_loop().time() + 60
+            while (await asyncio.to_thread(query, database_url, in_flight))[0]["n"]:
+                assert asyncio.get_running_loop().time() < give_up, "sweep did not finish"
+                if not await services.sweeper.sweep_once():
+                    await asyncio.sleep(0.05)  # this test's sweep interval
+
+        await asyncio.gather(*(sweep(services) for services in replicas))
+    finally:
+        for services in replicas:
+            await services.close()
+
+
+@pytest.mark.parametrize("concurrency", [None, 4])
+def test_two_sweepers_dispatch_each_expired_signal_exactly_once(
+    database_url: str, routing_file: Path, agents: RunningAgents, concurrency: int | None
+) -> None:
+    """Slow agent (most of the 1 s deadline per signal), 40 expired signals: a sweeper takes only
+    what it finishes within its 2 s lease, so the other replica never takes them over too."""
+    wipe(database_url)
+    agents.set("alpha", mode="slow", delay_ms=600)
+    overrides = {} if concurrency is None else {"sweep_concurrency": concurrency}
+    asyncio.run(_two_sweepers_finish(database_url, routing_file, 40, **overrides))
+    sent = Counter(entry["body"]["log_id"] for entry in agents.received("alpha"))
+    assert len(sent) == 40
+    assert set(sent.values()) == {1}, [n for n in sent.values() if n > 1]
+    statuses = query(database_url, "SELECT status, count(*) AS n FROM signals GROUP BY status")
+    assert [(r["status"], r["n"]) for r in statuses] == [("delivered", 40)]
+
+
+def test_a_sweep_takes_only_what_it_can_finish_within_its_lease() -> None:
+    assert sweep_batch(concurrency=8, lease_s=6.0, deadline_s=3.0) == 8
+    assert sweep_batch(concurrency=8, lease_s=12.0, deadline_s=3.0) == 24
+    assert sweep_batch(concurrency=8, lease_s=3.0, deadline_s=3.0) == 8
+
+
+def test_dlq_backlog_is_current_right_after_a_sweep_and_a_replay(
+    database_url: str, routing_file: Path, agents: RunningAgents
+) -> None:
+    """No wait for the periodic refresh: the gauge follows the process's own changes."""
+    wipe(database_url)
+    agents.set("alpha", mode="fail", status=400)
+
+    async def scenario() -> tuple[float, float]:
+        settings = make_settings(database_url, routing_file, dlq_backlog_refresh_s=3600)
+        routing = load_routing_config(routing_file)
+        services = build_services(settings, routing, None, Metrics())
+        try:
+            plan = routing.table.plan("one", "route-one", None)
+            signal = Signal.create(
+                sender_id="crashed", payload={"route": "one"}, timestamp=datetime.now(UTC)
+            )
+            await services.store.claim(signal, plan, "0" * 32, "crashed-replica", lease_s=0.001)
+            assert await services.sweeper.sweep_once() == 1
+            after_sweep = services.metrics.registry.get_sample_value("dlq_backlog")
+            agents.set("alpha", mode="ok")
+            assert (await services.replayer.replay(limit=10)).succeeded == 1
+            return after_sweep, services.metrics.registry.get_sample_value("dlq_backlog")
+        finally:
+            await services.close()
+
+    assert asyncio.run(scenario()) == (1, 0)

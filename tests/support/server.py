@@ -35,6 +35,7 @@ class RouterServer:
             access_log=False,
             loop="asyncio",
             http=GuardedHttpProtocol,
+            proxy_headers=False,  # as `serve` runs it: TRUSTED_PROXIES decides
         )
         self._server = uvicorn.Server(config)
         self._failed: BaseException | None = None

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from router_service.api.auth import ApiKey, KeyRing
-from router_service.domain.errors import AuthError, ConfigError
+from router_service.api.auth import ApiKey, FailureLimiter, KeyRing, client_address
+from router_service.config.settings import Settings, parse_trusted_proxies
+from router_service.domain.errors import AuthError, ConfigError, TooManyAuthFailures
 
 PLAINTEXT = "plaintext-KEY-7f3a9c"
 
@@ -120,3 +121,55 @@ def test_api_key_holds_only_a_name_the_sha256_digest_and_scopes() -> None:
     assert set(ApiKey.__slots__) == {"name", "digest", "scopes"}
     assert key.digest == hashlib.sha256(PLAINTEXT.encode()).digest()
     assert PLAINTEXT not in repr(key)
+
+
+# --------------------------------------------------------------------------- failure limit
+
+
+def test_failure_limiter_refuses_only_once_over_the_limit_and_forgets_after_the_window() -> None:
+    now = [0.0]
+    limiter = FailureLimiter(2, window_s=60, clock=lambda: now[0])
+    limiter.failed("a")
+    limiter.failed("a")
+    with pytest.raises(TooManyAuthFailures):
+        limiter.failed("a")
+    limiter.failed("b")  # another address has its own count
+    now[0] = 61.0
+    limiter.failed("a")
+
+
+def test_failure_limiter_has_no_check_a_valid_request_could_be_refused_by() -> None:
+    # The limiter is consulted only after a failed authentication: nothing to call before it.
+    assert not hasattr(FailureLimiter, "check")
+
+
+PROXIES = parse_trusted_proxies("10.0.0.0/8, 192.168.1.1, ::1")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("203.0.113.9", "198.51.100.1", "203.0.113.9"),  # untrusted peer: header ignored
+        ("10.1.2.3", None, "10.1.2.3"),
+        ("10.1.2.3", "198.51.100.1", "198.51.100.1"),
+        ("10.1.2.3", "6.6.6.6, 198.51.100.1, 192.168.1.1", "198.51.100.1"),  # forged left part
+        ("::1", "2001:db8::5", "2001:db8::5"),
+        ("10.1.2.3", "10.9.9.9, 192.168.1.1", "10.1.2.3"),  # only proxies: the peer
+        ("10.1.2.3", "not-an-ip", "10.1.2.3"),
+        ("10.1.2.3", " , ", "10.1.2.3"),
+    ],
+)
+def test_client_address_honours_forwarded_for_only_from_trusted_proxies(
+    peer: str, forwarded: str | None, expected: str
+) -> None:
+    assert client_address(peer, forwarded, PROXIES) == expected
+
+
+def test_without_trusted_proxies_forwarded_for_is_ignored() -> None:
+    assert client_address("127.0.0.1", "198.51.100.1", ()) == "127.0.0.1"
+
+
+@pytest.mark.parametrize("raw", ["10.0.0.0/33", "example.com", "1.2.3"])
+def test_a_bad_trusted_proxy_entry_is_a_settings_error_naming_it(raw: str) -> None:
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
+        Settings(_env_file=None, trusted_proxies=raw)  # type: ignore[call-arg]

@@ -220,3 +220,33 @@ def test_metadata_must_be_an_object() -> None:
 def test_validation_message_counts_further_errors() -> None:
     with pytest.raises(ValidationFailed, match=r"\(and 1 more\)"):
         validate(RouteRequest, {"sender_id": "", "payload": []})
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"1.8e308", b"123456789e305", b"0.1e310"])
+def test_a_number_beyond_a_double_fails_validation_naming_it(number: bytes) -> None:
+    with pytest.raises(ValidationFailed, match="too large for a double") as caught:
+        parse_json(b'{"x":' + number + b"}")
+    assert number.decode()[:20] in caught.value.message
+
+
+@pytest.mark.parametrize("digits", [4301, 5000, 100_000])
+def test_an_integer_past_the_digit_limit_fails_validation_naming_the_limit(digits: int) -> None:
+    with pytest.raises(ValidationFailed, match=f"has {digits} digits; at most 4300"):
+        parse_json(b'{"x":-' + b"9" * digits + b"}")
+
+
+def test_an_integer_of_4300_digits_is_kept_exactly() -> None:
+    assert parse_json(b"[" + b"7" * 4300 + b"]") == [int("7" * 4300)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(b"-0", 0), (b"-0.0", -0.0), (b"1e-400", 0.0), (b"5e-324", 5e-324), (b"2.2e-308", 2.2e-308)],
+)
+def test_small_and_signed_zero_numbers_are_accepted(raw: bytes, expected: float) -> None:
+    value = parse_json(b'{"x":' + raw + b"}")["x"]
+    assert value == expected
+    assert str(value).startswith("-") == str(expected).startswith("-")

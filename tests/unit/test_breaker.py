@@ -64,3 +64,21 @@ def test_retry_budget_is_a_share_of_recent_calls_plus_a_minimum() -> None:
     clock.now += 11  # the window slid past every call and retry
     assert budget.try_retry() is True
     assert budget.try_retry() is False
+
+
+def test_a_forced_probe_goes_out_within_the_cooldown_and_its_verdict_decides() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(1, 10.0, lambda: now[0])
+    breaker.failure()
+    now[0] = 4.0
+    assert breaker.retry_in_s() == 6.0
+    assert not breaker.allow()
+    breaker.force_probe()
+    assert (breaker.state, breaker.probing) == (BreakerState.HALF_OPEN, True)
+    assert not breaker.allow()  # the forced attempt is the one probe
+    breaker.failure()
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_in_s() == 10.0
+    breaker.force_probe()
+    breaker.success()
+    assert (breaker.state, breaker.retry_in_s()) == (BreakerState.CLOSED, 0.0)

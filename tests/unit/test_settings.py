@@ -120,3 +120,10 @@ def test_out_of_range_setting_from_environment_is_refused(
     clean_env.setenv(name, value)
     with pytest.raises(ValidationError, match=name.lower()):
         Settings(_env_file=None)
+
+
+def test_string_and_array_limits_are_off_by_default_and_the_body_limit_bounds_them() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.max_string_chars is None
+    assert settings.max_array_items is None
+    assert Settings(_env_file=None, max_string_chars=1000).max_string_chars == 1000  # type: ignore[call-arg]

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from router_service.adapters.db.records import json_column
+from router_service.jsonwire import loads
 
 
 def migration_engine(
@@ -34,7 +34,7 @@ def migration_engine(
         database_url,
         poolclass=NullPool,
         json_serializer=json_column,
-        json_deserializer=orjson.loads,
+        json_deserializer=loads,
         connect_args={
             "timeout": connect_timeout_s,
             "server_settings": {"application_name": "router-service migrate"},
@@ -55,7 +55,7 @@ def sqlite_engine(
         max_overflow=max_overflow,
         pool_timeout=timeout_s,
         json_serializer=json_column,
-        json_deserializer=orjson.loads,
+        json_deserializer=loads,
         connect_args={"timeout": busy_timeout_ms / 1000},
     )
 

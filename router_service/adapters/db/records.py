@@ -16,7 +16,7 @@ import orjson
 
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
-from router_service.jsonwire import dumps
+from router_service.jsonwire import dumps, loads
 from router_service.service.ports import DeadLetterRecord, LogRecord
 
 _NUL = b"\\u0000"
@@ -60,7 +60,7 @@ def json_column(value: Any) -> str:
 
 def decode_json_text(value: Any) -> Any:
     """A JSON column as Postgres hands it over (text); None stays None."""
-    return None if value is None else orjson.loads(value)
+    return None if value is None else loads(value)  # exact for integers beyond 64 bits
 
 
 def already_decoded(value: Any) -> Any:

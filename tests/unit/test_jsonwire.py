@@ -1,0 +1,51 @@
+"""JSON to and from the database and the wire: exact integers, never a non-JSON token."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from router_service.adapters.agents import decode_body
+from router_service.jsonwire import dumps, loads
+
+HUGE = int("9" * 400)  # beyond a double: orjson refuses to read it
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": HUGE},
+        {"n": -(2**64)},
+        {"n": 2**64},
+        [-(2**63) - 1, 12345678901234567890123],
+        {"s": "1111111111111111111111", "n": 1},
+        {"x": -0.0, "y": 5e-324, "z": 1.7976931348623157e308},
+    ],
+)
+def test_what_dumps_writes_loads_reads_back_exactly(value: object) -> None:
+    back = loads(dumps(value).decode())
+    assert back == value
+    assert json.dumps(back) == json.dumps(value)  # same types: ints stay ints
+
+
+@pytest.mark.parametrize("text", ["1e999", "[1, 1e999, " + "1" * 20 + "]", "NaN", "[Infinity]"])
+def test_loads_refuses_what_is_not_json_or_not_a_double(text: str) -> None:
+    with pytest.raises(ValueError, match=r"infinity|too large|expected|not JSON"):
+        loads(text)
+
+
+def test_dumps_never_writes_infinity_even_beside_a_huge_integer() -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        dumps({"n": HUGE, "x": float("inf")})
+
+
+def test_an_agent_answer_with_a_huge_integer_is_kept_exactly() -> None:
+    assert decode_body(b'{"n":' + str(HUGE).encode() + b"}", "application/json") == {"n": HUGE}
+    assert decode_body(b'{"n":12345678901234567890123}', "application/json") == {
+        "n": 12345678901234567890123
+    }
+
+
+def test_an_agent_answer_beyond_a_double_is_kept_as_text() -> None:
+    assert decode_body(b'{"x":1e999}', "application/json") == {"text": '{"x":1e999}'}
