@@ -160,6 +160,10 @@ class Dispatcher:
             found = self._guards[agent] = self._guard_policy.guard(time.monotonic)
         return found
 
+    def guards(self) -> dict[str, AgentGuard]:
+        """The agents called so far, with their breaker and retry budget (read-only use)."""
+        return dict(sorted(self._guards.items()))
+
     def circuit_states(self) -> dict[str, str]:
         return {name: g.breaker.state.name.lower() for name, g in sorted(self._guards.items())}
 
