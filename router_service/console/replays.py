@@ -9,6 +9,7 @@ cancelled between chunks, so no claimed entry is left stranded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import time
@@ -92,6 +93,7 @@ class ReplayRun:
     done: ReplaySummary = field(default_factory=ReplaySummary)
     current: ReplaySummary = field(default_factory=ReplaySummary)
     task: asyncio.Task[None] | None = None
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def progress(self) -> ReplaySummary:
@@ -136,24 +138,28 @@ class ReplayRuns:
 
 
 async def _run(replayer: Replayer, run: ReplayRun) -> None:
-    # Chunks of about two seconds of work: cancelling waits for one chunk at most.
+    # Chunks of about two seconds of work: a cancel waits for one chunk at most.
     size = max(1, min(100, math.ceil(run.rate_per_s * 2)))
+    pace_s = 1 / run.rate_per_s
+    next_chunk = time.monotonic()
     try:
         for start in range(0, len(run.ids), size):
-            if run.state == "cancelling":
+            with contextlib.suppress(TimeoutError):  # the pace between chunks, or a cancel
+                await asyncio.wait_for(run.cancelled.wait(), next_chunk - time.monotonic())
+            if run.cancelled.is_set():
                 break
+            chunk = run.ids[start : start + size]
+            next_chunk = time.monotonic() + len(chunk) * pace_s
             run.current = ReplaySummary()
             summary = await replayer.replay(
-                ids=run.ids[start : start + size],
-                pace_s=1 / run.rate_per_s,
-                on_entry=lambda s: setattr(run, "current", s),
+                ids=chunk, pace_s=pace_s, on_entry=lambda s: setattr(run, "current", s)
             )
             run.done, run.current = _plus(run.done, summary), ReplaySummary()
     except Exception as exc:
         run.state = "failed"
         get_logger("console").error("console.replay_failed", run=run.id, error=str(exc))
         return
-    run.state = "cancelled" if run.state == "cancelling" else "finished"
+    run.state = "cancelled" if run.cancelled.is_set() else "finished"
     get_logger("console").info(
         "console.replay_ended", run=run.id, state=run.state, **run.progress.as_dict()
     )
@@ -171,3 +177,4 @@ def start_replay(
 def cancel_replay(run: ReplayRun) -> None:
     if run.active:
         run.state = "cancelling"
+        run.cancelled.set()
