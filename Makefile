@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 N ?= 1000
 LIMIT ?= 100
 
-.PHONY: install dev migrate test check lint format load replay-dlq chaos bench soak clean
+.PHONY: install dev migrate test check lint format load replay-dlq chaos bench soak clean screenshot bench-console
 
 install: $(VENV)/.installed
 
@@ -51,3 +51,11 @@ clean:
 
 soak: install
 	$(BIN)/python -m bench --soak $(ARGS)
+
+# The README's picture of the console, taken by the browser suite (headless Chromium).
+screenshot: install
+	CONSOLE_SCREENSHOT=docs/console.png $(BIN)/pytest -q tests/browser/test_readme_screenshot.py
+
+# Server time of every console page on a log of 100,000 signals, SQLite and Postgres.
+bench-console: install
+	$(BIN)/python -m bench.console $(ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -92,6 +93,9 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     made_dir = None
     if (workers > 1 and not reload) or os.environ.get(MULTIPROC_ENV):
         made_dir = _share_metrics_between_workers()  # before anything creates a metric
+    if workers > 1 and not os.environ.get("CONSOLE_SECRET"):
+        # Every worker must verify the console sessions the others signed.
+        os.environ["CONSOLE_SECRET"] = secrets.token_hex(32)
     if reload:
         # Read by Settings in the server process that uvicorn's reloader starts.
         os.environ.setdefault("ROUTING_WATCH", "true")

@@ -17,6 +17,7 @@ from router_service.api.routes import router
 from router_service.api.services import running_services
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
+from router_service.console import install_console, running_console
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import Metrics
 
@@ -31,8 +32,12 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         configure_logging(settings.log_level)
-        async with running_services(settings, routing, keys, metrics) as services:
+        async with (
+            running_services(settings, routing, keys, metrics) as services,
+            running_console(services) as console,
+        ):
             app.state.services = services
+            app.state.console = console
             limits = {
                 "header_timeout_s": settings.header_timeout_s,
                 "max_header_bytes": settings.max_header_bytes,
@@ -49,6 +54,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     )
     install_error_handlers(app)
     app.include_router(router)
+    install_console(app)
     app.add_middleware(RouteFastPath)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # added last: the outermost
     return app

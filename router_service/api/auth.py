@@ -136,6 +136,14 @@ class KeyRing:
             raise AuthError("invalid API key")
         return found
 
+    def scopes_of(self, name: str) -> frozenset[str]:
+        """The scopes the key called ``name`` has now (empty if it is gone), so a console
+        session loses what its key loses."""
+        for key in self._keys:
+            if key.name == name:
+                return key.scopes
+        return frozenset()
+
 
 def require_scope(key: ApiKey, scope: str) -> None:
     if scope not in key.scopes:

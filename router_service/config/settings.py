@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     dlq_retry_base_s: float = Field(5.0, ge=0)
     dlq_retry_cap_s: float = Field(300.0, ge=0)
 
+    # The console's session cookies are signed with this; unset: a random secret per process
+    # (sessions end on restart; `serve --workers N` shares one among its workers).
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(8.0, gt=0)
+    console_sample_interval_s: float = Field(5.0, gt=0)
+
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "router-service"

@@ -94,6 +94,11 @@ class RetryBudget:
     def record_call(self) -> None:
         self.calls.append(self.clock())
 
+    def usage(self) -> tuple[int, float]:
+        """Retries spent in the window, and how many the window allows now."""
+        self._trim(self.clock())
+        return len(self.retries), self.min_retries + self.ratio * len(self.calls)
+
     def try_retry(self) -> bool:
         """Spend one retry if the budget allows it."""
         now = self.clock()

@@ -220,6 +220,10 @@ class Dispatcher:
         found = self._guards.get(agent)
         return found.breaker.retry_in_s() if found is not None else 0.0
 
+    def guards(self) -> dict[str, AgentGuard]:
+        """The agents called so far, with their breaker and retry budget (read-only use)."""
+        return dict(sorted(self._guards.items()))
+
     def circuit_states(self) -> dict[str, str]:
         return {name: g.breaker.state.name.lower() for name, g in sorted(self._guards.items())}
 

@@ -79,6 +79,8 @@ class DeadLetterQuery:
     kind: str | None = None
     limit: int = 50
     cursor: str | None = None
+    log_id: str | None = None  # one signal's entries (the console's signal page)
+    ids: tuple[int, ...] | None = None  # exactly these entries (the console's selection)
 
 
 @dataclass(frozen=True, slots=True)

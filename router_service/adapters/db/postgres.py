@@ -221,6 +221,10 @@ class PgStore:
             where.add("d.agent = {0}", query.agent)
         if query.kind is not None:
             where.add("d.kind = {0}", query.kind)
+        if query.log_id is not None:
+            where.add("d.log_id = {0}", query.log_id)
+        if query.ids is not None:
+            where.add("d.id = ANY({0}::bigint[])", list(query.ids))
         if query.cursor is not None:
             where.add("d.id > {0}", dead_letter_cursor_bound(query.cursor))
         statement = (

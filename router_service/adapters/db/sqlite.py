@@ -255,6 +255,10 @@ class SqliteStore:
             conditions.append(dead_letters.c.agent == query.agent)
         if query.kind is not None:
             conditions.append(dead_letters.c.kind == query.kind)
+        if query.log_id is not None:
+            conditions.append(dead_letters.c.log_id == query.log_id)
+        if query.ids is not None:
+            conditions.append(dead_letters.c.id.in_(list(query.ids)))
         if query.cursor is not None:
             conditions.append(dead_letters.c.id > dead_letter_cursor_bound(query.cursor))
         statement = (

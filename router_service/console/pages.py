@@ -1,0 +1,249 @@
+"""The console's pages (GET): signals, one signal, dead letters, a replay run, rules, health.
+
+Reading needs a session whose key has ``logs:read``; without one a page sends the browser to
+the sign-in form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse, Response
+
+from router_service.api.services import Services
+from router_service.console import views
+from router_service.console.access import ADMIN, console_state, session_of
+from router_service.console.explain import explain, rule_condition
+from router_service.console.sampling import sparkline
+from router_service.console.session import ConsoleSession
+from router_service.domain.errors import NotFound, StorageError
+from router_service.service.ports import DeadLetterQuery, LogQuery
+
+pages = APIRouter(prefix="/console", include_in_schema=False)
+
+SIGN_IN = "/console/sign-in"
+PAGE_SIZE = 50
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def render(
+    request: Request,
+    template: str,
+    session: ConsoleSession | None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    state = console_state(request)
+    context.update(
+        session=session,
+        csrf=state.signer.csrf_token(session) if session else "",
+        admin=session is not None and session.can(ADMIN),
+        views=views,
+    )
+    return state.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def to_sign_in() -> Response:
+    return RedirectResponse(SIGN_IN, 303)
+
+
+@pages.get("")
+async def home(request: Request) -> Response:
+    return RedirectResponse("/console/signals" if session_of(request) else SIGN_IN, 303)
+
+
+@pages.get("/sign-in")
+async def sign_in_form(request: Request) -> Response:
+    if session_of(request) is not None:
+        return RedirectResponse("/console/signals", 303)
+    return render(request, "sign_in.html", None)
+
+
+@pages.get("/signals")
+async def signals(
+    request: Request,
+    sender_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    log_id: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    wanted = views.optional(log_id)
+    if wanted is not None:
+        return RedirectResponse(f"/console/signals/{quote(wanted, safe='')}", 303)
+    query = LogQuery(
+        sender_id=views.optional(sender_id),
+        kind=views.optional(kind),
+        status=views.one_of(status, views.LOG_STATUSES, "status"),
+        since=views.moment(since, "since"),
+        until=views.moment(until, "until"),
+        limit=PAGE_SIZE,
+        cursor=views.optional(cursor),
+    )
+    page = await services(request).store.list_logs(query)
+    next_params = {**dict(request.query_params), "cursor": page.next_cursor or ""}
+    return render(
+        request,
+        "signals.html",
+        session,
+        query=query,
+        page=page,
+        next_query="&".join(f"{quote(k)}={quote(v)}" for k, v in next_params.items()),
+        kinds=sorted({*services(request).routing.current().config.classifier.kinds, "default"}),
+    )
+
+
+@pages.get("/signals/{log_id:path}")
+async def signal(request: Request, log_id: str) -> Response:
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    svc = services(request)
+    record = await svc.store.get(log_id)
+    if record is None:
+        raise NotFound(f"no signal with log_id {log_id[:128]!r}")
+    letters = await svc.store.list_dead_letters(
+        DeadLetterQuery(status=None, log_id=log_id, limit=100)
+    )
+    version = svc.routing.current()
+    now = explain(version, record.payload) if isinstance(record.payload, dict) else None
+    return render(
+        request,
+        "signal.html",
+        session,
+        record=record,
+        letters=letters.items,
+        # Recorded with the signal once the log keeps the routing version (operations work).
+        recorded_version=getattr(record, "routing_version", None),
+        version=version,
+        condition=rule_condition(version, record.rule),
+        now=now,
+        curl=views.resend_command(record, str(request.base_url)),
+    )
+
+
+@pages.get("/dead-letters")
+async def dead_letters(
+    request: Request,
+    status: str | None = None,
+    agent: str | None = None,
+    kind: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    chosen = views.one_of(status, views.DLQ_STATUSES, "status") or "pending"
+    query = DeadLetterQuery(
+        status=None if chosen == "all" else chosen,
+        agent=views.optional(agent),
+        kind=views.optional(kind),
+        limit=PAGE_SIZE,
+        cursor=views.optional(cursor),
+    )
+    page = await services(request).store.list_dead_letters(query)
+    next_params = {**dict(request.query_params), "cursor": page.next_cursor or ""}
+    return render(
+        request,
+        "dead_letters.html",
+        session,
+        status=chosen,
+        query=query,
+        page=page,
+        next_query="&".join(f"{quote(k)}={quote(v)}" for k, v in next_params.items()),
+        runs=console_state(request).runs.recent()[:5],
+    )
+
+
+@pages.get("/replays/{run_id}")
+async def replay_run(request: Request, run_id: int) -> Response:
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    run = console_state(request).runs.get(run_id)
+    if run is None:
+        raise NotFound(f"no replay run {run_id} in this process")
+    return render(request, "replay_run.html", session, run=run)
+
+
+@pages.get("/rules")
+async def rules(request: Request) -> Response:
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    return render(request, "rules.html", session, **rules_context(request))
+
+
+def rules_context(request: Request) -> dict[str, Any]:
+    version = services(request).routing.current()
+    return {"version": version, "config": version.config, "describe": rule_condition}
+
+
+@pages.get("/health")
+async def health(request: Request) -> Response:
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    svc = services(request)
+    database: dict[str, Any] = {"ok": False, "latency_ms": None, "error": None}
+    backlog: int | None = None
+    try:
+        async with asyncio.timeout(svc.settings.db_connect_timeout_s + 1):
+            database["latency_ms"] = await svc.store.ping()
+            database["ok"] = True
+            backlog = await svc.store.dlq_backlog()
+    except (StorageError, TimeoutError) as exc:
+        database["error"] = exc.message if isinstance(exc, StorageError) else "timed out"
+    return render(
+        request,
+        "health.html",
+        session,
+        database=database,
+        backlog=backlog,
+        in_flight=svc.in_flight,
+        agents=agent_rows(svc),
+        **latency_context(request),
+    )
+
+
+def agent_rows(svc: Services) -> list[dict[str, Any]]:
+    guards = svc.dispatcher.guards()
+    rows = []
+    for name in svc.routing.current().config.agents:
+        guard = guards.get(name)
+        used, allowed = guard.budget.usage() if guard else (0, None)
+        state = guard.breaker.state.name.lower() if guard else "closed"
+        rows.append({"name": name, "state": state, "retries": used, "allowed": allowed})
+    return rows
+
+
+def latency_context(request: Request) -> dict[str, Any]:
+    sampler = console_state(request).sampler
+    p50, p95, count = sampler.headline()
+    samples = list(sampler.samples)
+    lines = {
+        "p50": sparkline([s.p50_ms for s in samples]),
+        "p95": sparkline([s.p95_ms for s in samples]),
+        "rate": sparkline([s.per_s for s in samples]),
+        "in_flight": sparkline([float(s.in_flight) for s in samples]),
+    }
+    return {
+        "p50": p50,
+        "p95": p95,
+        "count": count,
+        "lines": lines,
+        "samples": samples,
+        "interval_s": sampler.interval_s,
+    }
