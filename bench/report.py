@@ -77,9 +77,10 @@ METHOD = """\
   database before calling the agent and records the outcome after it: the comparison is of
   what a caller waits for, not of equal work.
 - **Correctness.** After each router run the rows added to `signals` must equal the 2xx
-  answers; a request that was in flight when wrk stopped may or may not have been recorded, so
-  the rows may exceed the 2xx answers by at most the requests left unanswered. No 2xx answer may
-  be a duplicate.
+  answers; a request that was in flight when the load stopped may or may not have been recorded,
+  and so may one answered with an error after its claim (a 503 `database_unavailable` under
+  overload: the row stays and the sweeper finishes it), so the rows may exceed the 2xx answers by
+  at most the requests without a 2xx ("not 2xx"). No 2xx answer may be a duplicate.
 - **Noise.** Around every run the harness also reads the whole machine's CPU time from
   `/proc/stat`; what the benchmark's own processes (the target, the load generator, the
   upstream, the router's Postgres backends, the harness) did not use is *other load*, in cores,

@@ -212,7 +212,7 @@ def correctness(result: BenchResult) -> tuple[bool, list[str]]:
                 continue
             checked += 1
             failed += not check.passed
-            exact = "exact" if check.rows == check.ok else f"{check.rows - check.ok:+d} in flight"
+            exact = "exact" if check.rows == check.ok else f"{check.rows - check.ok:+d} without a 2xx"
             verdict = f"pass ({exact})" if check.passed else "**FAIL**"
             if run in session.discarded:
                 verdict += ", repeated (noisier attempt, not in the figures)"
@@ -233,7 +233,7 @@ def correctness(result: BenchResult) -> tuple[bool, list[str]]:
         f"Correctness: **{'passed' if passed else 'FAILED'}** "
         f"({checked - failed} of {checked} router runs)."
     )
-    header = ["target", "rep", "run", "rows written", "2xx answers", "unanswered", "duplicates"]
+    header = ["target", "rep", "run", "rows written", "2xx answers", "not 2xx", "duplicates"]
     return passed, [summary, "", *markdown_table([*header, "result"], rows)]
 
 
