@@ -212,7 +212,8 @@ def correctness(result: BenchResult) -> tuple[bool, list[str]]:
                 continue
             checked += 1
             failed += not check.passed
-            exact = "exact" if check.rows == check.ok else f"{check.rows - check.ok:+d} without a 2xx"
+            extra = check.rows - check.ok
+            exact = "exact" if extra == 0 else f"{extra:+d} without a 2xx"
             verdict = f"pass ({exact})" if check.passed else "**FAIL**"
             if run in session.discarded:
                 verdict += ", repeated (noisier attempt, not in the figures)"
