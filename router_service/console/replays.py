@@ -97,16 +97,11 @@ class ReplayRun:
 
     @property
     def progress(self) -> ReplaySummary:
-        return _plus(self.done, self.current)
+        return self.done.plus(self.current)
 
     @property
     def active(self) -> bool:
         return self.state in ("running", "cancelling")
-
-
-def _plus(a: ReplaySummary, b: ReplaySummary) -> ReplaySummary:
-    other = b.as_dict()
-    return ReplaySummary(**{name: count + other[name] for name, count in a.as_dict().items()})
 
 
 class ReplayRuns:
@@ -154,7 +149,7 @@ async def _run(replayer: Replayer, run: ReplayRun) -> None:
             summary = await replayer.replay(
                 ids=chunk, pace_s=pace_s, on_entry=lambda s: setattr(run, "current", s)
             )
-            run.done, run.current = _plus(run.done, summary), ReplaySummary()
+            run.done, run.current = run.done.plus(summary), ReplaySummary()
     except Exception as exc:
         run.state = "failed"
         get_logger("console").error("console.replay_failed", run=run.id, error=str(exc))

@@ -252,9 +252,23 @@ class Dispatcher:
                     f"{retry_in:.0f} s)"
                 )
                 return self._failed(agent, progress)
+            try:
+                # The wait for an agent slot counts against the deadline: a signal that cannot
+                # get one in time fails like a timed-out attempt (its lease must not run out
+                # while it queues).
+                waited = await self.agent_calls.acquire_within(envelope.sender_id, remaining)
+            except TimeoutError:
+                guard.breaker.release()  # not the agent's doing
+                progress.last_error = "no agent slot free before the deadline (GLOBAL_CONCURRENCY)"
+                return self._failed(agent, progress)
             progress.attempts += 1
             try:
-                reply = await self._attempt(agent, envelope, trace, remaining, progress, guard)
+                try:
+                    reply = await self._attempt(
+                        agent, envelope, trace, remaining - waited, progress, guard
+                    )
+                finally:
+                    self.agent_calls.release()  # before any retry's backoff
             except AgentNeedsInput as exc:
                 progress.needs_input = exc  # not a success, and re-sending cannot help
                 return self._failed(agent, progress, exc.response)
@@ -290,9 +304,7 @@ class Dispatcher:
         guard.budget.record_call()
         started = time.perf_counter()
         try:
-            async with self.agent_calls.slot(envelope.sender_id):
-                started = time.perf_counter()  # the attempt, not its wait for a slot
-                reply = await client.deliver(agent, envelope, span, timeout)
+            reply = await client.deliver(agent, envelope, span, timeout)
         except AgentError as exc:
             progress.last_error = exc.message
             progress.last_status = exc.status_code

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Generic, TypeVar
@@ -140,6 +141,17 @@ class FairGate:
                 self._waiting.remove(sender, granted)
                 self._report()
             raise
+
+    async def acquire_within(self, sender: str, timeout_s: float) -> float:
+        """``acquire``, giving up with ``TimeoutError`` after ``timeout_s``; returns the seconds
+        waited. The caller ``release``s."""
+        if self._free > 0 and not len(self._waiting):
+            self._free -= 1
+            return 0.0
+        began = time.perf_counter()
+        async with asyncio.timeout(max(timeout_s, 0.0)):
+            await self.acquire(sender)
+        return time.perf_counter() - began
 
     def release(self) -> None:
         while (granted := self._waiting.pop()) is not None:

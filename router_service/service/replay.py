@@ -59,6 +59,26 @@ class ReplaySummary:
             found.entries += 1
             found.retry_in_s = retry_in_s
 
+    def plus(self, other: ReplaySummary) -> ReplaySummary:
+        """Both summaries' counts together (a run made of several calls)."""
+        total = ReplaySummary(
+            replayed=self.replayed + other.replayed,
+            succeeded=self.succeeded + other.succeeded,
+            failed=self.failed + other.failed,
+            exhausted=self.exhausted + other.exhausted,
+            deferred=self.deferred + other.deferred,
+        )
+        for deferral in (*self.deferrals.values(), *other.deferrals.values()):
+            found = total.deferrals.get(deferral.agent)
+            if found is None:
+                total.deferrals[deferral.agent] = Deferral(
+                    deferral.agent, deferral.entries, deferral.retry_in_s
+                )
+            else:
+                found.entries += deferral.entries
+                found.retry_in_s = deferral.retry_in_s
+        return total
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "replayed": self.replayed,

@@ -117,6 +117,7 @@ def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[s
             "alembic_version",
             "dead_letters",
             "idempotency_keys",
+            "signal_leases",
             "signals",
         ]
         again = run("migrate", env={"DATABASE_URL": url})

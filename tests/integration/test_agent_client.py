@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,15 @@ from tests.support.raw_agent import RawAgent, Received, response
 
 T = TypeVar("T")
 BODY = b'{"log_id":"abc","payload":{"n":1}}'
+ENVELOPE = Envelope(
+    log_id="abc",
+    sender_id="s",
+    kind="one",
+    payload={"n": 1},
+    payload_json='{"n":1}',
+    metadata={},
+    timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+)
 HEADERS = {
     "Content-Type": "application/json",
     "Idempotency-Key": "abc",
@@ -194,7 +204,7 @@ def test_an_agent_that_reads_then_closes_sees_as_many_requests_as_counted_attemp
 
     async def scenario(client: HttpAgentClient) -> list[AgentResult]:
         dispatcher = Dispatcher(
-            client,
+            {"http": client},
             Telemetry(metrics, logger=Log()),
             policy=RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.001),
             agent_timeout_s=2.0,
@@ -203,7 +213,7 @@ def test_an_agent_that_reads_then_closes_sees_as_many_requests_as_counted_attemp
         )
         spec = AgentSpec("a", agent.url())
         trace = TraceContext("0" * 31 + "1", "0" * 15 + "1")
-        envelope = Envelope("abc", BODY)
+        envelope = ENVELOPE
         return [
             await dispatcher.call_one(spec, envelope, trace, time.perf_counter() + 5)
             for _ in range(2)
@@ -237,7 +247,7 @@ def test_the_re_send_after_a_stale_connection_is_bounded_like_any_retry() -> Non
 
     async def scenario(client: HttpAgentClient) -> AgentResult:
         dispatcher = Dispatcher(
-            client,
+            {"http": client},
             Telemetry(Metrics()),
             policy=RetryPolicy(max_attempts=2, base_s=0.001, cap_s=0.001),
             agent_timeout_s=2.0,
@@ -246,7 +256,7 @@ def test_the_re_send_after_a_stale_connection_is_bounded_like_any_retry() -> Non
         )
         spec = AgentSpec("a", agent.url())
         trace = TraceContext("0" * 31 + "1", "0" * 15 + "1")
-        envelope = Envelope("abc", BODY)
+        envelope = ENVELOPE
         await dispatcher.call_one(spec, envelope, trace, time.perf_counter() + 5)
         return await dispatcher.call_one(spec, envelope, trace, time.perf_counter() + 5)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from router_service.devtools.demo_agents import RunningAgents
@@ -105,5 +107,7 @@ def test_metrics_expose_the_six_core_names_without_a_key(
         "router_in_flight_requests ",
     ):
         assert name in text, name
-    assert "sender" not in text
+    # No sender label anywhere (the fairness metrics are named after senders, never labelled).
+    assert not re.search(r'[{,]sender(_id)?="', text)
+    assert '"m"' not in text  # the sender's value appears in no label
     assert "m" not in [line.split("{")[0] for line in text.splitlines()]

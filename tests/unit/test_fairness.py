@@ -139,3 +139,26 @@ def test_sender_limiter_counts_per_sender_and_zero_is_off() -> None:
     assert limiter.enter("a")
     off = SenderLimiter(0)
     assert all(off.enter("a") for _ in range(1000))
+
+
+def test_a_wait_for_a_slot_gives_up_at_its_timeout_and_leaves_no_waiter_behind() -> None:
+    async def scenario() -> tuple[float, int, float]:
+        gate = FairGate(1)
+        await gate.acquire("busy")
+        with pytest.raises(TimeoutError):
+            await gate.acquire_within("late", 0.01)
+        left = len(gate._waiting)
+        gate.release()
+        waited_free = await gate.acquire_within("next", 5.0)  # free: no wait at all
+        gate.release()
+        loop = asyncio.get_running_loop()
+        holder = loop.call_later(0.01, gate.release)
+        await gate.acquire("busy-again")
+        waited = await gate.acquire_within("queued", 5.0)  # granted when the holder releases
+        holder.cancel()
+        return waited_free, left, waited
+
+    waited_free, left, waited = asyncio.run(scenario())
+    assert left == 0
+    assert waited_free == 0.0
+    assert 0 < waited < 5.0
