@@ -32,9 +32,14 @@ class Signal:
     log_id: str
     payload: dict[str, Any]
     mode: str | None = None
+    sender: str = SENDER
 
     def body(self) -> bytes:
-        body: dict[str, Any] = {"log_id": self.log_id, "sender_id": SENDER, "payload": self.payload}
+        body: dict[str, Any] = {
+            "log_id": self.log_id,
+            "sender_id": self.sender,
+            "payload": self.payload,
+        }
         if self.mode is not None:
             body["mode"] = self.mode
         return orjson.dumps(body)

@@ -113,6 +113,17 @@ EXPLAINED: Mapping[str, str] = {
         "goes through when the client retries. Recovery: from the burst until every signal was "
         "acknowledged."
     ),
+    "noisy-sender": (
+        "A fair share for every sender. One replica with `GLOBAL_CONCURRENCY=12` agent slots and "
+        "`SENDER_MAX_IN_FLIGHT=6`, one agent answering in 300 ms. Five quiet senders send 2 "
+        "signals/s each (one open-loop stream, their signals in turn), first alone for 15 s (4 s "
+        "in the quick run), then for 20 s (5 s) beside a noisy sender that sends 200 signals/s, "
+        "20 times their total, open loop, whatever it is answered (a retry storm). The quiet "
+        "senders' p99 beside the noisy sender must stay within 1.5 times their p99 alone, and "
+        "none of their signals may be refused; the noisy sender must be refused with 429 "
+        "`sender_over_limit`. `senders_waiting` and `sender_refusals_total` are read from "
+        "`/metrics` every 50 ms."
+    ),
     "flood": (
         "A control client sends one signal at a time, first alone (the baseline), then while "
         "another process floods the same replica with `Content-Length: 100 MB` bodies, "

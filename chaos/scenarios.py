@@ -1,9 +1,9 @@
 """The scenarios: the registry, and ``run_scenario``, which gives each its own stack, runs it
 within its time budget, checks the invariants over what it recorded and cleans everything up.
 
-A scenario body (in ``crashes``, ``queues``, ``pressure``) injects one fault and fills its
-``Run``: the log ids the fault may have interrupted (``crash_affected``), the recovery time,
-notes, and violations of its own checks.
+A scenario body (in ``crashes``, ``queues``, ``pressure``, ``fairness``) injects one fault and
+fills its ``Run``: the log ids the fault may have interrupted (``crash_affected``), the recovery
+time, notes, and violations of its own checks.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from chaos.crashes import (
     postgres_stop,
     sigterm_drain,
 )
+from chaos.fairness import noisy_sender
 from chaos.invariants import Verdict, dispatched_after_503, evaluate
 from chaos.pressure import agent_failures, duplicates, flood, overload
 from chaos.queues import dlq_worker, replayers
@@ -93,6 +94,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("sigterm-drain", "SIGTERM drain with requests in flight", sigterm_drain, True, 120),
     Scenario("overload", "MAX_IN_FLIGHT back-pressure under a burst", overload, True, 120),
+    Scenario(
+        "noisy-sender",
+        "a noisy sender at 20x five quiet ones against one slow agent",
+        noisy_sender,
+        True,
+        90,
+    ),
     Scenario(
         "flood", "100 MB / chunked bodies and slow headers vs a control client", flood, False, 200
     ),
