@@ -267,4 +267,11 @@ def _register_devtools() -> None:
     main.add_command(load_command)
 
 
+def _register_operations() -> None:
+    from router_service.commands.explain import explain_command
+
+    main.add_command(explain_command)
+
+
 _register_devtools()
+_register_operations()

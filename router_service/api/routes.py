@@ -145,6 +145,7 @@ def _log_item(record: LogRecord) -> dict[str, Any]:
         "created_at": _iso(record.created_at),
         "updated_at": _iso(record.updated_at),
         "latency_ms": record.latency_ms,
+        "routing_version": record.routing_version,
     }
 
 

@@ -39,6 +39,8 @@ class Plan:
     rule: str
     mode: Mode
     agents: tuple[AgentSpec, ...]
+    # The routing file version (content hash) that made this plan; recorded with the signal.
+    version: str = ""
 
     @property
     def agent_names(self) -> list[str]:
@@ -55,11 +57,12 @@ class RoutingTable:
     def route_for(self, kind: str) -> Route:
         return self.routes.get(kind) or self.routes[DEFAULT_KIND]
 
-    def plan(self, kind: str, rule: str, mode: Mode | None = None) -> Plan:
+    def plan(self, kind: str, rule: str, mode: Mode | None = None, version: str = "") -> Plan:
         route = self.route_for(kind)
         return Plan(
             kind=kind,
             rule=rule,
             mode=mode or route.mode,
             agents=tuple(self.agents[name] for name in route.agents),
+            version=version,
         )

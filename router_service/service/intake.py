@@ -98,9 +98,10 @@ class Intake:
 
     def plan(self, signal: Signal, mode: Mode | None) -> Plan:
         # One read of the source: classification and plan come from the same version.
-        routing = self._routing.current().config
+        active = self._routing.current()
+        routing = active.config
         found = routing.classifier.classify(signal.payload)
-        return routing.table.plan(found.kind, found.rule, mode)
+        return routing.table.plan(found.kind, found.rule, mode, active.version)
 
     async def route(self, signal: Signal, mode: Mode | None, trace: TraceContext) -> RouteAnswer:
         started = time.perf_counter()

@@ -34,6 +34,8 @@ class LogRecord:
     latency_ms: float | None
     created_at: datetime
     updated_at: datetime
+    # The routing file version that routed it (None: routed before versions were recorded).
+    routing_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

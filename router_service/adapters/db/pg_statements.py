@@ -27,8 +27,10 @@ WITH claimed AS (
     SELECT log_id, $14, $12, $13 FROM claimed
 )
 INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id,
-                     kind, rule, mode, routed_agents, status, created_at, updated_at)
-SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $14, $14
+                     kind, rule, mode, routed_agents, status, created_at, updated_at,
+                     routing_version)
+SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $14, $14,
+       $15
   FROM claimed
  WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING log_id
@@ -57,7 +59,7 @@ RETURNING id
 SIGNAL_COLUMNS = (
     "s.log_id, s.sender_id, s.payload_hash, s.payload, s.metadata, s.signal_ts, s.trace_id, "
     "s.kind, s.rule, s.mode, s.routed_agents, s.status, s.results, s.response, s.latency_ms, "
-    "s.created_at, s.updated_at"
+    "s.created_at, s.updated_at, s.routing_version"
 )
 
 GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE s.log_id = $1 LIMIT 1"  # noqa: S608

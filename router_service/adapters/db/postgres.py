@@ -125,6 +125,7 @@ class PgStore:
             lease_owner,
             now + timedelta(seconds=lease_s),
             now,
+            plan.version or None,
         )
         inserted, retried = await self._pool.run_twice(
             "claim", lambda conn: conn.fetchval(sql.CLAIM, *params)

@@ -124,6 +124,7 @@ def log_record(row: Mapping[Any, Any], decode: Decode) -> LogRecord:
         latency_ms=row["latency_ms"],
         created_at=aware(row["created_at"]) or utcnow(),
         updated_at=aware(row["updated_at"]) or utcnow(),
+        routing_version=row["routing_version"],
     )
 
 

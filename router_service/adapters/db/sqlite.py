@@ -149,6 +149,7 @@ class SqliteStore:
             status=Status.IN_PROGRESS.value,
             created_at=now,
             updated_at=now,
+            routing_version=plan.version or None,
         )
         async with self._connect("claim", transaction=True) as conn:
             won = (await conn.execute(take_key)).first() is not None
