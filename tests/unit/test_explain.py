@@ -51,7 +51,8 @@ def test_every_rule_says_why_with_path_value_and_hit() -> None:
     assert policy.won
     assert (policy.condition.hit, policy.condition.at) == ("policy", "message")
     support = rules["support-keywords"]
-    assert support.matched and not support.won  # matched, but an earlier rule won
+    assert support.matched
+    assert not support.won
     assert support.condition.hit == "help"
 
 
