@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from router_service.config.routing_file import load_routing_config
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.domain.errors import RouterError
@@ -143,16 +142,18 @@ def migrate() -> None:
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path))
 def check_config(file: Path) -> None:
-    """Validate a routing file; on error, name the file, the location and what is wrong."""
+    """Validate a routing file, then run its tests (its tests: list and FILE.tests.yaml).
+
+    On an invalid file, name the file, the location and what is wrong (exit 2). On a failing
+    test, show what was expected, what came out and why (exit 1).
+    """
+    from router_service.commands.check_config import check_config_file
+
     try:
-        config = load_routing_config(file)
+        status = check_config_file(file)
     except RouterError as exc:
         _fail(exc)
-    rules = len(config.classifier.rules)
-    click.echo(
-        f"{file}: ok ({len(config.agents)} agents, {rules} rules, "
-        f"{len(config.table.routes)} routes)"
-    )
+    sys.exit(status)
 
 
 @main.command("replay-dlq")
