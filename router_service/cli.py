@@ -86,24 +86,45 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     # handler a clean exit, so a drained shutdown ends with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
+    options = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": GuardedHttpProtocol,
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+    }
     try:
-        uvicorn.run(
-            "router_service.api.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers if not reload else None,
-            reload=reload,
-            reload_dirs=[str(Path(__file__).parent)] if reload else None,
-            loop="uvloop",
-            http=GuardedHttpProtocol,
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-        )
+        if workers > 1 and not reload:
+            _serve_workers(workers, options)
+        else:
+            uvicorn.run(
+                "router_service.api.app:create_app",
+                reload=reload,
+                reload_dirs=[str(Path(__file__).parent)] if reload else None,
+                **options,  # type: ignore[arg-type]
+            )
     finally:
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def _serve_workers(workers: int, options: dict[str, object]) -> None:
+    """uvicorn's multi-process mode, with SIGHUP forwarded to the workers as a routing reload
+    rather than a restart of every worker (see ``api/supervisor.py``)."""
+    import uvicorn
+
+    from router_service.api.supervisor import SUPERVISOR_ENV, ReloadingSupervisor
+
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
+    config = uvicorn.Config(
+        "router_service.api.app:create_app",
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
+    ReloadingSupervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from router_service import __version__
+from router_service.api.admin import router as admin_router
 from router_service.api.auth import KeyRing
 from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(explain_router)
+    app.include_router(admin_router)
     app.add_middleware(RouteFastPath)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # added last: the outermost
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from router_service.api.auth import require_scope
+from router_service.api.auth import ApiKey, require_scope
 from router_service.api.body import read_model
 from router_service.api.schemas import (
     ErrorResponse,
@@ -47,7 +47,7 @@ def services(request: Request) -> Services:
     return found
 
 
-def authenticate(request: Request, svc: Services, scope: str) -> None:
+def authenticate(request: Request, svc: Services, scope: str) -> ApiKey:
     """Before any body is read: an unauthenticated request is never parsed. Failures count
     against the client address."""
     assert svc.keys is not None  # the app factory always builds a key ring
@@ -59,6 +59,7 @@ def authenticate(request: Request, svc: Services, scope: str) -> None:
         svc.auth_failures.failed(client)
         raise
     require_scope(key, scope)
+    return key
 
 
 def scoped(scope: str) -> Any:
@@ -262,6 +263,8 @@ async def health(request: Request) -> Response:
     degraded = any(state != "closed" for state in circuits.values())
     agents = {"status": "degraded" if degraded else "ok", "circuits": circuits}
     routing = svc.routing.current().describe()
+    if svc.reloader.last is not None:
+        routing["last_reload"] = svc.reloader.last.as_dict()
     try:
         async with asyncio.timeout(svc.settings.db_connect_timeout_s + 1):
             latency_ms = await svc.store.ping()

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,6 +17,7 @@ from router_service.adapters.db.backends import StoreSettings, open_store
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
+from router_service.api.supervisor import peer_notifier
 from router_service.config.routing_source import RoutingSource
 from router_service.config.routing_watch import watch_routing
 from router_service.config.settings import Settings
@@ -28,6 +31,7 @@ from router_service.service.dispatch import Dispatcher
 from router_service.service.intake import Intake
 from router_service.service.ports import Events, Store
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
+from router_service.service.reload import RoutingReloader
 from router_service.service.replay import Replayer
 
 
@@ -51,8 +55,10 @@ class Services:
     auth_failures: FailureLimiter
     telemetry: Telemetry
     owner: str
+    reloader: RoutingReloader
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
+    _sighup_loop: asyncio.AbstractEventLoop | None = None
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()
@@ -72,8 +78,27 @@ class Services:
             self.tasks.append(
                 asyncio.create_task(run_every(s.dlq_worker_interval_s, "redelivery", step))
             )
+        self._reload_on_sighup()
+
+    def _reload_on_sighup(self) -> None:
+        """SIGHUP re-reads the routing file. Only the main thread may own a signal handler (a
+        server run in a thread, as in tests, reloads through the admin endpoint)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+
+        async def reload() -> None:
+            await self.reloader.reload(trigger="sighup")
+
+        def on_sighup() -> None:
+            self.tasks.append(loop.create_task(reload()))
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        self._sighup_loop = loop
 
     async def close(self) -> None:
+        if self._sighup_loop is not None:
+            self._sighup_loop.remove_signal_handler(signal.SIGHUP)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -159,6 +184,7 @@ def build_services(
         auth_failures=FailureLimiter(settings.auth_failures_per_minute),
         sweeper=Sweeper(ctx),
         owner=owner,
+        reloader=RoutingReloader(routing, telemetry, peer_notifier()),
     )
 
 

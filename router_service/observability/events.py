@@ -12,6 +12,7 @@ CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 if TYPE_CHECKING:
     from router_service.observability.otel import SpanExporter
+    from router_service.service.reload import ReloadReport
 
 
 class Telemetry:
@@ -121,6 +122,19 @@ class Telemetry:
 
     def replayed(self, *, outcome: str) -> None:
         self.metrics.replays.labels(outcome).inc()
+
+    def routing_reloaded(self, report: ReloadReport) -> None:
+        """The audit event of a reload (who, how, what is active now) and its metric."""
+        self.metrics.routing_reloads.labels(report.outcome).inc()
+        fields = report.as_dict()
+        if report.outcome == "refused":
+            self._log.error("routing.reload", **fields)
+        else:
+            self._log.info("routing.reload", **fields)
+
+    def audit(self, event: str, **fields: object) -> None:
+        """An operator's action (replay, reload): one JSON line naming the key, never the key."""
+        self._log.info(event, audit=True, **fields)
 
     def close(self) -> None:
         if self._spans is not None:
