@@ -74,8 +74,14 @@ def test_sighup_and_the_admin_endpoint_reload_every_worker(tmp_path: Path, worke
     log = tmp_path / "router.log"
     with log.open("wb") as out:
         router = start(
-            [str(BIN / "router-service"), "serve", "--port", str(router_port)]
-            + ["--workers", str(workers)],
+            [
+                str(BIN / "router-service"),
+                "serve",
+                "--port",
+                str(router_port),
+                "--workers",
+                str(workers),
+            ],
             env,
             router_port,
             stdout=out,
