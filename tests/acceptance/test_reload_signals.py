@@ -52,6 +52,10 @@ def edit_route(config: Path, kind: str, agent: str) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+def serve_command(port: int) -> list[str]:
+    return [str(BIN / "router-service"), "serve", "--port", str(port)]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_and_the_admin_endpoint_reload_every_worker(tmp_path: Path, workers: int) -> None:
     agents_port, router_port = free_port(), free_port()
