@@ -15,6 +15,7 @@ from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
 from router_service.api.middleware import RouteFastPath, TraceMiddleware
 from router_service.api.protocol import HTTP_LIMITS
+from router_service.api.replay_jobs import router as replay_jobs_router
 from router_service.api.routes import router
 from router_service.api.services import running_services
 from router_service.config.routing_source import RoutingSource
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     app.include_router(router)
     app.include_router(explain_router)
     app.include_router(admin_router)
+    app.include_router(replay_jobs_router)
     app.add_middleware(RouteFastPath)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # added last: the outermost
     return app

@@ -33,6 +33,7 @@ from router_service.service.ports import Events, Store
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
 from router_service.service.reload import RoutingReloader
 from router_service.service.replay import Replayer
+from router_service.service.replay_jobs import ReplayJobs
 
 
 def instance_id() -> str:
@@ -56,6 +57,7 @@ class Services:
     telemetry: Telemetry
     owner: str
     reloader: RoutingReloader
+    replay_jobs: ReplayJobs
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
     _sighup_loop: asyncio.AbstractEventLoop | None = None
@@ -78,6 +80,11 @@ class Services:
             self.tasks.append(
                 asyncio.create_task(run_every(s.dlq_worker_interval_s, "redelivery", step))
             )
+        self.tasks.append(
+            asyncio.create_task(
+                run_every(s.replay_job_poll_s, "replay_takeover", self.replay_jobs.take_over_once)
+            )
+        )
         self._reload_on_sighup()
 
     def _reload_on_sighup(self) -> None:
@@ -102,6 +109,10 @@ class Services:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.replay_jobs.close()
+        with contextlib.suppress(StorageError):
+            # Jobs this process was running are taken over by another replica right away.
+            await self.store.release_replay_jobs(self.owner)
         with contextlib.suppress(StorageError):
             # Whatever is still in flight becomes reclaimable by the other replicas right away.
             released = await self.store.release_leases(self.owner)
@@ -155,6 +166,15 @@ def build_services(
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000
     ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner)
+    replayer = Replayer(
+        ctx,
+        max_replays=settings.max_replays,
+        backoff=RetryPolicy(
+            max_attempts=settings.max_replays,
+            base_s=settings.dlq_retry_base_s,
+            cap_s=settings.dlq_retry_cap_s,
+        ),
+    )
     return Services(
         settings=settings,
         routing=routing,
@@ -165,14 +185,13 @@ def build_services(
         dispatcher=dispatcher,
         telemetry=telemetry,
         intake=Intake(ctx),
-        replayer=Replayer(
+        replayer=replayer,
+        replay_jobs=ReplayJobs(
             ctx,
-            max_replays=settings.max_replays,
-            backoff=RetryPolicy(
-                max_attempts=settings.max_replays,
-                base_s=settings.dlq_retry_base_s,
-                cap_s=settings.dlq_retry_cap_s,
-            ),
+            replayer,
+            telemetry,
+            dispatcher.circuit_states,
+            lease_s=settings.replay_job_lease_s,
         ),
         limits=BodyLimits(
             max_bytes=settings.max_body_bytes,

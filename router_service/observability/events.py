@@ -136,6 +136,26 @@ class Telemetry:
         """An operator's action (replay, reload): one JSON line naming the key, never the key."""
         self._log.info(event, audit=True, **fields)
 
+    def replay_attempt(
+        self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext
+    ) -> None:
+        """One replayed entry: its own trace, linked to the signal's original trace."""
+        self._log.info(
+            "replay.attempt",
+            job_id=job_id,
+            log_id=log_id,
+            outcome=outcome,
+            replay_trace_id=trace.trace_id,
+            linked_trace_ids=list(trace.links),
+        )
+        if self._spans is not None:
+            from opentelemetry.trace import SpanKind
+
+            attributes = {"router.log_id": log_id, "router.outcome": outcome}
+            if job_id is not None:
+                attributes["router.replay_job_id"] = str(job_id)
+            self._spans.record("dlq replay", trace, 0.0, attributes, kind=SpanKind.INTERNAL)
+
     def close(self) -> None:
         if self._spans is not None:
             self._spans.shutdown()

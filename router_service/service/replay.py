@@ -83,15 +83,36 @@ class Replayer:
         self._events.dlq_backlog(await self._store.dlq_backlog())
         return summary
 
-    async def _replay_entry(self, entry: DeadLetterRecord, summary: ReplaySummary) -> None:
-        result = await self._send(entry)
+    async def replay_claimed(
+        self, entry: DeadLetterRecord, summary: ReplaySummary, trace: TraceContext
+    ) -> tuple[str, ReplayResult]:
+        """Replay one entry its caller claimed (replay jobs select and claim their own), under
+        ``trace``. Returns its outcome (succeeded, pending, exhausted, deferred) and result."""
+        before = (summary.succeeded, summary.deferred, summary.exhausted)
+        result = await self._replay_entry(entry, summary, trace)
+        succeeded, deferred, exhausted = (
+            after - was
+            for after, was in zip(
+                (summary.succeeded, summary.deferred, summary.exhausted), before, strict=True
+            )
+        )
+        if deferred:
+            return "deferred", result
+        if succeeded:
+            return "succeeded", result
+        return ("exhausted" if exhausted else "pending"), result
+
+    async def _replay_entry(
+        self, entry: DeadLetterRecord, summary: ReplaySummary, trace: TraceContext | None = None
+    ) -> ReplayResult:
+        result = await self._send(entry, trace)
         retry_in_s = self._backoff.ceiling(entry.replay_count + 1)
         status = await self._store.finish_replay(entry, result, self._max_replays, retry_in_s)
         summary.replayed += 1
         if not result.attempted:
             summary.deferred += 1
             self._events.replayed(outcome="deferred")
-            return
+            return result
         if result.ok:
             summary.succeeded += 1
         else:
@@ -99,8 +120,11 @@ class Replayer:
         if status == "exhausted":
             summary.exhausted += 1
         self._events.replayed(outcome="succeeded" if result.ok else status)
+        return result
 
-    async def _send(self, entry: DeadLetterRecord) -> ReplayResult:
+    async def _send(
+        self, entry: DeadLetterRecord, trace: TraceContext | None = None
+    ) -> ReplayResult:
         envelope = stored_envelope(
             log_id=entry.log_id,
             sender_id=entry.sender_id,
@@ -109,7 +133,7 @@ class Replayer:
             timestamp=entry.signal_ts or entry.created_at,
             kind=entry.kind,
         )
-        trace = TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
+        trace = trace or TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
         deadline = time.perf_counter() + self._deadline_s
         routing = self._routing.current().config
         if entry.agent is not None:
