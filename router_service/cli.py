@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -177,13 +178,32 @@ def check_config(file: Path) -> None:
     sys.exit(status)
 
 
+def _selection_options(command: Any) -> Any:
+    from router_service.commands.replay import SELECTION_OPTIONS
+
+    for option in reversed(SELECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command("replay-dlq")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
-def replay_dlq(limit: int) -> None:
-    """Replay the oldest pending dead-letter entries, with a progress bar and a summary."""
+@_selection_options
+def replay_dlq(limit: int, **options: Any) -> None:
+    """Replay pending dead-letter entries, with a progress bar and a summary.
+
+    Alone, --limit replays the oldest N. With a selection (--id, --sender-id, --kind, --agent,
+    --status, --since, --until, --error-contains) or --dry-run, --snapshot, --rate, --max it
+    is a guarded replay: --dry-run previews it, otherwise it runs here as a replay job.
+    """
+    from router_service.commands.replay import run_selection, selection_from
+
     settings = _settings()
     try:
         routing = RoutingSource.from_file(settings.routing_config)
+        flt = selection_from(options)
+        if flt is not None:
+            sys.exit(asyncio.run(run_selection(settings, routing, flt, options)))
         summary = asyncio.run(_replay(settings, routing, limit))
     except RouterError as exc:
         _fail(exc)

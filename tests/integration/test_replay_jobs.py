@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from router_service.cli import main
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.service.ports import DeadLetterFilter
 from tests.conftest import make_settings
@@ -209,3 +211,24 @@ def test_jobs_are_guarded_by_scope_and_state(router: RouterServer) -> None:
         assert admin.post("/dlq/replays/999999/resume").status_code == 404
         assert admin.get("/dlq/replays/0").status_code == 404
         assert admin.post("/dlq/replay", json={"snapshot": "garbage"}).status_code == 422
+
+
+def test_the_cli_dry_runs_then_replays_the_same_set(
+    client: httpx.Client, agents: RunningAgents, database_url: str, routing_file: Path
+) -> None:
+    park(client, agents, 3, sender="cli")
+    env = {"DATABASE_URL": database_url, "ROUTING_CONFIG": str(routing_file), "API_KEY": "k"}
+    runner = CliRunner()
+    preview = runner.invoke(main, ["replay-dlq", "--sender-id", "cli", "--dry-run"], env=env)
+    assert preview.exit_code == 0, preview.output
+    assert "would replay 3 entries (dry run: nothing sent)" in preview.output
+    snapshot = preview.output.split("snapshot: ")[1].split()[0]
+    park(client, agents, 1, sender="cli")  # after the dry run: left out
+    run = runner.invoke(
+        main, ["replay-dlq", "--sender-id", "cli", "--snapshot", snapshot, "--rate", "50"], env=env
+    )
+    assert run.exit_code == 0, run.output
+    assert "done: replayed 3 of 3: 3 succeeded" in run.output
+    assert pending(database_url) == 1
+    job = client.get("/dlq/replays").json()["items"][0]
+    assert job["created_by"].startswith("cli:")
