@@ -310,9 +310,11 @@ def _register_devtools() -> None:
 
 
 def _register_operations() -> None:
+    from router_service.commands.backtest import backtest_command
     from router_service.commands.explain import explain_command
 
     main.add_command(explain_command)
+    main.add_command(backtest_command)
 
 
 _register_devtools()
