@@ -18,7 +18,7 @@ from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
 from router_service.api.supervisor import peer_notifier
-from router_service.config.routing_source import RoutingSource
+from router_service.config.routing_source import RoutingSource, read_version
 from router_service.config.routing_watch import watch_routing
 from router_service.config.settings import Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
@@ -165,7 +165,11 @@ def build_services(
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000
-    ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner)
+    shadow = None
+    if settings.shadow_routing_config is not None:
+        path = settings.shadow_routing_config
+        shadow = RoutingSource(read_version(path), path)
+    ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner, shadow)
     replayer = Replayer(
         ctx,
         max_replays=settings.max_replays,

@@ -11,6 +11,7 @@ from router_service.observability.tracing import TraceContext
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 if TYPE_CHECKING:
+    from router_service.domain.routing import Plan
     from router_service.observability.otel import SpanExporter
     from router_service.service.reload import ReloadReport
 
@@ -135,6 +136,27 @@ class Telemetry:
     def audit(self, event: str, **fields: object) -> None:
         """An operator's action (replay, reload): one JSON line naming the key, never the key."""
         self._log.info(event, audit=True, **fields)
+
+    def shadow_diff(
+        self,
+        *,
+        log_id: str,
+        active: Plan,
+        shadow_kind: str,
+        shadow_rule: str,
+        shadow_agents: list[str],
+    ) -> None:
+        self.metrics.shadow_route_diff.labels(active.kind, shadow_kind).inc()
+        self._log.info(
+            "shadow.diff",
+            log_id=log_id,
+            active_kind=active.kind,
+            active_rule=active.rule,
+            active_agents=active.agent_names,
+            shadow_kind=shadow_kind,
+            shadow_rule=shadow_rule,
+            shadow_agents=shadow_agents,
+        )
 
     def replay_attempt(
         self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext

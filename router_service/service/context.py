@@ -21,3 +21,5 @@ class Collaborators:
     events: Events
     deadline_s: float
     owner: str
+    # SHADOW_ROUTING_CONFIG: a candidate that classifies every live signal too, never dispatching.
+    shadow: RoutingSource | None = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from router_service.config.routing_source import RoutingSource
 from router_service.domain.errors import Conflict, IdempotencyKeyReused
 from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.routing import Mode, Plan
@@ -95,6 +96,7 @@ class Intake:
         self._store, self._dispatcher = ctx.store, ctx.dispatcher
         self._routing, self._events = ctx.routing, ctx.events
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
+        self._shadow = ctx.shadow
 
     def plan(self, signal: Signal, mode: Mode | None) -> Plan:
         # One read of the source: classification and plan come from the same version.
@@ -107,6 +109,8 @@ class Intake:
         started = time.perf_counter()
         deadline = started + self._deadline_s
         plan = self.plan(signal, mode)
+        if self._shadow is not None:
+            self._compare_shadow(self._shadow, signal, plan)
         self._events.signal_received(plan.kind)
         claim = await self._store.claim(
             signal, plan, trace.trace_id, self._owner, lease_s=self._deadline_s * 2
@@ -179,6 +183,21 @@ class Intake:
             duplicate=False,
             latency_ms=round(latency_s * 1000, 3),
         )
+
+    def _compare_shadow(self, shadow: RoutingSource, signal: Signal, plan: Plan) -> None:
+        """Classify by the shadow file too; a different kind or agents is reported, and
+        nothing else happens (the shadow never dispatches)."""
+        config = shadow.current().config
+        found = config.classifier.classify(signal.payload)
+        agents = config.table.route_for(found.kind).agents
+        if found.kind != plan.kind or list(agents) != plan.agent_names:
+            self._events.shadow_diff(
+                log_id=signal.log_id,
+                active=plan,
+                shadow_kind=found.kind,
+                shadow_rule=found.rule,
+                shadow_agents=list(agents),
+            )
 
     async def _await_original(
         self, record: LogRecord, signal: Signal, deadline: float

@@ -374,6 +374,16 @@ class Events(Protocol):
 
     def replayed(self, *, outcome: str) -> None: ...
 
+    def shadow_diff(
+        self,
+        *,
+        log_id: str,
+        active: Plan,
+        shadow_kind: str,
+        shadow_rule: str,
+        shadow_agents: list[str],
+    ) -> None: ...
+
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None: ...
 
     def db_pool(self, *, in_use: int = 0, size: int = 0) -> None:
