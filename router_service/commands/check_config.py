@@ -25,7 +25,7 @@ def check_config_file(file: Path) -> int:
         return 0
     failed = [r for r in results if not r.passed]
     for result in failed:
-        click.echo(f"FAIL {result.describe()}", err=True)
+        click.echo(f"FAIL {result.describe()}")
     tested = {r.decision.rule for r in results}
     untested = [r.id for r in config.classifier.rules if r.id not in tested]
     if untested:

@@ -129,9 +129,9 @@ class Telemetry:
         self.metrics.routing_reloads.labels(report.outcome).inc()
         fields = report.as_dict()
         if report.outcome == "refused":
-            self._log.error("routing.reload", **fields)
+            self._log.error("routing.reload", audit=True, **fields)
         else:
-            self._log.info("routing.reload", **fields)
+            self._log.info("routing.reload", audit=True, **fields)
 
     def audit(self, event: str, **fields: object) -> None:
         """An operator's action (replay, reload): one JSON line naming the key, never the key."""
