@@ -95,7 +95,7 @@ class ReplayRequest(BaseModel):
     snapshot: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
         None, description="a dry run's snapshot: handle exactly its set, nothing created since"
     )
-    rate: Annotated[float, Field(gt=0, le=10_000)] | None = Field(
+    rate: Annotated[float, Field(ge=0.01, le=10_000)] | None = Field(
         None, description="entries per second; a paced replay runs as a background job"
     )
     max: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = None

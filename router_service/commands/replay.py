@@ -36,7 +36,7 @@ SELECTION_OPTIONS = (
     click.option("--error-contains", help="Case-insensitive text in the entry's error."),
     click.option("--dry-run", is_flag=True, help="Count, sample and agents; send nothing."),
     click.option("--snapshot", help="A dry run's snapshot: handle exactly its set."),
-    click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Entries per second."),
+    click.option("--rate", type=click.FloatRange(0.01, 10_000), help="Entries per second."),
     click.option("--max", "max_entries", type=click.IntRange(1), help="At most this many entries."),
 )
 

@@ -44,6 +44,7 @@ SAMPLE = 10
 INLINE_MAX = 100
 # Jobs one process runs at once (each is paced; more would only share the same agents).
 MAX_LOCAL_JOBS = 4
+_MAX_LEASE_S = 3600.0
 
 
 class AuditEvents(Protocol):
@@ -138,7 +139,9 @@ class ReplayJobs:
 
     def _lease_for(self, rate: float | None) -> float:
         # Long enough for one paced entry and its replay, whatever the setting says.
-        return max(self._lease_s, self._deadline_s * 4 + (3 / rate if rate else 0))
+        return min(
+            max(self._lease_s, self._deadline_s * 4 + (3 / rate if rate else 0)), _MAX_LEASE_S
+        )
 
     async def start(
         self,

@@ -211,6 +211,8 @@ def test_jobs_are_guarded_by_scope_and_state(router: RouterServer) -> None:
         assert admin.post("/dlq/replays/999999/resume").status_code == 404
         assert admin.get("/dlq/replays/0").status_code == 404
         assert admin.post("/dlq/replay", json={"snapshot": "garbage"}).status_code == 422
+        # A vanishing rate would make an infinite lease (found by the fuzzer).
+        assert admin.post("/dlq/replay", json={"rate": 1e-300}).status_code == 422
 
 
 def test_the_cli_dry_runs_then_replays_the_same_set(
