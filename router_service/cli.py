@@ -48,6 +48,8 @@ class _Commands(click.Group):
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "demo-agents": ("router_service.devtools.demo_agents", "demo_agents_command"),
         "load": ("router_service.devtools.loadgen", "load_command"),
+        "explain": ("router_service.commands.explain", "explain_command"),
+        "backtest": ("router_service.commands.backtest", "backtest_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -113,27 +115,48 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     # handler a clean exit, so a drained shutdown ends with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
+    options = {
+        "factory": True,
+        # TRUSTED_PROXIES alone decides whose X-Forwarded-For counts (uvicorn would trust it
+        # from 127.0.0.1 by default).
+        "proxy_headers": False,
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": GuardedHttpProtocol,
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+    }
     try:
-        uvicorn.run(
-            "router_service.api.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers if not reload else None,
-            reload=reload,
-            reload_dirs=[str(Path(__file__).parent)] if reload else None,
-            loop="uvloop",
-            http=GuardedHttpProtocol,
-            # TRUSTED_PROXIES alone decides whose X-Forwarded-For counts (uvicorn would trust it
-            # from 127.0.0.1 by default).
-            proxy_headers=False,
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-        )
+        if workers > 1 and not reload:
+            _serve_workers(workers, options)
+        else:
+            uvicorn.run(
+                "router_service.api.app:create_app",
+                reload=reload,
+                reload_dirs=[str(Path(__file__).parent)] if reload else None,
+                **options,  # type: ignore[arg-type]
+            )
     finally:
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def _serve_workers(workers: int, options: dict[str, object]) -> None:
+    """uvicorn's multi-process mode, with SIGHUP forwarded to the workers as a routing reload
+    rather than a restart of every worker (see ``api/supervisor.py``)."""
+    import uvicorn
+
+    from router_service.api.supervisor import SUPERVISOR_ENV, ReloadingSupervisor
+
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
+    config = uvicorn.Config(
+        "router_service.api.app:create_app",
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
+    ReloadingSupervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
@@ -173,18 +196,21 @@ def migrate() -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--online", is_flag=True, help="Also fetch and check the A2A agents' cards.")
 def check_config(file: Path, online: bool) -> None:
-    """Validate a routing file; on error, name the file, the location and what is wrong."""
+    """Validate a routing file, then run its tests (its tests: list and FILE.tests.yaml).
+
+    On an invalid file, name the file, the location and what is wrong (exit 2). On a failing
+    test, show what was expected, what came out and why (exit 1). ``--online`` also fetches
+    the A2A agents' cards and checks them against the file (exit 1 on a mismatch).
+    """
+    from router_service.commands.check_config import check_config_file
+
     try:
-        config = load_routing_config(file)
+        status = check_config_file(file)
     except RouterError as exc:
         _fail(exc)
-    rules = len(config.classifier.rules)
-    click.echo(
-        f"{file}: ok ({len(config.agents)} agents, {rules} rules, "
-        f"{len(config.table.routes)} routes)"
-    )
-    if online:
-        _check_cards(config)
+    if online and status == 0:
+        _check_cards(load_routing_config(file))
+    sys.exit(status)
 
 
 @main.group()
@@ -222,23 +248,44 @@ def _check_cards(config: RoutingConfig) -> None:
         sys.exit(1)
 
 
+def _selection_options(command: Any) -> Any:
+    from router_service.commands.replay import SELECTION_OPTIONS
+
+    for option in reversed(SELECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command("replay-dlq")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
-@click.option(
-    "--id",
-    "ids",
-    multiple=True,
-    type=click.IntRange(1, 2**63 - 1),
-    help="Replay exactly these entries now (repeatable), even through an open circuit.",
-)
-def replay_dlq(limit: int, ids: tuple[int, ...]) -> None:
-    """Replay the oldest pending dead-letter entries (or the ones named with --id), with a
-    progress bar and a summary. Bulk replays defer entries whose agent's circuit is open;
-    named entries go out now, as the circuit's probe."""
+@_selection_options
+def replay_dlq(limit: int, **options: Any) -> None:
+    """Replay pending dead-letter entries, with a progress bar and a summary.
+
+    Alone, --limit replays the oldest N. With a selection (--id, --sender-id, --kind, --agent,
+    --status, --since, --until, --error-contains) or --dry-run, --snapshot, --rate, --max it
+    is a guarded replay: --dry-run previews it, otherwise it runs here as a replay job. --id
+    alone replays exactly the named entries now, even through an open circuit (as its probe).
+    """
+    from router_service.commands.replay import run_selection, selection_from
+    from router_service.service.ports import DeadLetterFilter
+
     settings = _settings()
     try:
         routing = RoutingSource.from_file(settings.routing_config)
-        summary = asyncio.run(_replay(settings, routing, len(ids) if ids else limit, ids))
+        flt = selection_from(options)
+        named_only = (
+            flt is not None
+            and flt == DeadLetterFilter(ids=flt.ids)
+            and not any(options[k] for k in ("dry_run", "snapshot", "rate", "max_entries"))
+        )
+        if named_only and flt is not None and flt.ids:
+            # Named entries alone: replayed now, through an open circuit as its probe.
+            summary = asyncio.run(_replay(settings, routing, len(flt.ids), flt.ids))
+        elif flt is not None:
+            sys.exit(asyncio.run(run_selection(settings, routing, flt, options)))
+        else:
+            summary = asyncio.run(_replay(settings, routing, limit))
     except RouterError as exc:
         _fail(exc)
     click.echo(

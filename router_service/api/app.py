@@ -9,10 +9,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from router_service import __version__
+from router_service.api.admin import router as admin_router
 from router_service.api.auth import KeyRing
 from router_service.api.errors import install_error_handlers
+from router_service.api.explain import router as explain_router
 from router_service.api.middleware import RouteFastPath, TraceMiddleware
 from router_service.api.protocol import HTTP_LIMITS
+from router_service.api.replay_jobs import router as replay_jobs_router
 from router_service.api.routes import router
 from router_service.api.services import running_services
 from router_service.config.routing_source import RoutingSource
@@ -55,6 +58,9 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     install_error_handlers(app)
     app.include_router(router)
     install_console(app)
+    app.include_router(explain_router)
+    app.include_router(admin_router)
+    app.include_router(replay_jobs_router)
     app.add_middleware(RouteFastPath)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # added last: the outermost
     return app

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from router_service.config.settings import IpNetwork
 from router_service.domain.errors import AuthError, ConfigError, Forbidden, TooManyAuthFailures
 
-SCOPES = frozenset({"route", "logs:read", "dlq:admin"})
+SCOPES = frozenset({"route", "logs:read", "dlq:admin", "config:admin"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from router_service.api.auth import client_address, require_scope
+from router_service.api.auth import ApiKey, client_address, require_scope
 from router_service.api.body import read_model
 from router_service.api.schemas import (
     ErrorResponse,
@@ -48,7 +48,7 @@ def services(request: Request) -> Services:
     return found
 
 
-def authenticate(request: Request, svc: Services, scope: str) -> None:
+def authenticate(request: Request, svc: Services, scope: str) -> ApiKey:
     """Before any body is read: an unauthenticated request is never parsed. The key is checked
     first; only failures count against the client address (a valid key never pays for them)."""
     assert svc.keys is not None  # the app factory always builds a key ring
@@ -60,6 +60,7 @@ def authenticate(request: Request, svc: Services, scope: str) -> None:
         svc.auth_failures.failed(client_address(peer, forwarded, svc.trusted_proxies))
         raise
     require_scope(key, scope)
+    return key
 
 
 def scoped(scope: str) -> Any:
@@ -76,7 +77,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(dumps(body), status, headers, media_type="application/json")
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
@@ -150,14 +151,15 @@ def _log_item(record: LogRecord) -> dict[str, Any]:
         "metadata": record.metadata,
         "response": record.response,
         "results": record.results,
-        "timestamp": _iso(record.signal_ts),
-        "created_at": _iso(record.created_at),
-        "updated_at": _iso(record.updated_at),
+        "timestamp": iso(record.signal_ts),
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
         "latency_ms": record.latency_ms,
+        "routing_version": record.routing_version,
     }
 
 
-def _dead_letter_item(entry: DeadLetterRecord) -> dict[str, Any]:
+def dead_letter_item(entry: DeadLetterRecord) -> dict[str, Any]:
     return {
         "id": entry.id,
         "log_id": entry.log_id,
@@ -169,8 +171,8 @@ def _dead_letter_item(entry: DeadLetterRecord) -> dict[str, Any]:
         "attempts": entry.attempts,
         "replay_count": entry.replay_count,
         "status": entry.status,
-        "created_at": _iso(entry.created_at),
-        "last_attempt_at": _iso(entry.last_attempt_at),
+        "created_at": iso(entry.created_at),
+        "last_attempt_at": iso(entry.last_attempt_at),
     }
 
 
@@ -211,10 +213,27 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 @router.get("/logs/{log_id}", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def get_log(request: Request, log_id: str) -> Response:
-    record = await services(request).store.get(log_id)
+    store = services(request).store
+    record = await store.get(log_id)
     if record is None:
         raise NotFound(f"no signal with log_id {log_id[:128]!r}")
-    return json_response(_log_item(record))
+    item = _log_item(record)
+    # What happened to this signal, in one list: its own delivery, then each replay.
+    original = {"attempt": "original", "trace_id": record.trace_id, "at": iso(record.created_at)}
+    replays = [
+        {
+            "attempt": "replay",
+            "job_id": a.job_id,
+            "trace_id": a.trace_id,
+            "agent": a.agent,
+            "outcome": a.outcome,
+            "error": a.error,
+            "at": iso(a.created_at),
+        }
+        for a in await store.replay_history(record.log_id)
+    ]
+    item["delivery_history"] = [original, *replays]
+    return json_response(item)
 
 
 DlqStatus = Literal["pending", "replayed", "exhausted", "all"]
@@ -238,13 +257,12 @@ async def list_dead_letters(
     )
     page = await services(request).store.list_dead_letters(query)
     return json_response(
-        {"items": [_dead_letter_item(e) for e in page.items], "next_cursor": page.next_cursor}
+        {"items": [dead_letter_item(e) for e in page.items], "next_cursor": page.next_cursor}
     )
 
 
 @router.post(
     "/dlq/replay",
-    dependencies=[scoped("dlq:admin")],
     response_model=ReplayResponse,
     responses=ERRORS,
     openapi_extra={
@@ -255,11 +273,22 @@ async def list_dead_letters(
     },
 )
 async def replay_dead_letters(request: Request) -> Response:
+    """``limit`` or ``ids`` alone: replay now and answer the summary. With a filter,
+    ``dry_run``, ``snapshot``, ``rate``, ``max`` or ``background``: a guarded selection
+    (``api/replay_jobs.py``)."""
     svc = services(request)
+    key = authenticate(request, svc, "dlq:admin")
     body = await read_model(request, ReplayRequest, svc.limits)
+    if body.is_selection:
+        from router_service.api.replay_jobs import replay_selection  # imports this module
+
+        return await replay_selection(svc, body, key)
     if (body.limit is None) == (body.ids is None):
         raise ValidationFailed("give exactly one of 'limit' or 'ids'")
     summary = await svc.replayer.replay(limit=body.limit, ids=body.ids)
+    svc.telemetry.audit(
+        "replay.run", by=key.name, limit=body.limit, ids=body.ids, **summary.as_dict()
+    )
     return json_response(summary.as_dict())
 
 
@@ -270,6 +299,8 @@ async def health(request: Request) -> Response:
     degraded = any(state != "closed" for state in circuits.values())
     agents = {"status": "degraded" if degraded else "ok", "circuits": circuits}
     routing = svc.routing.current().describe()
+    if svc.reloader.last is not None:
+        routing["last_reload"] = svc.reloader.last.as_dict()
     try:
         async with asyncio.timeout(svc.settings.db_connect_timeout_s + 1):
             latency_ms = await svc.store.ping()

@@ -81,6 +81,38 @@ class ReplayRequest(BaseModel):
         ]
         | None
     ) = None
+    # A selection by filter (every given field must match), previewed or run as a job.
+    sender_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    kind: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    agent: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    status: Literal["dead_lettered", "partial"] | None = Field(
+        None, description="the signal's status"
+    )
+    since: StrictStr | None = Field(None, description="entries created at or after (RFC 3339)")
+    until: StrictStr | None = Field(None, description="entries created before (RFC 3339)")
+    error_contains: Annotated[StrictStr, Field(min_length=1, max_length=500)] | None = None
+    dry_run: bool = Field(False, description="count, sample and agents concerned; sends nothing")
+    snapshot: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="a dry run's snapshot: handle exactly its set, nothing created since"
+    )
+    rate: Annotated[float, Field(ge=0.01, le=10_000)] | None = Field(
+        None, description="entries per second; a paced replay runs as a background job"
+    )
+    max: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = None
+    background: bool = Field(False, description="run as a background job whatever its size")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rfc3339(value)
+        return value
+
+    @property
+    def is_selection(self) -> bool:
+        """Anything beyond the original ``limit``/``ids`` makes it a guarded selection."""
+        simple = {"limit", "ids"}
+        return bool(self.model_fields_set - simple)
 
     @field_validator("ids", mode="before")
     @classmethod

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -16,7 +18,8 @@ from router_service.adapters.db.backends import StoreSettings, open_store
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.api.auth import FailureLimiter, KeyRing
 from router_service.api.body import BodyLimits
-from router_service.config.routing_source import RoutingSource
+from router_service.api.supervisor import peer_notifier
+from router_service.config.routing_source import RoutingSource, read_version
 from router_service.config.routing_watch import watch_routing
 from router_service.config.settings import IpNetwork, Settings
 from router_service.domain.errors import SchemaOutOfDate, StorageError
@@ -31,7 +34,9 @@ from router_service.service.fairness import SenderLimiter, SenderWeights
 from router_service.service.intake import Intake
 from router_service.service.ports import AgentClient, Events, Store
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
+from router_service.service.reload import RoutingReloader
 from router_service.service.replay import Replayer
+from router_service.service.replay_jobs import ReplayJobs
 
 
 def instance_id() -> str:
@@ -56,8 +61,11 @@ class Services:
     telemetry: Telemetry
     owner: str
     senders: SenderLimiter
+    reloader: RoutingReloader
+    replay_jobs: ReplayJobs
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
+    _sighup_loop: asyncio.AbstractEventLoop | None = None
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()
@@ -81,11 +89,44 @@ class Services:
                     run_every(s.dlq_worker_interval_s, "redelivery", step, self.telemetry)
                 )
             )
+        self.tasks.append(
+            asyncio.create_task(
+                run_every(
+                    s.replay_job_poll_s,
+                    "replay_takeover",
+                    self.replay_jobs.take_over_once,
+                    self.telemetry,
+                )
+            )
+        )
+        self._reload_on_sighup()
+
+    def _reload_on_sighup(self) -> None:
+        """SIGHUP re-reads the routing file. Only the main thread may own a signal handler (a
+        server run in a thread, as in tests, reloads through the admin endpoint)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+
+        async def reload() -> None:
+            await self.reloader.reload(trigger="sighup")
+
+        def on_sighup() -> None:
+            self.tasks.append(loop.create_task(reload()))
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        self._sighup_loop = loop
 
     async def close(self) -> None:
+        if self._sighup_loop is not None:
+            self._sighup_loop.remove_signal_handler(signal.SIGHUP)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.replay_jobs.close()
+        with contextlib.suppress(StorageError):
+            # Jobs this process was running are taken over by another replica right away.
+            await self.store.release_replay_jobs(self.owner)
         with contextlib.suppress(StorageError):
             # Whatever is still in flight becomes reclaimable by the other replicas right away.
             released = await self.store.release_leases(self.owner)
@@ -144,7 +185,20 @@ def build_services(
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000
-    ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner)
+    shadow = None
+    if settings.shadow_routing_config is not None:
+        path = settings.shadow_routing_config
+        shadow = RoutingSource(read_version(path), path)
+    ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner, shadow)
+    replayer = Replayer(
+        ctx,
+        max_replays=settings.max_replays,
+        backoff=RetryPolicy(
+            max_attempts=settings.max_replays,
+            base_s=settings.dlq_retry_base_s,
+            cap_s=settings.dlq_retry_cap_s,
+        ),
+    )
     return Services(
         settings=settings,
         routing=routing,
@@ -155,14 +209,13 @@ def build_services(
         dispatcher=dispatcher,
         telemetry=telemetry,
         intake=Intake(ctx),
-        replayer=Replayer(
+        replayer=replayer,
+        replay_jobs=ReplayJobs(
             ctx,
-            max_replays=settings.max_replays,
-            backoff=RetryPolicy(
-                max_attempts=settings.max_replays,
-                base_s=settings.dlq_retry_base_s,
-                cap_s=settings.dlq_retry_cap_s,
-            ),
+            replayer,
+            telemetry,
+            dispatcher.circuit_states,
+            lease_s=settings.replay_job_lease_s,
         ),
         limits=BodyLimits(
             max_bytes=settings.max_body_bytes,
@@ -176,6 +229,7 @@ def build_services(
         sweeper=Sweeper(ctx, concurrency=settings.sweep_concurrency),
         owner=owner,
         senders=SenderLimiter(settings.sender_max_in_flight),
+        reloader=RoutingReloader(routing, telemetry, peer_notifier()),
     )
 
 

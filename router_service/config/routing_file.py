@@ -41,6 +41,7 @@ falls to ``default`` (``RoutingConfig.unrouted_kinds`` lists them). Every error 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ from router_service.domain.routing import (
     Route,
     RoutingTable,
 )
+from router_service.domain.routing_tests import RoutingCase
 
 DEFAULT_ROUTING_FILE: Final = Path(__file__).with_name("routing.yaml")
 
@@ -103,6 +105,8 @@ class RoutingConfig:
     agents: Mapping[str, AgentSpec]
     classifier: Classifier
     table: RoutingTable
+    # The file's ``tests:`` (and its sibling ``*.tests.yaml``'s): see ``routing_cases.py``.
+    tests: tuple[RoutingCase, ...] = ()
 
     @property
     def unrouted_kinds(self) -> frozenset[str]:
@@ -116,22 +120,29 @@ def load_routing_config(path: str | Path) -> RoutingConfig:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read routing file: {exc}") from exc
-    return parse_routing_config(text, str(path))
+    from router_service.config.routing_cases import with_sibling_cases  # imports this module
+
+    return with_sibling_cases(parse_routing_config(text, str(path)), path)
 
 
 def parse_routing_config(text: str, source: str) -> RoutingConfig:
     """Validate routing YAML; ``source`` names the file in error messages."""
     data, doc = _load_yaml(text, source)
-    top = _mapping(doc, data, (), required=("agents", "routes"), optional=("rules",))
+    top = _mapping(doc, data, (), required=("agents", "routes"), optional=("rules", "tests"))
     agents = MappingProxyType(_parse_agents(doc, top["agents"]))
     classifier = _parse_rules(doc, top.get("rules", []))
     routes = MappingProxyType(_parse_routes(doc, top["routes"], agents))
-    return RoutingConfig(
+    config = RoutingConfig(
         source=source,
         agents=agents,
         classifier=classifier,
         table=RoutingTable(agents=agents, routes=routes),
     )
+    if "tests" not in top:
+        return config
+    from router_service.config.routing_cases import parse_cases  # imports this module
+
+    return dataclasses.replace(config, tests=parse_cases(doc, top["tests"], config))
 
 
 # --- locating errors ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from router_service.config.routing_cases import require_passing, with_sibling_cases
 from router_service.config.routing_file import RoutingConfig, parse_routing_config
 from router_service.domain.errors import ConfigError
 
@@ -56,14 +57,22 @@ def content_version(data: bytes) -> str:
 
 
 def read_version(path: str | Path) -> RoutingVersion:
-    """Read and validate the routing file at ``path``; every problem is a ``ConfigError``."""
+    """Read and validate the routing file at ``path`` (with its sibling tests file's cases);
+    every problem is a ``ConfigError``. The cases are not run here: see ``serveable``."""
     try:
         data = Path(path).read_bytes()
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read routing file: {exc}") from exc
-    config = parse_routing_config(text, str(path))
+    config = with_sibling_cases(parse_routing_config(text, str(path)), path)
     return RoutingVersion(config, content_version(data), datetime.now(UTC))
+
+
+def serveable(path: str | Path) -> RoutingVersion:
+    """A version fit to route with: valid, and its own ``tests:`` pass."""
+    version = read_version(path)
+    require_passing(version.config)
+    return version
 
 
 class RoutingSource:
@@ -76,8 +85,8 @@ class RoutingSource:
 
     @classmethod
     def from_file(cls, path: str | Path) -> RoutingSource:
-        """Raises ``ConfigError`` when the file is unreadable or invalid."""
-        return cls(read_version(path), Path(path))
+        """Raises ``ConfigError`` when the file is unreadable, invalid, or fails its tests."""
+        return cls(serveable(path), Path(path))
 
     @classmethod
     def fixed(cls, config: RoutingConfig) -> RoutingSource:
@@ -94,14 +103,15 @@ class RoutingSource:
         return self._active
 
     def reload(self) -> Reload:
-        """Re-read the file. A valid file with new content becomes active at once; an invalid
-        one is refused and the active version stays; identical content changes nothing."""
+        """Re-read the file. A valid file with new content whose tests pass becomes active at
+        once; an invalid one (or one failing its tests) is refused and the active version
+        stays; identical content changes nothing."""
         with self._reloading:
             active = self._active
             if self._path is None:
                 return Reload(active, changed=False)
             try:
-                candidate = read_version(self._path)
+                candidate = serveable(self._path)
             except ConfigError as exc:
                 return Reload(active, changed=False, error=exc)
             if candidate.version == active.version:

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     dlq_worker_interval_s: float = Field(1.0, gt=0)
     dlq_retry_base_s: float = Field(5.0, ge=0)
     dlq_retry_cap_s: float = Field(300.0, ge=0)
+    replay_job_lease_s: float = Field(30.0, gt=0)
+    replay_job_poll_s: float = Field(2.0, gt=0)
+    shadow_routing_config: Path | None = None
 
     # The console's session cookies are signed with this; unset: a random secret per process
     # (sessions end on restart; `serve --workers N` shares one among its workers).

@@ -4,6 +4,7 @@
 
     RouterError
     ├── ConfigError                 the routing file or the settings are wrong (start-up)
+    │   └── ReloadRefused           422 routing_reload_refused (the active version stays)
     ├── BadRequest                  the client sent something we cannot accept   (4xx)
     │   ├── InvalidJson             400 invalid_json
     │   ├── UnsupportedMediaType    415 unsupported_media_type
@@ -18,6 +19,7 @@
     ├── Overloaded                  503 overloaded (too many signals in flight; Retry-After)
     ├── NotFound                    404 not_found
     ├── Conflict                    409 in_progress (a duplicate of a signal still in flight)
+    │   └── InvalidState            409 invalid_state (e.g. cancelling a finished replay job)
     ├── StorageError                the database failed
     │   ├── StorageUnavailable      503 database_unavailable
     │   └── SchemaOutOfDate         start-up refusal: migrations are behind
@@ -65,6 +67,13 @@ class ConfigError(RouterError):
     """The routing file or a setting is invalid; the message names the file and the location."""
 
     code = "config_error"
+
+
+class ReloadRefused(ConfigError):
+    """A reload found the routing file invalid or failing its tests; the old version stays."""
+
+    status = 422
+    code = "routing_reload_refused"
 
 
 class BadRequest(RouterError):
@@ -146,6 +155,10 @@ class NotFound(RouterError):
 class Conflict(RouterError):
     status = 409
     code = "in_progress"
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
 
 
 class StorageError(RouterError):

@@ -65,6 +65,8 @@ class Plan:
     mode: Mode
     agents: tuple[AgentSpec, ...]
     hedge: HedgePolicy | None = None
+    # The routing file version (content hash) that made this plan; recorded with the signal.
+    version: str = ""
 
     @property
     def agent_names(self) -> list[str]:
@@ -81,7 +83,7 @@ class RoutingTable:
     def route_for(self, kind: str) -> Route:
         return self.routes.get(kind) or self.routes[DEFAULT_KIND]
 
-    def plan(self, kind: str, rule: str, mode: Mode | None = None) -> Plan:
+    def plan(self, kind: str, rule: str, mode: Mode | None = None, version: str = "") -> Plan:
         route = self.route_for(kind)
         chosen = mode or route.mode
         hedge = None
@@ -93,4 +95,5 @@ class RoutingTable:
             mode=chosen,
             agents=tuple(self.agents[name] for name in route.agents),
             hedge=hedge,
+            version=version,
         )

@@ -29,6 +29,8 @@ class TraceContext:
     span_id: str
     sampled: bool = True
     parent_id: str | None = None
+    # Trace ids this trace is linked to (a replay links the original signal's trace).
+    links: tuple[str, ...] = ()
 
     @classmethod
     def from_header(cls, header: str | None) -> TraceContext:
@@ -41,7 +43,9 @@ class TraceContext:
         return cls(new_trace_id(), new_span_id())
 
     def child(self) -> TraceContext:
-        return TraceContext(self.trace_id, new_span_id(), self.sampled, parent_id=self.span_id)
+        return TraceContext(
+            self.trace_id, new_span_id(), self.sampled, parent_id=self.span_id, links=self.links
+        )
 
     @property
     def traceparent(self) -> str:

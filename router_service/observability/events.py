@@ -11,7 +11,9 @@ from router_service.observability.tracing import TraceContext
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 if TYPE_CHECKING:
+    from router_service.domain.routing import Plan
     from router_service.observability.otel import SpanExporter
+    from router_service.service.reload import ReloadReport
 
 
 class Telemetry:
@@ -141,6 +143,60 @@ class Telemetry:
 
     def replayed(self, *, outcome: str) -> None:
         self.metrics.replays.labels(outcome).inc()
+
+    def routing_reloaded(self, report: ReloadReport) -> None:
+        """The audit event of a reload (who, how, what is active now) and its metric."""
+        self.metrics.routing_reloads.labels(report.outcome).inc()
+        fields = report.as_dict()
+        if report.outcome == "refused":
+            self._log.error("routing.reload", audit=True, **fields)
+        else:
+            self._log.info("routing.reload", audit=True, **fields)
+
+    def audit(self, event: str, **fields: object) -> None:
+        """An operator's action (replay, reload): one JSON line naming the key, never the key."""
+        self._log.info(event, audit=True, **fields)
+
+    def shadow_diff(
+        self,
+        *,
+        log_id: str,
+        active: Plan,
+        shadow_kind: str,
+        shadow_rule: str,
+        shadow_agents: list[str],
+    ) -> None:
+        self.metrics.shadow_route_diff.labels(active.kind, shadow_kind).inc()
+        self._log.info(
+            "shadow.diff",
+            log_id=log_id,
+            active_kind=active.kind,
+            active_rule=active.rule,
+            active_agents=active.agent_names,
+            shadow_kind=shadow_kind,
+            shadow_rule=shadow_rule,
+            shadow_agents=shadow_agents,
+        )
+
+    def replay_attempt(
+        self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext
+    ) -> None:
+        """One replayed entry: its own trace, linked to the signal's original trace."""
+        self._log.info(
+            "replay.attempt",
+            job_id=job_id,
+            log_id=log_id,
+            outcome=outcome,
+            replay_trace_id=trace.trace_id,
+            linked_trace_ids=list(trace.links),
+        )
+        if self._spans is not None:
+            from opentelemetry.trace import SpanKind
+
+            attributes = {"router.log_id": log_id, "router.outcome": outcome}
+            if job_id is not None:
+                attributes["router.replay_job_id"] = str(job_id)
+            self._spans.record("dlq replay", trace, 0.0, attributes, kind=SpanKind.INTERNAL)
 
     def close(self) -> None:
         if self._spans is not None:

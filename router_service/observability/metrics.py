@@ -146,6 +146,18 @@ class Metrics:
         self.pool_size = Gauge(
             "db_pool_size", "Connections the pools keep", registry=r, multiprocess_mode="livesum"
         )
+        self.routing_reloads = Counter(
+            "routing_reloads",
+            "Routing file reloads, by outcome (reloaded, unchanged, refused)",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_route_diff = Counter(
+            "shadow_route_diff",
+            "Live signals the shadow routing file would route to another kind",
+            ["active_kind", "shadow_kind"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "router_build_info",
             "Build information (always 1)",

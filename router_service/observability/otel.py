@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -41,6 +42,18 @@ class _PresetIds(RandomIdGenerator):
 
     def generate_span_id(self) -> int:
         return self.span_id or super().generate_span_id()
+
+
+def _link(trace_id: str) -> Link:
+    """A link to another trace. The log keeps trace ids, not the span that received a signal,
+    so the link names the trace with a span id taken from its low 64 bits."""
+    context = SpanContext(
+        trace_id=int(trace_id, 16),
+        span_id=int(trace_id[16:], 16) or 1,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return Link(context, {"router.link": "replay_of"})
 
 
 def _traces_url(endpoint: str) -> str:
@@ -87,6 +100,7 @@ class SpanExporter:
                 kind=kind,
                 start_time=end - int(duration_s * 1e9),
                 attributes={k: v for k, v in attributes.items() if v is not None},
+                links=[_link(trace_id) for trace_id in context.links],
             )
         finally:
             self._ids.trace_id = self._ids.span_id = 0

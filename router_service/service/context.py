@@ -20,3 +20,5 @@ class Collaborators:
     events: Events
     deadline_s: float
     owner: str
+    # SHADOW_ROUTING_CONFIG: a candidate that classifies every live signal too, never dispatching.
+    shadow: Routing | None = None

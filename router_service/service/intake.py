@@ -14,7 +14,7 @@ from router_service.domain.routing import Mode, Plan
 from router_service.domain.signal import Signal
 from router_service.domain.trace import TraceContext
 from router_service.service.context import Collaborators
-from router_service.service.ports import Envelope, LogRecord
+from router_service.service.ports import Envelope, LogRecord, Routing
 
 # How often a duplicate re-reads a signal still in flight (doubling up to the cap).
 _POLL_FIRST_S = 0.005
@@ -91,17 +91,21 @@ class Intake:
         self._store, self._dispatcher = ctx.store, ctx.dispatcher
         self._routing, self._events = ctx.routing, ctx.events
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
+        self._shadow = ctx.shadow
 
     def plan(self, signal: Signal, mode: Mode | None) -> Plan:
         # One read of the source: classification and plan come from the same version.
-        routing = self._routing.current().config
+        active = self._routing.current()
+        routing = active.config
         found = routing.classifier.classify(signal.payload)
-        return routing.table.plan(found.kind, found.rule, mode)
+        return routing.table.plan(found.kind, found.rule, mode, active.version)
 
     async def route(self, signal: Signal, mode: Mode | None, trace: TraceContext) -> RouteAnswer:
         started = time.perf_counter()
         deadline = started + self._deadline_s
         plan = self.plan(signal, mode)
+        if self._shadow is not None:
+            self._compare_shadow(self._shadow, signal, plan)
         self._events.signal_received(plan.kind)
         claim = await self._store.claim(
             signal, plan, trace.trace_id, self._owner, lease_s=self._deadline_s * 2
@@ -174,6 +178,21 @@ class Intake:
             duplicate=False,
             latency_ms=round(latency_s * 1000, 3),
         )
+
+    def _compare_shadow(self, shadow: Routing, signal: Signal, plan: Plan) -> None:
+        """Classify by the shadow file too; a different kind or agents is reported, and
+        nothing else happens (the shadow never dispatches)."""
+        config = shadow.current().config
+        found = config.classifier.classify(signal.payload)
+        agents = config.table.route_for(found.kind).agents
+        if found.kind != plan.kind or list(agents) != plan.agent_names:
+            self._events.shadow_diff(
+                log_id=signal.log_id,
+                active=plan,
+                shadow_kind=found.kind,
+                shadow_rule=found.rule,
+                shadow_agents=list(agents),
+            )
 
     async def _await_original(
         self, record: LogRecord, signal: Signal, deadline: float

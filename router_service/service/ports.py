@@ -35,6 +35,8 @@ class LogRecord:
     latency_ms: float | None
     created_at: datetime
     updated_at: datetime
+    # The routing file version that routed it (None: routed before versions were recorded).
+    routing_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +116,161 @@ class ReplayResult:
     attempted: bool = True
 
 
-class Store(Protocol):
-    """The signal log, its idempotency keys and leases, and the dead-letter queue."""
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which pending dead letters a replay takes: exact ``ids``, or entries matching every
+    given field. ``agent`` matches the entry's agent, or for a whole-signal entry (fallback,
+    first_success) an agent of its route; ``status`` is the signal's (``dead_lettered`` or
+    ``partial``); ``since``/``until`` bound the entry's creation; ``error_contains`` is a
+    case-insensitive substring. ``upto_id`` is the snapshot bound: larger ids came later."""
+
+    ids: tuple[int, ...] | None = None
+    sender_id: str | None = None
+    kind: str | None = None
+    agent: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    error_contains: str | None = None
+    upto_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeadLetterFilter:
+        values = dict(data)
+        for name in ("since", "until"):
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        if values.get("ids") is not None:
+            values["ids"] = tuple(values["ids"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSurvey:
+    """What a filter selects now: how many, the largest entry id (the snapshot bound), and the
+    entries by (agent or None for a whole-signal entry, kind)."""
+
+    count: int
+    snapshot_id: int
+    groups: list[tuple[str | None, str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayJobProgress:
+    cursor_id: int  # every selected entry up to this id has been handled
+    replayed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    exhausted: int = 0
+    deferred: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayJobRecord:
+    id: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    state: str  # running, done, cancelled, failed
+    filter: DeadLetterFilter
+    rate: float | None
+    max_entries: int | None
+    selected: int
+    progress: ReplayJobProgress
+    cancel_requested: bool
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayAttemptRecord:
+    """One replay of one dead-letter entry: part of its signal's delivery history."""
+
+    log_id: str
+    dead_letter_id: int
+    job_id: int | None
+    agent: str | None
+    trace_id: str
+    outcome: str  # succeeded, pending, exhausted, deferred
+    error: str | None
+    created_at: datetime
+
+
+class ReplayJobStore(Protocol):
+    """Replay jobs and replay attempts (migration 0005): part of the ``Store``."""
+
+    async def survey_dead_letters(self, flt: DeadLetterFilter) -> DeadLetterSurvey: ...
+
+    async def select_dead_letters(
+        self, flt: DeadLetterFilter, *, after_id: int, limit: int
+    ) -> list[DeadLetterRecord]: ...
+
+    async def create_replay_job(
+        self,
+        *,
+        created_by: str,
+        flt: DeadLetterFilter,
+        rate: float | None,
+        max_entries: int | None,
+        selected: int,
+        owner: str,
+        lease_s: float,
+    ) -> ReplayJobRecord: ...
+
+    async def get_replay_job(self, job_id: int) -> ReplayJobRecord | None: ...
+
+    async def list_replay_jobs(self, limit: int) -> list[ReplayJobRecord]: ...
+
+    async def save_replay_job_progress(
+        self, job_id: int, owner: str, progress: ReplayJobProgress, lease_s: float
+    ) -> bool | None:
+        """Whether a cancel was asked; None when ``owner`` no longer holds the job."""
+        ...
+
+    async def finish_replay_job(
+        self, job_id: int, owner: str, state: str, error: str | None = None
+    ) -> None: ...
+
+    async def cancel_replay_job(self, job_id: int) -> ReplayJobRecord | None:
+        """Ask a running job to stop (at once when no live runner holds it); None when the
+        job does not exist."""
+        ...
+
+    async def resume_replay_job(
+        self, job_id: int, owner: str, lease_s: float
+    ) -> ReplayJobRecord | None:
+        """A cancelled or failed job running again from its cursor, held by ``owner``."""
+        ...
+
+    async def take_over_replay_job(self, owner: str, lease_s: float) -> ReplayJobRecord | None:
+        """A running job whose runner died (lease expired), now held by ``owner``."""
+        ...
+
+    async def release_replay_jobs(self, owner: str) -> int: ...
+
+    async def record_replay_attempt(self, attempt: ReplayAttemptRecord) -> None: ...
+
+    async def replay_history(self, log_id: str) -> list[ReplayAttemptRecord]: ...
+
+
+class Store(ReplayJobStore, Protocol):
+    """The signal log, its idempotency keys and leases, the dead-letter queue and its replay
+    jobs."""
 
     async def close(self) -> None: ...
 
@@ -181,6 +336,11 @@ class RoutingRules(Protocol):
 class RoutingVersion(Protocol):
     @property
     def config(self) -> RoutingRules: ...
+
+    @property
+    def version(self) -> str:
+        """The routing file's content hash, recorded with every signal it routes."""
+        ...
 
 
 class Routing(Protocol):
@@ -289,6 +449,16 @@ class Events(Protocol):
     def dlq_backlog(self, size: int) -> None: ...
 
     def replayed(self, *, outcome: str) -> None: ...
+
+    def shadow_diff(
+        self,
+        *,
+        log_id: str,
+        active: Plan,
+        shadow_kind: str,
+        shadow_rule: str,
+        shadow_agents: list[str],
+    ) -> None: ...
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None: ...
 

@@ -12,7 +12,7 @@ from typing import Any
 from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
-from router_service.observability.tracing import TraceContext, new_span_id
+from router_service.domain.trace import TraceContext, new_span_id
 from router_service.service.context import Collaborators
 from router_service.service.intake import stored_envelope
 from router_service.service.ports import DeadLetterRecord, ReplayResult
@@ -145,10 +145,34 @@ class Replayer:
         self._events.dlq_backlog(await self._store.dlq_backlog())
         return summary
 
+    async def replay_claimed(
+        self, entry: DeadLetterRecord, summary: ReplaySummary, trace: TraceContext
+    ) -> tuple[str, ReplayResult]:
+        """Replay one entry its caller claimed (replay jobs select and claim their own), under
+        ``trace``. Returns its outcome (succeeded, pending, exhausted, deferred) and result."""
+        before = (summary.succeeded, summary.deferred, summary.exhausted)
+        result = await self._replay_entry(entry, summary, trace=trace)
+        succeeded, deferred, exhausted = (
+            after - was
+            for after, was in zip(
+                (summary.succeeded, summary.deferred, summary.exhausted), before, strict=True
+            )
+        )
+        if deferred:
+            return "deferred", result
+        if succeeded:
+            return "succeeded", result
+        return ("exhausted" if exhausted else "pending"), result
+
     async def _replay_entry(
-        self, entry: DeadLetterRecord, summary: ReplaySummary, *, probe: bool
-    ) -> None:
-        result = await self._send(entry, probe)
+        self,
+        entry: DeadLetterRecord,
+        summary: ReplaySummary,
+        *,
+        probe: bool = False,
+        trace: TraceContext | None = None,
+    ) -> ReplayResult:
+        result = await self._send(entry, probe, trace)
         retry_in_s = self._backoff.ceiling(entry.replay_count + 1)
         status = await self._store.finish_replay(entry, result, self._max_replays, retry_in_s)
         summary.replayed += 1
@@ -157,7 +181,7 @@ class Replayer:
             for agent in {str(r["agent"]) for r in result.results if not r.get("attempts")}:
                 summary.defer(agent, self._dispatcher.circuit_retry_in(agent))
             self._events.replayed(outcome="deferred")
-            return
+            return result
         if result.ok:
             summary.succeeded += 1
         else:
@@ -165,8 +189,11 @@ class Replayer:
         if status == "exhausted":
             summary.exhausted += 1
         self._events.replayed(outcome="succeeded" if result.ok else status)
+        return result
 
-    async def _send(self, entry: DeadLetterRecord, probe: bool) -> ReplayResult:
+    async def _send(
+        self, entry: DeadLetterRecord, probe: bool, trace: TraceContext | None = None
+    ) -> ReplayResult:
         envelope = stored_envelope(
             log_id=entry.log_id,
             sender_id=entry.sender_id,
@@ -175,7 +202,7 @@ class Replayer:
             timestamp=entry.signal_ts or entry.created_at,
             kind=entry.kind,
         )
-        trace = TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
+        trace = trace or TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
         deadline = time.perf_counter() + self._deadline_s
         routing = self._routing.current().config
         if entry.agent is not None:

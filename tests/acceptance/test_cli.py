@@ -117,6 +117,8 @@ def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[s
             "alembic_version",
             "dead_letters",
             "idempotency_keys",
+            "replay_attempts",
+            "replay_jobs",
             "signal_leases",
             "signals",
         ]

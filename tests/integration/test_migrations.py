@@ -110,18 +110,22 @@ def test_a_router_refuses_to_start_on_a_database_still_at_0002(url: str) -> None
         async with open_store(url) as store:
             await wait_for_schema(store, 0)
 
-    with pytest.raises(SchemaOutOfDate, match="at revision 0002 but this router needs 0004"):
+    with pytest.raises(
+        SchemaOutOfDate, match=f"at revision 0002 but this router needs {SCHEMA_HEAD}"
+    ):
         asyncio.run(check())
 
 
 def test_upgrade_from_0002_backfills_the_keys_and_still_refuses_duplicates(url: str) -> None:
     upgrade_to(url, "head")
-    assert asyncio.run(_revision(url)) == "0004"
+    assert asyncio.run(_revision(url)) == SCHEMA_HEAD
     assert _schema(url) == {
         "tables": [
             "alembic_version",
             "dead_letters",
             "idempotency_keys",
+            "replay_attempts",
+            "replay_jobs",
             "signal_leases",
             "signals",
         ],
@@ -208,3 +212,16 @@ def test_0004_moves_leases_of_signals_in_flight_apart_and_back(url: str) -> None
     assert row["lease_owner"] == "replica-b"
     done = query(url, "SELECT lease_owner FROM signals WHERE log_id = 'm-done'")
     assert done == [{"lease_owner": None}]
+
+
+def test_0005_adds_the_routing_version_and_the_replay_tables_and_back(url: str) -> None:
+    upgrade_to(url, "head")
+    # Signals routed before 0005 have no version; new ones record theirs.
+    assert query(url, "SELECT DISTINCT routing_version FROM signals") == [{"routing_version": None}]
+    assert query(url, "SELECT count(*) AS n FROM replay_jobs") == [{"n": 0}]
+    assert query(url, "SELECT count(*) AS n FROM replay_attempts") == [{"n": 0}]
+    downgrade_to(url, "0004")
+    assert "replay_jobs" not in _schema(url)["tables"]
+    assert "replay_attempts" not in _schema(url)["tables"]
+    upgrade_to(url, "head")
+    assert asyncio.run(_revision(url)) == SCHEMA_HEAD

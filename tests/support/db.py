@@ -43,9 +43,17 @@ def query(url: str, statement: str, *args: Any) -> list[dict[str, Any]]:
 def wipe(url: str) -> None:
     if _is_sqlite(url):
         with sqlite3.connect(_sqlite_path(url)) as conn:
+            conn.execute("DELETE FROM replay_attempts")
+            conn.execute("DELETE FROM replay_jobs")
             conn.execute("DELETE FROM dead_letters")
             conn.execute("DELETE FROM signal_leases")
             conn.execute("DELETE FROM signals")
             conn.execute("DELETE FROM idempotency_keys")
         return
-    asyncio.run(_pg(url, "TRUNCATE dead_letters, signal_leases, signals, idempotency_keys"))
+    asyncio.run(
+        _pg(
+            url,
+            "TRUNCATE replay_attempts, replay_jobs, dead_letters, signal_leases, signals, "
+            "idempotency_keys",
+        )
+    )

@@ -245,7 +245,7 @@ def test_top_level_must_be_a_mapping() -> None:
 def test_unknown_top_level_key() -> None:
     text = build() + "route: {}\n"
     assert error(text) == (
-        "routing.yaml: unknown key 'route' (allowed: agents, routes, rules) "
+        "routing.yaml: unknown key 'route' (allowed: agents, routes, rules, tests) "
         f"(line {line_of(text, 'route:')})"
     )
 

@@ -27,8 +27,10 @@ WITH claimed AS (
     SELECT log_id, $14, $12, $13 FROM claimed
 )
 INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id,
-                     kind, rule, mode, routed_agents, status, created_at, updated_at)
-SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $14, $14
+                     kind, rule, mode, routed_agents, status, created_at, updated_at,
+                     routing_version)
+SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $14, $14,
+       $15
   FROM claimed
  WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING log_id
@@ -57,7 +59,7 @@ RETURNING id
 SIGNAL_COLUMNS = (
     "s.log_id, s.sender_id, s.payload_hash, s.payload, s.metadata, s.signal_ts, s.trace_id, "
     "s.kind, s.rule, s.mode, s.routed_agents, s.status, s.results, s.response, s.latency_ms, "
-    "s.created_at, s.updated_at"
+    "s.created_at, s.updated_at, s.routing_version"
 )
 
 GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE s.log_id = $1 LIMIT 1"  # noqa: S608
@@ -154,3 +156,101 @@ DLQ_BACKLOG = "SELECT count(*) FROM dead_letters WHERE status = 'pending'"
 
 PING = "SELECT 1"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
+
+# --- replay jobs (``pg_replay_jobs.py``); none of these is on the hot path ----------------------
+
+# A replay's selection: pending entries, with the filters of ``DEAD_LETTER_FILTERS`` appended.
+SELECTED_DEAD_LETTERS = (
+    "FROM dead_letters AS d JOIN signals AS s ON s.log_id = d.log_id WHERE d.status = 'pending'"
+)
+SURVEY_HEAD = "SELECT NULLIF(d.agent, '') AS agent, d.kind, count(*) AS n " + SELECTED_DEAD_LETTERS
+SURVEY_TAIL = " GROUP BY 1, 2 ORDER BY 1, 2"
+SELECT_HEAD = f"SELECT {DEAD_LETTER_COLUMNS} " + SELECTED_DEAD_LETTERS
+SELECT_TAIL = " ORDER BY d.id LIMIT {limit}"
+DEAD_LETTER_FILTERS = {
+    "ids": "d.id = ANY({0}::bigint[])",
+    "sender_id": "s.sender_id = {0}",
+    "kind": "d.kind = {0}",
+    # A whole-signal entry (agent '') concerns every agent its signal was routed to.
+    "agent": "(d.agent = {0} OR (d.agent = '' AND s.routed_agents ? {0}))",
+    "status": "s.status = {0}",
+    "since": "d.created_at >= {0}",
+    "until": "d.created_at < {0}",
+    "error_contains": "strpos(lower(d.error), lower({0})) > 0",
+    "upto_id": "d.id <= {0}",
+    "after_id": "d.id > {0}",
+}
+MAX_DEAD_LETTER_ID = "SELECT coalesce(max(id), 0) FROM dead_letters"
+
+REPLAY_JOB_COLUMNS = (
+    "id, created_by, created_at, updated_at, finished_at, state, filter, snapshot_id, rate, "
+    "max_entries, selected, cursor_id, replayed, succeeded, failed, exhausted, deferred, "
+    "cancel_requested, lease_owner, lease_expires_at, error"
+)
+INSERT_REPLAY_JOB = f"""
+INSERT INTO replay_jobs (created_by, created_at, updated_at, state, filter, snapshot_id, rate,
+                         max_entries, selected, cursor_id, replayed, succeeded, failed,
+                         exhausted, deferred, cancel_requested, lease_owner, lease_expires_at)
+VALUES ($1, $2, $2, 'running', $3, $4, $5, $6, $7, 0, 0, 0, 0, 0, 0, false, $8, $9)
+RETURNING {REPLAY_JOB_COLUMNS}
+"""  # noqa: S608
+GET_REPLAY_JOB = f"SELECT {REPLAY_JOB_COLUMNS} FROM replay_jobs WHERE id = $1"  # noqa: S608
+LIST_REPLAY_JOBS = f"SELECT {REPLAY_JOB_COLUMNS} FROM replay_jobs ORDER BY id DESC LIMIT $1"  # noqa: S608
+# Progress of the job ``$1`` while ``$2`` holds it; answers whether a cancel was asked.
+SAVE_REPLAY_JOB_PROGRESS = """
+UPDATE replay_jobs
+   SET cursor_id = $3, replayed = $4, succeeded = $5, failed = $6, exhausted = $7,
+       deferred = $8, updated_at = $9, lease_expires_at = $10
+ WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING cancel_requested
+"""
+FINISH_REPLAY_JOB = """
+UPDATE replay_jobs
+   SET state = $3, error = $4, finished_at = $5, updated_at = $5,
+       lease_owner = NULL, lease_expires_at = NULL
+ WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+"""
+# A job that no live runner holds is cancelled at once; a held one stops after its entry.
+CANCEL_REPLAY_JOB = f"""
+UPDATE replay_jobs
+   SET cancel_requested = (state = 'running'), updated_at = $2,
+       state = CASE WHEN state = 'running'
+                     AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+                    THEN 'cancelled' ELSE state END,
+       finished_at = CASE WHEN state = 'running'
+                           AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+                          THEN $2 ELSE finished_at END
+ WHERE id = $1
+RETURNING {REPLAY_JOB_COLUMNS}
+"""  # noqa: S608
+RESUME_REPLAY_JOB = f"""
+UPDATE replay_jobs
+   SET state = 'running', cancel_requested = false, finished_at = NULL, error = NULL,
+       lease_owner = $2, lease_expires_at = $3, updated_at = $4
+ WHERE id = $1 AND state IN ('cancelled', 'failed')
+RETURNING {REPLAY_JOB_COLUMNS}
+"""  # noqa: S608
+# A running job whose runner died: picked once, skipped by other replicas while held.
+TAKE_OVER_REPLAY_JOB = f"""
+WITH picked AS MATERIALIZED (
+    SELECT id FROM replay_jobs
+     WHERE state = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < $1)
+     ORDER BY id LIMIT 1
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE replay_jobs AS j SET lease_owner = $2, lease_expires_at = $3, updated_at = $1
+  FROM picked WHERE j.id = picked.id
+RETURNING {", ".join("j." + c for c in REPLAY_JOB_COLUMNS.split(", "))}
+"""  # noqa: S608
+RELEASE_REPLAY_JOBS = (
+    "UPDATE replay_jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND state = 'running'"
+)
+INSERT_REPLAY_ATTEMPT = """
+INSERT INTO replay_attempts (log_id, dead_letter_id, job_id, agent, trace_id, outcome, error,
+                             created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+REPLAY_HISTORY = """
+SELECT log_id, dead_letter_id, job_id, agent, trace_id, outcome, error, created_at
+  FROM replay_attempts WHERE log_id = $1 ORDER BY id
+"""

@@ -18,6 +18,7 @@ import asyncpg
 from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.group_commit import GroupCommit
 from router_service.adapters.db.pg_pool import PgPool
+from router_service.adapters.db.pg_replay_jobs import PgReplayJobs
 from router_service.adapters.db.records import (
     as_utc,
     dead_letter_cursor_bound,
@@ -79,8 +80,8 @@ class _Where:
         return "".join(self.clauses)
 
 
-class PgStore:
-    """The ``Store`` protocol on Postgres."""
+class PgStore(PgReplayJobs):
+    """The ``Store`` protocol on Postgres (replay jobs in ``pg_replay_jobs.py``)."""
 
     def __init__(self, pool: PgPool) -> None:
         self._pool = pool
@@ -125,6 +126,7 @@ class PgStore:
             lease_owner,
             now + timedelta(seconds=lease_s),
             now,
+            plan.version or None,
         )
         inserted, retried = await self._pool.run_twice(
             "claim", lambda conn: conn.fetchval(sql.CLAIM, *params)

@@ -17,7 +17,14 @@ import orjson
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
 from router_service.jsonwire import dumps, loads
-from router_service.service.ports import DeadLetterRecord, LogRecord
+from router_service.service.ports import (
+    DeadLetterFilter,
+    DeadLetterRecord,
+    LogRecord,
+    ReplayAttemptRecord,
+    ReplayJobProgress,
+    ReplayJobRecord,
+)
 
 _NUL = b"\\u0000"
 
@@ -124,6 +131,7 @@ def log_record(row: Mapping[Any, Any], decode: Decode) -> LogRecord:
         latency_ms=row["latency_ms"],
         created_at=aware(row["created_at"]) or utcnow(),
         updated_at=aware(row["updated_at"]) or utcnow(),
+        routing_version=row["routing_version"],
     )
 
 
@@ -164,3 +172,48 @@ def merged_replay(
     results = [r for r in stored_results or [] if r.get("agent") != entry.agent]
     results.extend(replayed_results)
     return response, results
+
+
+def replay_job_record(row: Mapping[Any, Any]) -> ReplayJobRecord:
+    return ReplayJobRecord(
+        id=row["id"],
+        created_by=row["created_by"],
+        created_at=aware(row["created_at"]) or utcnow(),
+        updated_at=aware(row["updated_at"]) or utcnow(),
+        finished_at=aware(row["finished_at"]),
+        state=row["state"],
+        filter=DeadLetterFilter.from_dict(orjson.loads(row["filter"])),
+        rate=row["rate"],
+        max_entries=row["max_entries"],
+        selected=row["selected"],
+        progress=ReplayJobProgress(
+            cursor_id=row["cursor_id"],
+            replayed=row["replayed"],
+            succeeded=row["succeeded"],
+            failed=row["failed"],
+            exhausted=row["exhausted"],
+            deferred=row["deferred"],
+        ),
+        cancel_requested=bool(row["cancel_requested"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=aware(row["lease_expires_at"]),
+        error=row["error"],
+    )
+
+
+def replay_attempt_record(row: Mapping[Any, Any]) -> ReplayAttemptRecord:
+    return ReplayAttemptRecord(
+        log_id=row["log_id"],
+        dead_letter_id=row["dead_letter_id"],
+        job_id=row["job_id"],
+        agent=row["agent"] or None,
+        trace_id=row["trace_id"],
+        outcome=row["outcome"],
+        error=row["error"],
+        created_at=aware(row["created_at"]) or utcnow(),
+    )
+
+
+def filter_column(flt: DeadLetterFilter) -> str:
+    """The JSON text of a job's filter (its snapshot bound included)."""
+    return dumps(flt.as_dict()).decode()

@@ -30,6 +30,7 @@ from router_service.adapters.db.records import (
     merged_replay,
     utcnow,
 )
+from router_service.adapters.db.sqlite_replay_jobs import SqliteReplayJobs
 from router_service.adapters.db.tables import (
     dead_letters,
     idempotency_keys,
@@ -61,8 +62,8 @@ _DLQ_COLUMNS = (
 )
 
 
-class SqliteStore:
-    """The ``Store`` protocol on SQLite."""
+class SqliteStore(SqliteReplayJobs):
+    """The ``Store`` protocol on SQLite (replay jobs in ``sqlite_replay_jobs.py``)."""
 
     def __init__(self, engine: AsyncEngine, events: Events, pool_size: int) -> None:
         self._engine = engine
@@ -149,6 +150,7 @@ class SqliteStore:
             status=Status.IN_PROGRESS.value,
             created_at=now,
             updated_at=now,
+            routing_version=plan.version or None,
         )
         async with self._connect("claim", transaction=True) as conn:
             won = (await conn.execute(take_key)).first() is not None

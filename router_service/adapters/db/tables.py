@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -64,6 +65,8 @@ signals = Table(
     Column("latency_ms", Float, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # The routing file version (content hash) that routed it; NULL before revision 0005.
+    Column("routing_version", String(16), nullable=True),
     PrimaryKeyConstraint("log_id", "created_at", name="signals_pkey"),
     # Room in each page for the outcome's new row version: with no indexed column changed, the
     # update is HOT (no new index entries). Postgres only.
@@ -117,3 +120,50 @@ dead_letters = Table(
 )
 Index("ix_dead_letters_status_id", dead_letters.c.status, dead_letters.c.id)
 Index("ix_dead_letters_status_due", dead_letters.c.status, dead_letters.c.next_attempt_at)
+
+# A replay run in the background: the filter, the snapshot bound (entries with a larger id were
+# created after the dry run and are left out), the pace, counts so far and a lease, so that
+# another replica takes over the remainder of a job whose runner died (migration 0005).
+replay_jobs = Table(
+    "replay_jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("created_by", String(128), nullable=False),  # the API key's name, never the key
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("state", String(16), nullable=False),  # running, done, cancelled, failed
+    Column("filter", Text, nullable=False),  # JSON
+    Column("snapshot_id", BigInteger, nullable=False),
+    Column("rate", Float, nullable=True),
+    Column("max_entries", Integer, nullable=True),
+    Column("selected", Integer, nullable=False),
+    Column("cursor_id", BigInteger, nullable=False),  # entries up to this id are handled
+    Column("replayed", Integer, nullable=False),
+    Column("succeeded", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("exhausted", Integer, nullable=False),
+    Column("deferred", Integer, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Timestamp, nullable=True),
+    Column("error", Text, nullable=True),
+)
+Index("ix_replay_jobs_state_lease", replay_jobs.c.state, replay_jobs.c.lease_expires_at)
+
+# One row per replayed dead-letter entry: with the signal's own results, its delivery history.
+replay_attempts = Table(
+    "replay_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("log_id", String(128), nullable=False),
+    Column("dead_letter_id", BigInteger, nullable=False),
+    Column("job_id", BigInteger, nullable=True),
+    Column("agent", String(128), nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+Index("ix_replay_attempts_log", replay_attempts.c.log_id, replay_attempts.c.id)
+Index("ix_replay_attempts_job", replay_attempts.c.job_id, replay_attempts.c.id)

@@ -1,0 +1,1 @@
+"""The operators' commands of ``router-service``: explain, check-config, backtest, replays."""

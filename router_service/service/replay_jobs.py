@@ -1,0 +1,324 @@
+"""Replays as guarded jobs: select by ids or filter, preview (dry run), run at a pace, cancel,
+resume, and survive the death of the process running them.
+
+A job is a row (``replay_jobs``): who started it, the filter with its **snapshot bound** (the
+largest entry id when the selection was surveyed; entries created later are left out, so a real
+run of a dry run's ``snapshot`` handles that set and no more), the pace, the counts and a cursor
+(every selected entry up to that id has been handled). Its runner walks the selection in id
+order, claims one entry at a time (the same claim as every replayer), hands it to the
+``Replayer``, records the attempt, and saves progress, which also renews its lease and tells it
+whether a cancel was asked: a cancel stops the job after the entry in hand. A runner that dies
+stops renewing; when the lease runs out, any replica takes the job over from its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from router_service.domain.errors import InvalidState, NotFound, StorageError, ValidationFailed
+from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
+from router_service.observability.logging import get_logger
+from router_service.service.context import Collaborators
+from router_service.service.ports import (
+    DeadLetterFilter,
+    DeadLetterRecord,
+    ReplayAttemptRecord,
+    ReplayJobProgress,
+    ReplayJobRecord,
+)
+from router_service.service.replay import Replayer, ReplaySummary
+
+BATCH = 50
+SAMPLE = 10
+# A selection this small, unpaced, is replayed within the request; larger ones in the background.
+INLINE_MAX = 100
+# Jobs one process runs at once (each is paced; more would only share the same agents).
+MAX_LOCAL_JOBS = 4
+_MAX_LEASE_S = 3600.0
+
+
+class AuditEvents(Protocol):
+    def audit(self, event: str, **fields: object) -> None: ...
+
+    def replay_attempt(
+        self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext
+    ) -> None: ...
+
+
+def _fingerprint(flt: DeadLetterFilter) -> str:
+    """What a snapshot token is bound to: the filter without its bound."""
+    data = orjson.dumps(
+        dataclasses.replace(flt, upto_id=None).as_dict(), option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def snapshot_token(flt: DeadLetterFilter, snapshot_id: int) -> str:
+    raw = orjson.dumps([snapshot_id, _fingerprint(flt)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def snapshot_bound(flt: DeadLetterFilter, token: str) -> int:
+    """The entry id a dry run's ``snapshot`` bounds the same filter at."""
+    try:
+        upto, fingerprint = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed("snapshot is not one this server issued") from exc
+    if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
+        raise ValidationFailed("snapshot is not one this server issued")
+    if fingerprint != _fingerprint(flt):
+        raise ValidationFailed("snapshot was issued for another selection; dry-run this one")
+    return upto
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    count: int
+    snapshot: str
+    snapshot_id: int
+    sample: list[DeadLetterRecord]
+    agents: dict[str, dict[str, Any]]  # name -> {entries, circuit, circuit_open}
+
+
+class ReplayJobs:
+    """Starts, runs, cancels and resumes replay jobs for this process."""
+
+    def __init__(
+        self,
+        ctx: Collaborators,
+        replayer: Replayer,
+        audit: AuditEvents,
+        circuits: Callable[[], dict[str, str]],
+        *,
+        lease_s: float,
+    ) -> None:
+        self._store, self._routing = ctx.store, ctx.routing
+        self._owner, self._deadline_s = ctx.owner, ctx.deadline_s
+        self._replayer = replayer
+        self._audit = audit
+        self._circuits = circuits
+        self._lease_s = lease_s
+        self.running: dict[int, asyncio.Task[ReplayJobRecord | None]] = {}
+
+    # --- selection ------------------------------------------------------------------------
+
+    async def dry_run(self, flt: DeadLetterFilter, token: str | None = None) -> DryRun:
+        """Exactly what a real run with the returned ``snapshot`` would take; sends nothing."""
+        if token is not None:
+            flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, token))
+        survey = await self._store.survey_dead_letters(flt)
+        upto = flt.upto_id if flt.upto_id is not None else survey.snapshot_id
+        bounded = dataclasses.replace(flt, upto_id=upto)
+        if flt.upto_id is None:  # the count must be the bounded one
+            survey = await self._store.survey_dead_letters(bounded)
+        sample = await self._store.select_dead_letters(bounded, after_id=0, limit=SAMPLE)
+        circuits = self._circuits()
+        agents: dict[str, dict[str, Any]] = {}
+        routing = self._routing.current().config
+        for agent, kind, entries in survey.groups:
+            names = [agent] if agent else list(routing.table.route_for(kind).agents)
+            for name in names:
+                state = circuits.get(name, "closed")
+                info = agents.setdefault(
+                    name, {"entries": 0, "circuit": state, "circuit_open": state == "open"}
+                )
+                info["entries"] += entries
+        return DryRun(survey.count, snapshot_token(flt, upto), upto, sample, agents)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def _lease_for(self, rate: float | None) -> float:
+        # Long enough for one paced entry and its replay, whatever the setting says.
+        return min(
+            max(self._lease_s, self._deadline_s * 4 + (3 / rate if rate else 0)), _MAX_LEASE_S
+        )
+
+    async def start(
+        self,
+        flt: DeadLetterFilter,
+        *,
+        by: str,
+        rate: float | None = None,
+        max_entries: int | None = None,
+        token: str | None = None,
+    ) -> ReplayJobRecord:
+        """Record a job for ``flt`` bounded at the dry run's ``token`` (or now), held by this
+        process. ``run`` or ``run_in_background`` does the work."""
+        if token is not None:
+            flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, token))
+        if flt.upto_id is None:
+            flt = dataclasses.replace(
+                flt, upto_id=(await self._store.survey_dead_letters(flt)).snapshot_id
+            )
+        count = (await self._store.survey_dead_letters(flt)).count
+        selected = min(count, max_entries) if max_entries is not None else count
+        job = await self._store.create_replay_job(
+            created_by=by,
+            flt=flt,
+            rate=rate,
+            max_entries=max_entries,
+            selected=selected,
+            owner=self._owner,
+            lease_s=self._lease_for(rate),
+        )
+        self._audit.audit(
+            "replay.started",
+            job_id=job.id,
+            by=by,
+            filter=flt.as_dict(),
+            selected=selected,
+            rate=rate,
+            max=max_entries,
+        )
+        return job
+
+    def run_in_background(self, job: ReplayJobRecord) -> None:
+        task = asyncio.create_task(self.run(job))
+        self.running[job.id] = task
+        task.add_done_callback(lambda _: self.running.pop(job.id, None))
+
+    async def run(self, job: ReplayJobRecord) -> ReplayJobRecord | None:
+        """Work ``job`` (held by this process) to its end, a cancel, or the loss of its lease.
+        Returns the job as stored at the end (None if another replica took it over)."""
+        log = get_logger("replay")
+        try:
+            state = await self._work(job)
+        except StorageError as exc:
+            # The lease runs out and a replica (this one included) takes the job over.
+            log.warning("replay.job_interrupted", job_id=job.id, error=exc.message)
+            return None
+        except Exception as exc:
+            log.exception("replay.job_failed", job_id=job.id)
+            state = "failed"
+            await self._store.finish_replay_job(job.id, self._owner, state, repr(exc)[:500])
+        if state is None:
+            return None
+        final = await self._store.get_replay_job(job.id)
+        if final is not None:
+            self._audit.audit(
+                "replay.finished",
+                job_id=job.id,
+                by=final.created_by,
+                state=final.state,
+                **dataclasses.asdict(final.progress),
+            )
+        return final
+
+    async def _work(self, job: ReplayJobRecord) -> str | None:
+        p = job.progress
+        counts = ReplaySummary(p.replayed, p.succeeded, p.failed, p.exhausted, p.deferred)
+        cursor = p.cursor_id
+        lease_s = self._lease_for(job.rate)
+        pace_s = 1.0 / job.rate if job.rate else 0.0
+        next_slot = time.monotonic()
+        while job.max_entries is None or counts.replayed < job.max_entries:
+            room = BATCH if job.max_entries is None else job.max_entries - counts.replayed
+            batch = await self._store.select_dead_letters(
+                job.filter, after_id=cursor, limit=min(BATCH, room)
+            )
+            if not batch:
+                break
+            for entry in batch:
+                if pace_s:
+                    await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
+                    next_slot = max(next_slot, time.monotonic()) + pace_s
+                await self._replay_one(job.id, entry, counts, lease_s)
+                cursor = entry.id
+                progress = ReplayJobProgress(
+                    cursor,
+                    counts.replayed,
+                    counts.succeeded,
+                    counts.failed,
+                    counts.exhausted,
+                    counts.deferred,
+                )
+                cancel = await self._store.save_replay_job_progress(
+                    job.id, self._owner, progress, lease_s
+                )
+                if cancel is None:
+                    return None  # another replica holds it now
+                if cancel:
+                    await self._store.finish_replay_job(job.id, self._owner, "cancelled")
+                    return "cancelled"
+                if job.max_entries is not None and counts.replayed >= job.max_entries:
+                    break
+        await self._store.finish_replay_job(job.id, self._owner, "done")
+        return "done"
+
+    async def _replay_one(
+        self, job_id: int, entry: DeadLetterRecord, counts: ReplaySummary, lease_s: float
+    ) -> None:
+        claimed = await self._store.claim_dead_letters(
+            limit=None, ids=[entry.id], owner=self._owner, lease_s=lease_s
+        )
+        if not claimed:
+            return  # replayed or held elsewhere since it was selected
+        entry = claimed[0]
+        # A new trace for the replay, linked to the signal's original one.
+        trace = TraceContext(new_trace_id(), new_span_id(), links=(entry.trace_id,))
+        outcome, result = await self._replayer.replay_claimed(entry, counts, trace)
+        await self._store.record_replay_attempt(
+            ReplayAttemptRecord(
+                log_id=entry.log_id,
+                dead_letter_id=entry.id,
+                job_id=job_id,
+                agent=entry.agent,
+                trace_id=trace.trace_id,
+                outcome=outcome,
+                error=result.error if not result.ok else None,
+                created_at=datetime.now(UTC),
+            )
+        )
+        self._audit.replay_attempt(job_id=job_id, log_id=entry.log_id, outcome=outcome, trace=trace)
+
+    async def cancel(self, job_id: int, by: str) -> ReplayJobRecord:
+        job = await self._store.cancel_replay_job(job_id)
+        if job is None:
+            raise NotFound(f"no replay job {job_id}")
+        if job.state in ("done", "failed"):
+            raise InvalidState(f"replay job {job_id} is {job.state}; nothing to cancel")
+        self._audit.audit("replay.cancel", job_id=job_id, by=by, state=job.state)
+        return job
+
+    async def resume(self, job_id: int, by: str) -> ReplayJobRecord:
+        job = await self._store.resume_replay_job(job_id, self._owner, self._lease_s)
+        if job is None:
+            found = await self._store.get_replay_job(job_id)
+            if found is None:
+                raise NotFound(f"no replay job {job_id}")
+            raise InvalidState(
+                f"replay job {job_id} is {found.state}; only cancelled or failed jobs resume"
+            )
+        self._audit.audit("replay.resumed", job_id=job_id, by=by, cursor_id=job.progress.cursor_id)
+        self.run_in_background(job)
+        return job
+
+    async def take_over_once(self) -> int:
+        """Run a job whose runner died (its lease ran out), if any; for ``run_every``."""
+        if len(self.running) >= MAX_LOCAL_JOBS:
+            return 0
+        job = await self._store.take_over_replay_job(self._owner, self._lease_s)
+        if job is None:
+            return 0
+        self._audit.audit(
+            "replay.taken_over", job_id=job.id, by=job.created_by, cursor_id=job.progress.cursor_id
+        )
+        self.run_in_background(job)
+        return 0  # one per tick: the others are left to other replicas
+
+    async def close(self) -> None:
+        """Stop this process's jobs; their leases are released by the caller for takeover."""
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

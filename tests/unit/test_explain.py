@@ -1,0 +1,108 @@
+"""The decision trace: every rule in order, why each matched or not, the same winner as classify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router_service.config.routing_file import DEFAULT_ROUTING_FILE, load_routing_config
+from router_service.config.routing_source import RoutingSource
+from router_service.domain.explain import explain
+from router_service.domain.routing import Mode
+from router_service.service.explain import explain_payload
+
+SHIPPED = load_routing_config(DEFAULT_ROUTING_FILE)
+
+PAYLOADS: list[dict[str, Any]] = [
+    {"message": "help me understand policy"},
+    {"source": "pager", "ticket": {"priority": 9}},
+    {"source": "pager", "ticket": {"priority": 2}, "text": "sev1 now"},
+    {"rating": 4, "message": "invoice INV-1234"},
+    {"type": "feedback"},
+    {"nothing": ["to", "see"]},
+    {"deep": {"list": [{"x": "my Credit   Card was charged"}]}},
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_the_trace_picks_the_same_winner_as_classify(payload: dict[str, Any]) -> None:
+    decision = explain(SHIPPED.classifier, SHIPPED.table, payload)
+    found = SHIPPED.classifier.classify(payload)
+    assert (decision.kind, decision.rule) == (found.kind, found.rule)
+    assert [r.id for r in decision.rules] == [r.id for r in SHIPPED.classifier.rules]
+    assert sum(r.won for r in decision.rules) == (0 if found.rule == "default" else 1)
+
+
+def test_every_rule_says_why_with_path_value_and_hit() -> None:
+    payload = {"message": "help me understand policy", "source": "web"}
+    rules = {r.id: r for r in explain(SHIPPED.classifier, SHIPPED.table, payload).rules}
+    pager = rules["pager-high-priority"].condition
+    assert not pager.matched
+    assert pager.children[0].as_dict() == {
+        "op": "equals",
+        "matched": False,
+        "argument": "pager",
+        "field": "source",
+        "found": "web",
+    }
+    assert pager.children[1].found == "<missing>"
+    policy = rules["policy-keywords"]
+    assert policy.won
+    assert (policy.condition.hit, policy.condition.at) == ("policy", "message")
+    support = rules["support-keywords"]
+    assert support.matched
+    assert not support.won
+    assert support.condition.hit == "help"
+
+
+def test_regex_and_nested_paths_report_the_text_and_where() -> None:
+    payload = {"items": [{"note": "see inv20931 please"}]}
+    rule = next(
+        r
+        for r in explain(SHIPPED.classifier, SHIPPED.table, payload).rules
+        if r.id == "invoice-number"
+    )
+    assert rule.won
+    assert rule.condition.hit == "inv20931"
+    assert rule.condition.at == "items.0.note"
+
+
+def test_the_plan_lists_agents_mode_and_timeouts() -> None:
+    decision = explain(
+        SHIPPED.classifier,
+        SHIPPED.table,
+        {"text": "outage"},
+        default_timeout_s=1.0,
+    )
+    body = decision.as_dict()
+    assert body["kind"] == "emergency"
+    assert body["plan"] == {
+        "mode": "aggregate",
+        "agents": [
+            {"name": "oncall-agent", "timeout_s": 2.0},
+            {"name": "support-agent", "timeout_s": 1.0},
+        ],
+    }
+    forced = explain(SHIPPED.classifier, SHIPPED.table, {"text": "outage"}, Mode.FALLBACK)
+    assert forced.plan.mode is Mode.FALLBACK
+
+
+def test_explain_payload_adds_version_urls_and_circuits() -> None:
+    version = RoutingSource.fixed(SHIPPED).current()
+    answer = explain_payload(
+        version, {"text": "outage"}, circuits={"oncall-agent": "open"}, default_timeout_s=1.0
+    )
+    assert answer["routing_version"] == version.version
+    assert answer["dispatched"] is False
+    agents = {a["name"]: a for a in answer["plan"]["agents"]}
+    assert agents["oncall-agent"]["circuit_open"] is True
+    assert agents["support-agent"]["circuit"] == "closed"
+    assert agents["support-agent"]["url"].endswith("/agents/support-agent")
+
+
+def test_no_match_is_the_default_rule() -> None:
+    decision = explain(SHIPPED.classifier, SHIPPED.table, {"x": 1})
+    assert (decision.kind, decision.rule) == ("default", "default")
+    assert not any(r.matched for r in decision.rules)
+    assert "no string in the payload hit" in decision.rules[1].as_dict()["why"]
