@@ -109,7 +109,7 @@ async def list_replay_jobs(
 
 @router.get("/dlq/replays/{job_id}", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def get_replay_job(request: Request, job_id: int) -> Response:
-    job = await services(request).store.get_replay_job(_job_id(job_id))
+    job = await services(request).store.get_replay_job(checked_job_id(job_id))
     if job is None:
         raise NotFound(f"no replay job {job_id}")
     return json_response(job_item(job))
@@ -120,7 +120,7 @@ async def cancel_replay_job(request: Request, job_id: int) -> Response:
     """Stops the job after the entry in hand (at once when no replica is running it)."""
     svc = services(request)
     key = authenticate(request, svc, "dlq:admin")
-    return json_response(job_item(await svc.replay_jobs.cancel(_job_id(job_id), key.name)))
+    return json_response(job_item(await svc.replay_jobs.cancel(checked_job_id(job_id), key.name)))
 
 
 @router.post("/dlq/replays/{job_id}/resume", responses=ERRORS)
@@ -128,10 +128,13 @@ async def resume_replay_job(request: Request, job_id: int) -> Response:
     """A cancelled or failed job goes on from where it stopped, with the same snapshot."""
     svc = services(request)
     key = authenticate(request, svc, "dlq:admin")
-    return json_response(job_item(await svc.replay_jobs.resume(_job_id(job_id), key.name)), 202)
+    return json_response(
+        job_item(await svc.replay_jobs.resume(checked_job_id(job_id), key.name)), 202
+    )
 
 
-def _job_id(job_id: int) -> int:
+def checked_job_id(job_id: int) -> int:
+    """A job id the store can hold; anything else is no job (404), not a database error."""
     if not 1 <= job_id < 2**63:
         raise NotFound(f"no replay job {job_id}")
     return job_id

@@ -33,7 +33,13 @@ from router_service.domain.errors import (
 from router_service.domain.signal import Signal
 from router_service.jsonwire import dumps
 from router_service.observability.tracing import TraceContext
-from router_service.service.ports import DeadLetterQuery, DeadLetterRecord, LogQuery, LogRecord
+from router_service.service.ports import (
+    DeadLetterQuery,
+    DeadLetterRecord,
+    LogQuery,
+    LogRecord,
+    Store,
+)
 
 router = APIRouter()
 
@@ -218,7 +224,13 @@ async def get_log(request: Request, log_id: str) -> Response:
     if record is None:
         raise NotFound(f"no signal with log_id {log_id[:128]!r}")
     item = _log_item(record)
-    # What happened to this signal, in one list: its own delivery, then each replay.
+    item["delivery_history"] = await delivery_history(store, record)
+    return json_response(item)
+
+
+async def delivery_history(store: Store, record: LogRecord) -> list[dict[str, Any]]:
+    """What happened to this signal, in one list: its own delivery, then each replay (with the
+    job that replayed it, if any). ``GET /logs/{id}`` and the console's signal page show it."""
     original = {"attempt": "original", "trace_id": record.trace_id, "at": iso(record.created_at)}
     replays = [
         {
@@ -232,8 +244,7 @@ async def get_log(request: Request, log_id: str) -> Response:
         }
         for a in await store.replay_history(record.log_id)
     ]
-    item["delivery_history"] = [original, *replays]
-    return json_response(item)
+    return [original, *replays]
 
 
 DlqStatus = Literal["pending", "replayed", "exhausted", "all"]

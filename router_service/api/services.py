@@ -63,6 +63,8 @@ class Services:
     senders: SenderLimiter
     reloader: RoutingReloader
     replay_jobs: ReplayJobs
+    # SHADOW_ROUTING_CONFIG's candidate (the intake classifies by it too); None when off.
+    shadow: RoutingSource | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
     _sighup_loop: asyncio.AbstractEventLoop | None = None
@@ -230,6 +232,7 @@ def build_services(
         owner=owner,
         senders=SenderLimiter(settings.sender_max_in_flight),
         reloader=RoutingReloader(routing, telemetry, peer_notifier()),
+        shadow=shadow,
     )
 
 

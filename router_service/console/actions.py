@@ -1,6 +1,6 @@
-"""The console's actions (POST): sign in and out, explain a payload, preview and run a replay,
-cancel a run. Every one but sign-in carries the session's CSRF token; every one that changes
-state needs ``dlq:admin`` and is audited with the key's name."""
+"""The console's actions (POST): sign in and out, explain a payload, preview a replay and start
+it as a replay job, cancel or resume a job. Every one but sign-in carries the session's CSRF
+token; every one that changes state needs ``dlq:admin`` and is audited with the key's name."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from router_service.api.auth import client_address
+from router_service.api.replay_jobs import checked_job_id
 from router_service.console import replays
 from router_service.console.access import (
     ADMIN,
@@ -18,15 +19,13 @@ from router_service.console.access import (
     console_state,
     read_form,
 )
-from router_service.console.explain import explain
 from router_service.console.pages import render, rules_context, services
 from router_service.console.session import COOKIE
-from router_service.domain.errors import AuthError, NotFound, ValidationFailed
+from router_service.domain.errors import AuthError, ValidationFailed
 from router_service.observability.logging import get_logger
+from router_service.service.explain import explain_payload
 
 actions = APIRouter(prefix="/console", include_in_schema=False)
-
-MAX_RATE = 1000.0
 
 
 @actions.post("/sign-in")
@@ -71,7 +70,9 @@ async def sign_out(request: Request) -> Response:
 
 
 @actions.post("/rules/explain")
-async def explain_payload(request: Request) -> Response:
+async def explain(request: Request) -> Response:
+    """The operations explain (``POST /route/explain``'s trace) for a pasted payload; nothing is
+    routed or logged."""
     session, form = await authorised_form(request, READ)
     text = form.first("payload")
     context = rules_context(request)
@@ -83,61 +84,64 @@ async def explain_payload(request: Request) -> Response:
     if not isinstance(payload, dict):
         error = "The payload must be a JSON object."
         return render(request, "rules.html", session, 422, pasted=text, error=error, **context)
-    trace = explain(context["version"], payload)
+    svc = services(request)
+    trace = explain_payload(
+        svc.routing.current(),
+        payload,
+        default_timeout_s=svc.settings.agent_timeout_ms / 1000,
+        circuits=svc.dispatcher.circuit_states(),
+    )
     return render(request, "rules.html", session, pasted=text, trace=trace, **context)
-
-
-def _selection(form_ids: list[str], agent: str, kind: str) -> replays.Selection:
-    if form_ids:
-        try:
-            ids = tuple(int(i) for raw in form_ids for i in raw.split(",") if i.strip())
-        except ValueError as exc:
-            raise ValidationFailed("ids: expected dead-letter ids") from exc
-        if len(ids) > replays.MAX_SELECTION:
-            raise ValidationFailed(f"ids: at most {replays.MAX_SELECTION} at once")
-        return replays.Selection(ids=ids)
-    return replays.Selection(agent=agent or None, kind=kind or None)
 
 
 @actions.post("/dead-letters/preview")
 async def preview_replay(request: Request) -> Response:
+    """The replay job's dry run: count, sample, agents and their circuits, a snapshot token."""
     session, form = await authorised_form(request, ADMIN)
-    selection = _selection(form.all("ids"), form.first("agent"), form.first("kind"))
-    svc = services(request)
-    preview = await replays.preview(svc.store, svc.routing, svc.dispatcher, selection)
-    audit(session, "replay_previewed", entries=len(preview.ids), truncated=preview.truncated)
-    return render(request, "replay_preview.html", session, preview=preview, selection=selection)
+    flt = replays.selection(form.all("ids"), form.first("agent"), form.first("kind"))
+    preview = await services(request).replay_jobs.dry_run(flt)
+    audit(session, "replay_previewed", entries=preview.count, snapshot_id=preview.snapshot_id)
+    return render(
+        request,
+        "replay_preview.html",
+        session,
+        preview=preview,
+        ids=",".join(str(i) for i in flt.ids or ()),
+        agent=flt.agent or "",
+        kind=flt.kind or "",
+    )
 
 
 @actions.post("/dead-letters/replay")
 async def replay(request: Request) -> Response:
+    """A background replay job of the previewed set (the form carries the dry run's snapshot
+    token), at the chosen rate, started by the session's key."""
     session, form = await authorised_form(request, ADMIN)
-    selection = _selection(form.all("ids"), "", "")
-    if not selection.ids:
-        raise ValidationFailed("ids: nothing selected to replay")
-    try:
-        rate = float(form.first("rate") or "10")
-    except ValueError as exc:
-        raise ValidationFailed("rate: expected entries per second") from exc
-    if not 0 < rate <= MAX_RATE:
-        raise ValidationFailed(f"rate: between 0 and {MAX_RATE:g} entries per second")
-    run = replays.start_replay(
-        console_state(request).runs,
-        services(request).replayer,
-        session.key_name,
-        selection.ids,
-        rate,
-    )
-    audit(session, "replay_started", run=run.id, entries=len(selection.ids), rate_per_s=rate)
-    return RedirectResponse(f"/console/replays/{run.id}", 303)
+    flt = replays.selection(form.all("ids"), form.first("agent"), form.first("kind"))
+    snapshot = form.first("snapshot")
+    if not snapshot:
+        raise ValidationFailed("snapshot: preview the replay first")
+    rate = replays.rate(form.first("rate"))
+    jobs = services(request).replay_jobs
+    job = await jobs.start(flt, by=session.key_name, rate=rate, token=snapshot)
+    jobs.run_in_background(job)
+    audit(session, "replay_started", job=job.id, entries=job.selected, rate_per_s=rate)
+    return RedirectResponse(f"/console/replays/{job.id}", 303)
 
 
-@actions.post("/replays/{run_id}/cancel")
-async def cancel(request: Request, run_id: int) -> Response:
+@actions.post("/replays/{job_id}/cancel")
+async def cancel(request: Request, job_id: int) -> Response:
+    """Stops the job after the entry in hand, whichever replica runs it."""
     session, _ = await authorised_form(request, ADMIN)
-    run = console_state(request).runs.get(run_id)
-    if run is None:
-        raise NotFound(f"no replay run {run_id} in this process")
-    replays.cancel_replay(run)
-    audit(session, "replay_cancelled", run=run.id)
-    return RedirectResponse(f"/console/replays/{run.id}", 303)
+    job = await services(request).replay_jobs.cancel(checked_job_id(job_id), session.key_name)
+    audit(session, "replay_cancelled", job=job.id)
+    return RedirectResponse(f"/console/replays/{job.id}", 303)
+
+
+@actions.post("/replays/{job_id}/resume")
+async def resume(request: Request, job_id: int) -> Response:
+    """A cancelled or failed job goes on from where it stopped, with the same snapshot."""
+    session, _ = await authorised_form(request, ADMIN)
+    job = await services(request).replay_jobs.resume(checked_job_id(job_id), session.key_name)
+    audit(session, "replay_resumed", job=job.id, cursor_id=job.progress.cursor_id)
+    return RedirectResponse(f"/console/replays/{job.id}", 303)

@@ -1,4 +1,4 @@
-"""The console's pages (GET): signals, one signal, dead letters, a replay run, rules, health.
+"""The console's pages (GET): signals, one signal, dead letters, a replay job, rules, health.
 
 Reading needs a session whose key has ``logs:read``; without one a page sends the browser to
 the sign-in form.
@@ -11,15 +11,19 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
+from prometheus_client import Counter
 from starlette.responses import RedirectResponse, Response
 
+from router_service.api.replay_jobs import checked_job_id
+from router_service.api.routes import delivery_history
 from router_service.api.services import Services
-from router_service.console import views
+from router_service.console import replays, views
 from router_service.console.access import ADMIN, console_state, session_of
-from router_service.console.explain import explain, rule_condition
+from router_service.console.conditions import rule_condition
 from router_service.console.sampling import sparkline
 from router_service.console.session import ConsoleSession
 from router_service.domain.errors import NotFound, StorageError
+from router_service.service.explain import explain_payload
 from router_service.service.ports import DeadLetterQuery, LogQuery
 
 pages = APIRouter(prefix="/console", include_in_schema=False)
@@ -118,15 +122,15 @@ async def signal(request: Request, log_id: str) -> Response:
         DeadLetterQuery(status=None, log_id=log_id, limit=100)
     )
     version = svc.routing.current()
-    now = explain(version, record.payload) if isinstance(record.payload, dict) else None
+    # Which rule the active rules would pick now: worth a look when the version has changed.
+    now = explain_payload(version, record.payload) if isinstance(record.payload, dict) else None
     return render(
         request,
         "signal.html",
         session,
         record=record,
         letters=letters.items,
-        # Recorded with the signal once the log keeps the routing version (operations work).
-        recorded_version=getattr(record, "routing_version", None),
+        history=await delivery_history(svc.store, record),
         version=version,
         condition=rule_condition(version, record.rule),
         now=now,
@@ -153,8 +157,10 @@ async def dead_letters(
         limit=PAGE_SIZE,
         cursor=views.optional(cursor),
     )
-    page = await services(request).store.list_dead_letters(query)
+    store = services(request).store
+    page = await store.list_dead_letters(query)
     next_params = {**dict(request.query_params), "cursor": page.next_cursor or ""}
+    jobs = await store.list_replay_jobs(replays.RECENT_JOBS)  # newest first
     return render(
         request,
         "dead_letters.html",
@@ -163,19 +169,20 @@ async def dead_letters(
         query=query,
         page=page,
         next_query="&".join(f"{quote(k)}={quote(v)}" for k, v in next_params.items()),
-        runs=console_state(request).runs.recent()[:5],
+        jobs=[replays.JobView(j) for j in jobs],
     )
 
 
-@pages.get("/replays/{run_id}")
-async def replay_run(request: Request, run_id: int) -> Response:
+@pages.get("/replays/{job_id}")
+async def replay_job(request: Request, job_id: int) -> Response:
+    """One replay job, as stored: whichever replica runs it, the page shows its progress."""
     session = session_of(request)
     if session is None:
         return to_sign_in()
-    run = console_state(request).runs.get(run_id)
-    if run is None:
-        raise NotFound(f"no replay run {run_id} in this process")
-    return render(request, "replay_run.html", session, run=run)
+    job = await services(request).store.get_replay_job(checked_job_id(job_id))
+    if job is None:
+        raise NotFound(f"no replay job {job_id}")
+    return render(request, "replay_job.html", session, view=replays.JobView(job))
 
 
 @pages.get("/rules")
@@ -187,8 +194,28 @@ async def rules(request: Request) -> Response:
 
 
 def rules_context(request: Request) -> dict[str, Any]:
-    version = services(request).routing.current()
-    return {"version": version, "config": version.config, "describe": rule_condition}
+    svc = services(request)
+    version = svc.routing.current()
+    shadow = svc.shadow.current() if svc.shadow is not None else None
+    return {
+        "version": version,
+        "config": version.config,
+        "describe": rule_condition,
+        "shadow": shadow,
+        "shadow_diffs": shadow_differences(svc.metrics.shadow_route_diff) if shadow else [],
+    }
+
+
+def shadow_differences(counter: Counter) -> list[tuple[str, str, int]]:
+    """(active kind, shadow kind, count) from ``shadow_route_diff_total`` as this process counted
+    it (the in-process registry, not Prometheus), largest first."""
+    rows = [
+        (sample.labels["active_kind"], sample.labels["shadow_kind"], int(sample.value))
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.value > 0
+    ]
+    return sorted(rows, key=lambda row: (-row[2], row[0], row[1]))
 
 
 @pages.get("/health")

@@ -1,175 +1,80 @@
-"""Dead-letter replays from the console: a selection, its dry-run preview, and the replay run.
+"""Dead-letter replays from the console, built on the operations replay jobs
+(``service/replay_jobs.py``), the same ones ``POST /dlq/replay`` and ``/dlq/replays`` use.
 
-Two functions are the seams to the operations API when it lands: ``preview`` (swap for the
-API's ``dry_run``) and ``start_replay`` (swap for a replay job). Until then a run is an owned
-task of this process, replaying the selected entries in small chunks at the chosen rate; it is
-cancelled between chunks, so no claimed entry is left stranded.
+A console selection becomes a ``DeadLetterFilter``: checked entries (``ids``), or every pending
+entry matching the page's ``agent`` and ``kind``. *Preview* is the job dry run; its snapshot
+token travels in the preview page's form, so the job started from it handles exactly the
+previewed set. This module only reads forms and shapes jobs for the pages: the jobs themselves
+are rows in ``replay_jobs``, run, cancelled and resumed by ``ReplayJobs``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from router_service.config.routing_source import RoutingSource
-from router_service.observability.logging import get_logger
-from router_service.service.dispatch import Dispatcher
-from router_service.service.ports import DeadLetterQuery, DeadLetterRecord, Store
-from router_service.service.replay import Replayer, ReplaySummary
+from router_service.domain.errors import ValidationFailed
+from router_service.service.ports import DeadLetterFilter, ReplayJobRecord
 
-MAX_SELECTION = 2000  # entries one console replay takes; the rest stay for the next
-SAMPLE = 10
+MAX_IDS = 2000  # checked entries one form may carry
+MAX_RATE = 1000.0  # entries per second
+RECENT_JOBS = 10  # jobs listed on the Dead letters page
+
+
+def selection(form_ids: list[str], agent: str, kind: str) -> DeadLetterFilter:
+    """The filter a console form stands for. Ids come as checkboxes or one comma-joined field
+    (the preview page's); without ids, the page's filter."""
+    if form_ids:
+        try:
+            ids = tuple(int(i) for raw in form_ids for i in raw.split(",") if i.strip())
+        except ValueError as exc:
+            raise ValidationFailed("ids: expected dead-letter ids") from exc
+        if not ids:
+            raise ValidationFailed("ids: nothing selected")
+        if len(ids) > MAX_IDS:
+            raise ValidationFailed(f"ids: at most {MAX_IDS} at once; select by filter instead")
+        return DeadLetterFilter(ids=ids)
+    return DeadLetterFilter(agent=agent or None, kind=kind or None)
+
+
+def rate(text: str) -> float:
+    try:
+        value = float(text or "10")
+    except ValueError as exc:
+        raise ValidationFailed("rate: expected entries per second") from exc
+    if not 0 < value <= MAX_RATE:
+        raise ValidationFailed(f"rate: between 0 and {MAX_RATE:g} entries per second")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
-class Selection:
-    """Checked entries (``ids``), or every pending entry matching ``agent`` and ``kind``."""
+class JobView:
+    """A job as its page shows it: the stored row, and what an operator may do with it."""
 
-    ids: tuple[int, ...] | None = None
-    agent: str | None = None
-    kind: str | None = None
-
-    def query(self, limit: int, cursor: str | None) -> DeadLetterQuery:
-        return DeadLetterQuery(
-            status="pending",
-            agent=self.agent,
-            kind=self.kind,
-            ids=self.ids,
-            limit=limit,
-            cursor=cursor,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    ids: tuple[int, ...]
-    truncated: bool  # more entries matched than one replay takes
-    sample: tuple[DeadLetterRecord, ...]
-    circuits: tuple[tuple[str, str], ...]  # (agent, state) of every agent it would call
-
-
-async def select_entries(store: Store, selection: Selection) -> tuple[list[DeadLetterRecord], bool]:
-    """The pending entries of a selection, oldest first, up to ``MAX_SELECTION``."""
-    found: list[DeadLetterRecord] = []
-    cursor: str | None = None
-    while len(found) < MAX_SELECTION:
-        page = await store.list_dead_letters(selection.query(500, cursor))
-        found.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    return found[:MAX_SELECTION], cursor is not None or len(found) > MAX_SELECTION
-
-
-async def preview(
-    store: Store, routing: RoutingSource, dispatcher: Dispatcher, selection: Selection
-) -> Preview:
-    """What a replay of ``selection`` would do, without doing it."""
-    entries, truncated = await select_entries(store, selection)
-    config = routing.current().config
-    agents: set[str] = set()
-    for entry in entries:
-        if entry.agent is not None:
-            agents.add(entry.agent)
-        else:
-            agents.update(config.table.route_for(entry.kind).agents)
-    states = dispatcher.circuit_states()
-    circuits = tuple((a, states.get(a, "closed")) for a in sorted(agents))
-    return Preview(tuple(e.id for e in entries), truncated, tuple(entries[:SAMPLE]), circuits)
-
-
-@dataclass(slots=True)
-class ReplayRun:
-    id: int
-    key_name: str
-    ids: tuple[int, ...]
-    rate_per_s: float
-    started_at: float = field(default_factory=time.time)
-    state: str = "running"  # running, cancelling, cancelled, finished, failed
-    done: ReplaySummary = field(default_factory=ReplaySummary)
-    current: ReplaySummary = field(default_factory=ReplaySummary)
-    task: asyncio.Task[None] | None = None
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    job: ReplayJobRecord
 
     @property
-    def progress(self) -> ReplaySummary:
-        return self.done.plus(self.current)
+    def shown_state(self) -> str:
+        # A cancel asked of a running job takes effect after the entry in hand.
+        if self.job.state == "running" and self.job.cancel_requested:
+            return "cancelling"
+        return self.job.state
 
     @property
     def active(self) -> bool:
-        return self.state in ("running", "cancelling")
+        return self.job.state == "running"
 
+    @property
+    def cancellable(self) -> bool:
+        return self.job.state == "running" and not self.job.cancel_requested
 
-class ReplayRuns:
-    """This process's console replays; their tasks are owned here and cancelled by ``close``."""
+    @property
+    def resumable(self) -> bool:
+        return self.job.state in ("cancelled", "failed")
 
-    def __init__(self, keep: int = 20) -> None:
-        self._runs: dict[int, ReplayRun] = {}
-        self._ids = itertools.count(1)
-        self._keep = keep
-
-    def get(self, run_id: int) -> ReplayRun | None:
-        return self._runs.get(run_id)
-
-    def recent(self) -> list[ReplayRun]:
-        return sorted(self._runs.values(), key=lambda r: r.id, reverse=True)
-
-    def add(self, key_name: str, ids: tuple[int, ...], rate_per_s: float) -> ReplayRun:
-        run = ReplayRun(next(self._ids), key_name, ids, rate_per_s)
-        self._runs[run.id] = run
-        for stale in [r for r in self.recent()[self._keep :] if not r.active]:
-            del self._runs[stale.id]
-        return run
-
-    async def close(self) -> None:
-        tasks = [r.task for r in self._runs.values() if r.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _run(replayer: Replayer, run: ReplayRun) -> None:
-    # Chunks of about two seconds of work: a cancel waits for one chunk at most.
-    size = max(1, min(100, math.ceil(run.rate_per_s * 2)))
-    pace_s = 1 / run.rate_per_s
-    next_chunk = time.monotonic()
-    try:
-        for start in range(0, len(run.ids), size):
-            with contextlib.suppress(TimeoutError):  # the pace between chunks, or a cancel
-                await asyncio.wait_for(run.cancelled.wait(), next_chunk - time.monotonic())
-            if run.cancelled.is_set():
-                break
-            chunk = run.ids[start : start + size]
-            next_chunk = time.monotonic() + len(chunk) * pace_s
-            run.current = ReplaySummary()
-            summary = await replayer.replay(
-                ids=chunk, pace_s=pace_s, on_entry=lambda s: setattr(run, "current", s)
-            )
-            run.done, run.current = run.done.plus(summary), ReplaySummary()
-    except Exception as exc:
-        run.state = "failed"
-        get_logger("console").error("console.replay_failed", run=run.id, error=str(exc))
-        return
-    run.state = "cancelled" if run.cancelled.is_set() else "finished"
-    get_logger("console").info(
-        "console.replay_ended", run=run.id, state=run.state, **run.progress.as_dict()
-    )
-
-
-def start_replay(
-    runs: ReplayRuns, replayer: Replayer, key_name: str, ids: tuple[int, ...], rate_per_s: float
-) -> ReplayRun:
-    """Start replaying ``ids`` at ``rate_per_s``; returns at once with the run to watch."""
-    run = runs.add(key_name, ids, rate_per_s)
-    run.task = asyncio.create_task(_run(replayer, run))
-    return run
-
-
-def cancel_replay(run: ReplayRun) -> None:
-    if run.active:
-        run.state = "cancelling"
-        run.cancelled.set()
+    @property
+    def selection(self) -> str:
+        """The filter in words (without its snapshot bound, shown apart)."""
+        shown = {k: v for k, v in self.job.filter.as_dict().items() if k != "upto_id"}
+        if "ids" in shown and len(shown["ids"]) > 20:
+            shown["ids"] = f"{len(shown['ids'])} ids"
+        return ", ".join(f"{k}={v}" for k, v in shown.items()) or "every pending entry"

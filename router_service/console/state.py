@@ -1,5 +1,6 @@
-"""What the console keeps while the router runs: its session signer, templates, the Health
-page's sampler and this process's replay runs. Built in the app's lifespan, closed with it."""
+"""What the console keeps while the router runs: its session signer, templates and the Health
+page's sampler. Built in the app's lifespan, closed with it. Replays are the router's replay
+jobs (``Services.replay_jobs``), kept in the database, not here."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from starlette.templating import Jinja2Templates
 
 from router_service.api.auth import KeyRing
 from router_service.api.services import Services
-from router_service.console.replays import ReplayRuns
 from router_service.console.sampling import Sampler
 from router_service.console.session import SessionSigner
 
@@ -25,7 +25,6 @@ class ConsoleState:
     keys: KeyRing
     templates: Jinja2Templates
     sampler: Sampler
-    runs: ReplayRuns
 
 
 def templates() -> Jinja2Templates:
@@ -53,11 +52,10 @@ async def running_console(services: Services) -> AsyncIterator[ConsoleState]:
         lambda: services.in_flight,
         settings.console_sample_interval_s,
     )
-    state = ConsoleState(signer, services.keys, templates(), sampler, ReplayRuns())
+    state = ConsoleState(signer, services.keys, templates(), sampler)
     sampling = asyncio.create_task(sampler.run())
     try:
         yield state
     finally:
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)
-        await state.runs.close()

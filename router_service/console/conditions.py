@@ -1,20 +1,16 @@
-"""Which rule a payload matches, and why: the console's decision trace.
+"""A rule's condition as one line a person reads, in the routing file's own terms.
 
-``explain`` runs the active routing version's rules now, in order, and reports each one it
-looked at. It is the console's only source of traces: when the router records its own trace
-(``POST /route/explain``), this function is the one place to switch to it.
+The Rules page lists the rules with it, and a signal's page says why its rule matched. Tracing
+a payload through the rules is the operations explain's job (``service/explain.py``), which the
+Rules page's explain box shows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from router_service.config.routing_source import RoutingVersion
 from router_service.domain.classify import (
-    DEFAULT_RULE,
     AllOf,
     AnyOf,
     Compare,
@@ -26,40 +22,6 @@ from router_service.domain.classify import (
     Prefix,
     Regex,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RuleStep:
-    rule: str
-    kind: str
-    condition: str
-    matched: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """The rules looked at until the first match, the outcome and the route it leads to."""
-
-    version: str
-    steps: tuple[RuleStep, ...]
-    kind: str
-    rule: str
-    mode: str
-    agents: tuple[str, ...]
-
-
-def explain(version: RoutingVersion, payload: Mapping[str, Any]) -> Explanation:
-    """Evaluate the rules of ``version`` top to bottom; the first match wins."""
-    steps: list[RuleStep] = []
-    kind, rule = "default", DEFAULT_RULE
-    for candidate in version.config.classifier.rules:
-        matched = candidate.condition.matches(payload)
-        steps.append(RuleStep(candidate.id, candidate.kind, describe(candidate.condition), matched))
-        if matched:
-            kind, rule = candidate.kind, candidate.id
-            break
-    route = version.config.table.route_for(kind)
-    return Explanation(version.version, tuple(steps), kind, rule, route.mode.value, route.agents)
 
 
 def rule_condition(version: RoutingVersion, rule_id: str) -> str | None:
