@@ -1,18 +1,24 @@
 """The console over plain HTTP: security headers, the session cookie, CSRF, scopes, audit
-lines and input errors, on both backends (the browser tests cover what a person does)."""
+lines and input errors, and what it shows of the operations API (replay jobs, the explain trace,
+a signal's routing version and delivery history, shadow differences), on both backends (the
+browser tests cover what a person does)."""
 
 from __future__ import annotations
 
+import html
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import structlog
 
+from router_service.config.routing_source import read_version
 from router_service.devtools.demo_agents import RunningAgents
-from tests.conftest import make_settings
+from tests.conftest import make_settings, routing_yaml
 from tests.support.server import RouterServer
 
 KEYS = "admin:admin-key,reader:reader-key:logs:read"
@@ -84,9 +90,10 @@ def test_every_console_response_carries_the_security_headers(
         client.get("/console/signals/no-such-signal"),
         client.get("/console/signals?status=bogus"),
         client.post("/console/rules/explain", data={"payload": "{}"}),
+        client.get("/console/replays/999999"),
     ]
     assert [r.status_code for r in responses] == [
-        303, 200, 303, 200, 200, 401, 401, 200, 200, 200, 200, 404, 422, 403,
+        303, 200, 303, 200, 200, 401, 401, 200, 200, 200, 200, 404, 422, 403, 404,
     ]  # fmt: skip
     for response in responses:
         assert_secure_headers(response)
@@ -130,26 +137,173 @@ def test_a_forged_replay_needs_both_the_token_and_the_admin_scope(
     assert allowed.status_code == 200
 
 
-def test_replay_actions_are_audited_with_the_key_name(
-    new_client: Callable[[], httpx.Client], agents: RunningAgents
-) -> None:
-    agents.set("alpha", mode="fail", status=503)
+def admin_api(new_client: Callable[[], httpx.Client]) -> httpx.Client:
     api = new_client()
     api.headers["X-API-Key"] = "admin-key"
-    api.post("/route", json={"sender_id": "audit", "payload": {"route": "one"}})
+    return api
+
+
+def park(api: httpx.Client, agents: RunningAgents, count: int) -> list[dict[str, Any]]:
+    """``count`` signals of kind ``one`` dead-lettered (alpha answers 503), then alpha is back;
+    returns the pending dead letters."""
+    agents.set("alpha", mode="fail", status=503)
+    for n in range(count):
+        answer = api.post("/route", json={"sender_id": "park", "payload": {"route": "one", "n": n}})
+        assert answer.json()["status"] == "dead_lettered"
     agents.reset()
-    (entry,) = api.get("/dlq").json()["items"]
+    items: list[dict[str, Any]] = api.get("/dlq").json()["items"]
+    assert len(items) == count
+    return items
+
+
+def preview(client: httpx.Client, csrf: str, **selection: str) -> tuple[httpx.Response, str]:
+    """The console's dry run of a selection, and the snapshot token its page carries."""
+    answer = client.post("/console/dead-letters/preview", data={"csrf": csrf, **selection})
+    assert answer.status_code == 200, answer.text
+    match = re.search(r'name="snapshot" value="([^"]+)"', answer.text)
+    assert match is not None
+    return answer, match.group(1)
+
+
+def job_of(started: httpx.Response) -> int:
+    assert started.status_code == 303, started.text
+    location = started.headers["location"]
+    assert location.startswith("/console/replays/")
+    return int(location.rsplit("/", 1)[1])
+
+
+def wait_for_job(api: httpx.Client, job_id: int, state: str, timeout_s: float = 15) -> Any:
+    give_up = time.monotonic() + timeout_s
+    while True:
+        job = api.get(f"/dlq/replays/{job_id}").json()
+        if job["state"] == state or time.monotonic() > give_up:
+            assert job["state"] == state, job
+            return job
+        time.sleep(0.05)
+
+
+def test_a_console_replay_is_a_replay_job_started_by_the_keys_name_and_audited(
+    new_client: Callable[[], httpx.Client], agents: RunningAgents
+) -> None:
+    api = admin_api(new_client)
+    (entry,) = park(api, agents, 1)
     client, csrf = signed_in(new_client, "admin-key")
+    ids = str(entry["id"])
     with structlog.testing.capture_logs() as logs:
-        preview = client.post("/console/dead-letters/preview", data={"csrf": csrf})
+        previewed, snapshot = preview(client, csrf, ids=ids)
         started = client.post(
-            "/console/dead-letters/replay", data={"csrf": csrf, "ids": entry["id"], "rate": "50"}
+            "/console/dead-letters/replay",
+            data={"csrf": csrf, "ids": ids, "snapshot": snapshot, "rate": "50"},
         )
-    assert preview.status_code == 200
-    assert started.status_code == 303
+    assert "1</strong> pending entry would be replayed" in previewed.text
+    job_id = job_of(started)
     actions = [(e["action"], e["key"]) for e in logs if e.get("event") == "console.action"]
     assert actions == [("replay_previewed", "admin"), ("replay_started", "admin")]
     assert all("admin-key" not in str(e) for e in logs)
+    # The job is the operations API's: listed by GET /dlq/replays, started by the key's name.
+    listed = api.get("/dlq/replays").json()["items"]
+    assert [(j["id"], j["created_by"]) for j in listed] == [(job_id, "admin")]
+    assert listed[0]["filter"] == {"ids": [entry["id"]]}
+    assert (listed[0]["selected"], listed[0]["rate"]) == (1, 50.0)
+    job = wait_for_job(api, job_id, "done")
+    assert job["counts"]["succeeded"] == 1
+    page = client.get(f"/console/replays/{job_id}").text
+    assert 'id="job-state">done<' in page
+    assert 'id="job-progress">1 of 1<' in page
+    assert 'id="job-created-by">admin<' in page
+    assert f'href="/console/replays/{job_id}"' in client.get("/console/dead-letters").text
+
+
+def test_a_replay_needs_the_snapshot_of_the_same_selection(
+    new_client: Callable[[], httpx.Client], agents: RunningAgents
+) -> None:
+    api = admin_api(new_client)
+    first, second = park(api, agents, 2)
+    client, csrf = signed_in(new_client, "admin-key")
+    _, snapshot = preview(client, csrf, ids=str(first["id"]))
+    without = client.post(
+        "/console/dead-letters/replay", data={"csrf": csrf, "ids": str(first["id"])}
+    )
+    assert without.status_code == 422
+    assert "preview the replay first" in without.json()["error"]["message"]
+    other = client.post(
+        "/console/dead-letters/replay",
+        data={"csrf": csrf, "ids": str(second["id"]), "snapshot": snapshot},
+    )
+    assert other.status_code == 422
+    assert "another selection" in other.json()["error"]["message"]
+    assert api.get("/dlq/replays").json()["items"] == []
+
+
+def test_a_console_job_is_cancelled_and_resumed_by_an_admin_only(
+    new_client: Callable[[], httpx.Client], agents: RunningAgents
+) -> None:
+    api = admin_api(new_client)
+    park(api, agents, 3)
+    client, csrf = signed_in(new_client, "admin-key")
+    reader, reader_csrf = signed_in(new_client, "reader-key")
+    _, snapshot = preview(client, csrf, kind="one")
+    started = client.post(
+        "/console/dead-letters/replay",
+        data={"csrf": csrf, "kind": "one", "agent": "", "snapshot": snapshot, "rate": "0.5"},
+    )
+    job_id = job_of(started)
+    forged = reader.post(f"/console/replays/{job_id}/cancel", data={"csrf": reader_csrf})
+    assert forged.status_code == 403
+    with structlog.testing.capture_logs() as logs:
+        cancelled = client.post(f"/console/replays/{job_id}/cancel", data={"csrf": csrf})
+    assert cancelled.status_code == 303
+    # It stops after the entry in hand: at 0.5 per second, before the third.
+    job = wait_for_job(api, job_id, "cancelled")
+    assert job["counts"]["replayed"] < 3
+    assert len(api.get("/dlq").json()["items"]) == 3 - job["counts"]["replayed"]
+    page = client.get(f"/console/replays/{job_id}").text
+    assert 'id="resume-replay"' in page
+    assert 'id="resume-replay"' not in reader.get(f"/console/replays/{job_id}").text
+    assert (
+        reader.post(f"/console/replays/{job_id}/resume", data={"csrf": reader_csrf}).status_code
+        == 403
+    )
+    with structlog.testing.capture_logs() as more:
+        resumed = client.post(f"/console/replays/{job_id}/resume", data={"csrf": csrf})
+    assert resumed.status_code == 303
+    actions = [
+        (e["action"], e["key"]) for e in [*logs, *more] if e.get("event") == "console.action"
+    ]
+    assert actions == [("replay_cancelled", "admin"), ("replay_resumed", "admin")]
+    done = wait_for_job(api, job_id, "done")
+    assert done["counts"]["replayed"] == 3
+    assert api.get("/dlq").json()["items"] == []
+
+
+def test_a_signal_page_shows_its_routing_version_and_its_replay_with_the_job(
+    new_client: Callable[[], httpx.Client], agents: RunningAgents
+) -> None:
+    api = admin_api(new_client)
+    (entry,) = park(api, agents, 1)
+    client, csrf = signed_in(new_client, "admin-key")
+    _, snapshot = preview(client, csrf, ids=str(entry["id"]))
+    started = client.post(
+        "/console/dead-letters/replay",
+        data={"csrf": csrf, "ids": str(entry["id"]), "snapshot": snapshot, "rate": "50"},
+    )
+    job_id = job_of(started)
+    wait_for_job(api, job_id, "done")
+    logged = api.get(f"/logs/{entry['log_id']}").json()
+    assert logged["routing_version"]
+    page = client.get(f"/console/signals/{entry['log_id']}").text
+    version = re.search(r'id="decision-version"><code>([^<]+)</code>', page)
+    assert version is not None
+    assert version.group(1) == logged["routing_version"]
+    history = page[
+        page.index('id="delivery-history"') : page.index(
+            "</table>", page.index('id="delivery-history"')
+        )
+    ]
+    rows = re.findall(r'<tr class="(original|replay)">', history)
+    assert rows == [h["attempt"] for h in logged["delivery_history"]] == ["original", "replay"]
+    assert f'<a href="/console/replays/{job_id}">job {job_id}</a>' in history
+    assert "outcome-succeeded" in history
 
 
 def test_the_explain_box_answers_bad_input_with_a_message(
@@ -168,3 +322,80 @@ def test_the_explain_box_answers_bad_input_with_a_message(
         "/console/rules/explain", json={"payload": "{}"}, headers={"X-CSRF": csrf}
     )
     assert as_json.status_code == 415
+
+
+def test_the_explain_box_shows_the_operations_trace_with_each_rules_reason(
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    client, csrf = signed_in(new_client, "reader-key")
+    payload = '{"route": "fanout"}'
+    answer = client.post("/console/rules/explain", data={"csrf": csrf, "payload": payload})
+    assert answer.status_code == 200
+    text = html.unescape(answer.text)
+    # The same trace as POST /route/explain: a rule that did not match says why.
+    api = admin_api(new_client)
+    trace = api.post(
+        "/route/explain", json={"sender_id": "console", "payload": {"route": "fanout"}}
+    ).json()
+    first = trace["rules"][0]
+    assert (first["id"], first["matched"]) == ("route-one", False)
+    assert first["why"] == "equals 'one' at route: found 'fanout', no match"
+    assert first["why"] in text
+    assert 'data-rule="route-one"' in text
+    assert '<li class="won" data-rule="route-fanout">' in text
+    assert 'id="explain-rule">route-fanout<' in text
+    plan = text[
+        text.index('id="explain-plan"') : text.index("</table>", text.index('id="explain-plan"'))
+    ]
+    assert re.findall(r"<td>(alpha|beta|gamma)</td>", plan) == ["alpha", "beta", "gamma"]
+    assert "circuit-closed" in plan
+    assert "mode <strong>aggregate</strong>" in text
+
+
+def test_the_rules_page_says_when_shadow_routing_is_off(
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    client, _ = signed_in(new_client, "reader-key")
+    page = client.get("/console/rules").text
+    assert 'id="shadow-off"' in page
+    assert 'id="shadow-diffs"' not in page
+
+
+@pytest.fixture
+def shadowed(
+    database_url: str, routing_file: Path, agents: RunningAgents, tmp_path: Path
+) -> Iterator[tuple[RouterServer, Path]]:
+    """A second router with SHADOW_ROUTING_CONFIG: the candidate routes kind one as race."""
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(
+        routing_yaml(agents).replace("{id: route-one, kind: one,", "{id: route-one, kind: race,")
+    )
+    settings = make_settings(
+        database_url, routing_file, api_key=None, api_keys=KEYS, shadow_routing_config=candidate
+    )
+    server = RouterServer(settings).start()
+    try:
+        yield server, candidate
+    finally:
+        server.stop()
+
+
+def test_the_rules_page_shows_the_shadow_version_and_this_processs_differences(
+    shadowed: tuple[RouterServer, Path],
+) -> None:
+    server, candidate = shadowed
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        api_headers = {"X-API-Key": "admin-key"}
+        for kind in ("one", "one", "chain"):  # chain routes the same in both files
+            body = {"sender_id": "shadow", "payload": {"route": kind}}
+            assert client.post("/route", json=body, headers=api_headers).status_code == 200
+        assert client.post("/console/sign-in", data={"api_key": "reader-key"}).status_code == 303
+        page = client.get("/console/rules").text
+    assert f'id="shadow-version-id">{read_version(candidate).version}<' in page
+    assert "by this process" in page
+    diffs = page[
+        page.index('id="shadow-diffs"') : page.index("</table>", page.index('id="shadow-diffs"'))
+    ]
+    assert re.findall(
+        r"<tr><td>([^<]*)</td><td>([^<]*)</td><td class=\"num\">(\d+)</td></tr>", diffs
+    ) == [("one", "race", "2")]

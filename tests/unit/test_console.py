@@ -1,21 +1,31 @@
-"""The console's pure parts: session tokens and CSRF, the explain trace, histogram quantiles and
-sparklines, and the re-send command."""
+"""The console's pure parts: session tokens and CSRF, rule conditions in words, the replay form's
+selection and its jobs' states, the shadow differences read from the counter, histogram
+quantiles and sparklines, and the re-send command."""
 
 from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Histogram
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from router_service.config.routing_file import parse_routing_config
 from router_service.config.routing_source import RoutingSource
-from router_service.console.explain import explain
+from router_service.console.conditions import rule_condition
+from router_service.console.pages import shadow_differences
+from router_service.console.replays import JobView, rate, selection
 from router_service.console.sampling import Sampler, histogram_buckets, quantile, sparkline
 from router_service.console.session import SessionSigner
 from router_service.console.views import resend_command
+from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
-from router_service.service.ports import LogRecord
+from router_service.service.ports import (
+    DeadLetterFilter,
+    LogRecord,
+    ReplayJobProgress,
+    ReplayJobRecord,
+)
 
 ROUTING = """
 agents:
@@ -72,22 +82,62 @@ def test_a_csrf_token_belongs_to_one_session() -> None:
     assert not signer.csrf_valid(first, None)
 
 
-def test_explain_lists_the_rules_looked_at_until_the_first_match() -> None:
+def test_a_rule_condition_reads_in_the_routing_files_terms() -> None:
     version = RoutingSource.fixed(parse_routing_config(ROUTING, "routing.yaml")).current()
-    trace = explain(version, {"source": "pager", "level": 3, "text": "the site is down"})
-    assert [(s.rule, s.matched) for s in trace.steps] == [("paged", False), ("words", True)]
-    assert trace.steps[0].condition == 'all of (source equals "pager"; level gte 9)'
-    assert trace.steps[1].condition == "any string has a keyword of outage, down"
-    assert (trace.kind, trace.rule, trace.mode, trace.agents) == (
-        "urgent", "words", "aggregate", ("a", "b"),
+    assert rule_condition(version, "paged") == 'all of (source equals "pager"; level gte 9)'
+    assert rule_condition(version, "words") == "any string has a keyword of outage, down"
+    assert rule_condition(version, "default") is None
+
+
+def test_a_replay_form_becomes_the_filter_the_preview_and_the_job_share() -> None:
+    # Checkboxes, or the preview page's one comma-joined field: the same filter either way,
+    # so the job's snapshot token (bound to the filter) matches the dry run's.
+    assert selection(["3", "1"], "", "") == DeadLetterFilter(ids=(3, 1))
+    assert selection(["3,1"], "alpha", "one") == DeadLetterFilter(ids=(3, 1))
+    assert selection([], "alpha", "") == DeadLetterFilter(agent="alpha")
+    assert selection([], "", "") == DeadLetterFilter()
+    for bad in (["x"], [","], [",".join(["1"] * 2001)]):
+        with pytest.raises(ValidationFailed):
+            selection(bad, "", "")
+    assert rate("") == 10.0
+    assert rate("0.5") == 0.5
+    for bad_rate in ("0", "-1", "1001", "fast"):
+        with pytest.raises(ValidationFailed):
+            rate(bad_rate)
+
+
+def _job(state: str, cancel_requested: bool = False) -> ReplayJobRecord:
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+    return ReplayJobRecord(
+        id=1, created_by="ops", created_at=moment, updated_at=moment, finished_at=None,
+        state=state, filter=DeadLetterFilter(kind="one", upto_id=9), rate=2.0, max_entries=None,
+        selected=4, progress=ReplayJobProgress(cursor_id=5, replayed=2),
+        cancel_requested=cancel_requested,
+        lease_owner=None, lease_expires_at=None, error=None,
     )  # fmt: skip
-    fallthrough = explain(version, {"text": "hello"})
-    assert (fallthrough.rule, fallthrough.kind, fallthrough.agents) == (
-        "default",
-        "default",
-        ("b",),
+
+
+def test_a_job_page_offers_cancel_while_running_and_resume_once_stopped() -> None:
+    running = JobView(_job("running"))
+    assert (running.shown_state, running.cancellable, running.resumable) == ("running", True, False)
+    asked = JobView(_job("running", cancel_requested=True))
+    assert (asked.shown_state, asked.cancellable, asked.active) == ("cancelling", False, True)
+    for state in ("cancelled", "failed"):
+        stopped = JobView(_job(state))
+        assert (stopped.cancellable, stopped.resumable, stopped.active) == (False, True, False)
+    done = JobView(_job("done"))
+    assert (done.cancellable, done.resumable) == (False, False)
+    assert running.selection == "kind=one"  # the snapshot bound is shown apart
+
+
+def test_shadow_differences_are_read_from_this_processs_counter() -> None:
+    counter = Counter(
+        "shadow_route_diff", "d", ["active_kind", "shadow_kind"], registry=CollectorRegistry()
     )
-    assert all(not s.matched for s in fallthrough.steps)
+    assert shadow_differences(counter) == []
+    counter.labels("one", "race").inc()
+    counter.labels("chain", "one").inc(3)
+    assert shadow_differences(counter) == [("chain", "one", 3), ("one", "race", 1)]
 
 
 def test_quantiles_interpolate_within_a_bucket_like_prometheus() -> None:
