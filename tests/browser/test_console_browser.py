@@ -73,28 +73,31 @@ def test_an_operator_signs_in_follows_signals_replays_dead_letters_explains_and_
     for answer in broken:
         assert answer["log_id"][:16] in rows_text(console, "#dead-letters tbody tr")
 
-    # 5. Dry run, then replay at a chosen rate, once the agent is back.
+    # 5. Dry run, then a replay job at a chosen rate, once the agent is back.
     agents.reset()
     for box in console.all("input.pick"):
         box.click()
     console.click("#preview-selected")
     console.wait(lambda: console.all("#preview-count"))
     assert console.text("#preview-count").startswith("2 pending entries would be replayed")
-    assert "alpha closed" in rows_text(console, "#preview-circuits tbody tr")
+    assert "alpha 2 closed" in rows_text(console, "#preview-circuits tbody tr")
     assert len(pending(api)) == 2  # a dry run sends nothing
     rate = console.driver.find_element(By.ID, "rate")
     rate.clear()
     rate.send_keys("20")
     console.click("#replay")
-    console.wait(lambda: console.text("#run-state") == "finished", what="the replay finishing")
-    console.snap("replay finished")
-    assert console.text("#run-progress") == "2 of 2"
-    assert console.text("#run-succeeded") == "2"
+    console.wait(lambda: console.text("#job-state") == "done", what="the replay job finishing")
+    console.snap("replay job done")
+    assert console.text("#job-progress") == "2 of 2"
+    assert console.text("#job-succeeded") == "2"
+    assert console.text("#job-created-by") == "admin"
     assert pending(api) == []
     for answer in broken:
         assert api.get(f"/logs/{answer['log_id']}").json()["status"] == "delivered"
+    (job,) = api.get("/dlq/replays").json()["items"]
+    assert (job["created_by"], job["state"], job["rate"]) == ("admin", "done", 20.0)
 
-    # ... and a slow replay of everything matching a filter, cancelled half-way.
+    # ... and a slow job of everything matching a filter, cancelled half-way, then resumed.
     agents.set("alpha", mode="fail", status=503)
     for n in range(4):
         route(api, "one", n=10 + n)
@@ -109,12 +112,30 @@ def test_an_operator_signs_in_follows_signals_replays_dead_letters_explains_and_
     console.click("#replay")
     console.wait(lambda: console.all("#cancel-replay"))
     console.click("#cancel-replay")
-    console.wait(lambda: console.text("#run-state") == "cancelled", what="the run cancelled")
-    replayed = int(console.text("#run-progress").split()[0])
+    console.wait(lambda: console.text("#job-state") == "cancelled", what="the job cancelled")
+    replayed = int(console.text("#job-progress").split()[0])
     assert replayed < 4
     assert len(pending(api)) == 4 - replayed
+    console.click("#resume-replay")
+    console.wait(lambda: console.text("#job-state") == "done", what="the resumed job finishing")
+    assert console.text("#job-progress") == "4 of 4"
+    assert pending(api) == []
+    # Both jobs are listed on the Dead letters page, newest first, each linking to its page.
+    console.open("/console/dead-letters")
+    jobs = rows_text(console, "#replay-jobs tbody tr")
+    assert jobs.index("done 4 of 4") < jobs.index("done 2 of 2")
 
-    # 6. The explain box: paste a payload, read which rule matched and why.
+    # The replayed signal's page: its routing version, and the replay with its job.
+    replayed_id = broken[0]["log_id"]
+    console.open(f"/console/signals/{replayed_id}")
+    logged = api.get(f"/logs/{replayed_id}").json()
+    assert console.text("#decision-version").startswith(logged["routing_version"])
+    history = rows_text(console, "#delivery-history tbody tr")
+    assert history.startswith("original")
+    assert f"replay job {job['id']}" in history
+    assert "succeeded" in history
+
+    # 6. The explain box: paste a payload, read every rule with why, the winner and the plan.
     console.open("/console/rules")
     assert console.text("#version") == api.get("/health").json()["routing"]["version"]
     console.driver.find_element(By.ID, "explain-payload").send_keys('{"route": "fanout"}')
@@ -122,10 +143,17 @@ def test_an_operator_signs_in_follows_signals_replays_dead_letters_explains_and_
     console.wait(lambda: console.all("#explanation"))
     assert console.text("#explain-rule") == "route-fanout"
     assert console.text("#explain-kind") == "fanout"
-    steps = [str(s.text) for s in console.all("ol.trace li")]
-    assert steps[-1].endswith("matched")
-    assert "route-fanout" in steps[-1]
-    assert all(step.endswith("no match") for step in steps[:-1])
+    (won,) = console.all("ol.trace > li.won")
+    assert won.get_attribute("data-rule") == "route-fanout"
+    skipped = console.all("ol.trace > li.skipped")
+    # Every rule is traced, the ones after the winner too.
+    assert [li.get_attribute("data-rule") for li in skipped] == [
+        "route-one", "route-race", "route-chain", "route-deadend",
+    ]  # fmt: skip
+    assert "equals 'one' at route: found 'fanout', no match" in skipped[0].text
+    plan = [str(row.text).split()[1] for row in console.all("#explain-plan tbody tr")]
+    assert plan == ["alpha", "beta", "gamma"]
+    assert "Off" in console.text("#shadow-off")
 
     # The health page shows the database, the agents and the latency of what was routed.
     console.open("/console/health")
