@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -88,12 +89,20 @@ class Console:
         return list(self.driver.find_elements(By.CSS_SELECTOR, css))
 
     def wait(self, condition: Callable[[], object], timeout_s: float = 20, what: str = "") -> None:
-        WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(
-            lambda _driver: condition(), what
-        )
+        # Auto-refreshing pages replace their elements: a stale one is looked up again.
+        WebDriverWait(
+            self.driver,
+            timeout_s,
+            poll_frequency=0.1,
+            ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
+        ).until(lambda _driver: condition(), what)
 
     def click(self, css: str) -> None:
-        self.driver.find_element(By.CSS_SELECTOR, css).click()
+        def clicked() -> bool:
+            self.driver.find_element(By.CSS_SELECTOR, css).click()
+            return True
+
+        self.wait(clicked, what=f"clicking {css}")
         self.snap(f"after clicking {css}")
 
     def sign_in(self, key: str) -> None:
