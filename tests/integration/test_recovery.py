@@ -18,6 +18,7 @@ import pytest
 
 from router_service.api.services import Services, build_services
 from router_service.config.routing_file import load_routing_config
+from router_service.config.routing_source import RoutingSource
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.domain.signal import Signal
 from router_service.observability.metrics import Metrics
@@ -244,10 +245,10 @@ async def _two_sweepers_finish(
     settings = make_settings(
         database_url, routing_file, request_deadline_ms=1000, agent_timeout_ms=900, **overrides
     )
-    routing = load_routing_config(routing_file)
+    routing = RoutingSource.fixed(load_routing_config(routing_file))
     replicas = [build_services(settings, routing, None, Metrics()) for _ in range(2)]
     try:
-        plan = routing.table.plan("one", "route-one", None)
+        plan = routing.current().config.table.plan("one", "route-one", None)
         for index in range(count):
             signal = Signal.create(
                 sender_id="crashed",
@@ -303,10 +304,10 @@ def test_dlq_backlog_is_current_right_after_a_sweep_and_a_replay(
 
     async def scenario() -> tuple[float, float]:
         settings = make_settings(database_url, routing_file, dlq_backlog_refresh_s=3600)
-        routing = load_routing_config(routing_file)
+        routing = RoutingSource.fixed(load_routing_config(routing_file))
         services = build_services(settings, routing, None, Metrics())
         try:
-            plan = routing.table.plan("one", "route-one", None)
+            plan = routing.current().config.table.plan("one", "route-one", None)
             signal = Signal.create(
                 sender_id="crashed", payload={"route": "one"}, timestamp=datetime.now(UTC)
             )

@@ -236,7 +236,8 @@ def test_an_open_circuit_fails_the_agent_without_calling_it() -> None:
     first, second = asyncio.run(scenario())
     assert first.attempts == 1
     assert (second.ok, second.attempts) == (False, 0)
-    assert second.error == "circuit open: the agent keeps failing, not called"
+    assert second.error is not None
+    assert second.error.startswith("circuit open: the agent keeps failing, not called (next probe")
     assert len(agents.calls) == 1
     assert events.named("circuit_state") == [{"agent": "a", "state": "open"}]
     assert events.named("circuit_rejected") == [{"agent": "a"}]
