@@ -92,7 +92,11 @@ class RetryBudget:
                 times.popleft()
 
     def record_call(self) -> None:
-        self.calls.append(self.clock())
+        now = self.clock()
+        self.calls.append(now)
+        # Trimmed here too: a healthy agent is never asked for a retry, and its window of calls
+        # would otherwise grow by one timestamp per call for the life of the process.
+        self._trim(now)
 
     def usage(self) -> tuple[int, float]:
         """Retries spent in the window, and how many the window allows now."""

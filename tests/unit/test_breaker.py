@@ -82,3 +82,13 @@ def test_a_forced_probe_goes_out_within_the_cooldown_and_its_verdict_decides() -
     breaker.force_probe()
     breaker.success()
     assert (breaker.state, breaker.retry_in_s()) == (BreakerState.CLOSED, 0.0)
+
+
+def test_a_budget_that_is_never_asked_for_a_retry_keeps_only_its_window_of_calls() -> None:
+    """A healthy agent: a million calls over a day must not be a million timestamps."""
+    clock = Clock()
+    budget = RetryBudget(ratio=0.2, min_retries=10, window_s=10, clock=clock)
+    for _ in range(10_000):
+        budget.record_call()
+        clock.now += 0.01
+    assert len(budget.calls) <= 1_001  # the last 10 s at 100 calls/s

@@ -30,6 +30,7 @@ from router_service.adapters.db.records import (
     log_cursor_bound,
     log_record,
     merged_replay,
+    replayed_entry,
     utcnow,
 )
 from router_service.domain.errors import StorageError
@@ -290,11 +291,7 @@ class PgStore(PgReplayJobs):
                 "finish_replay", lambda conn: conn.execute(sql.DEFER_REPLAY, entry.id, due)
             )
             return "pending"
-        replay_count = entry.replay_count + 1
-        if result.ok:
-            status = "replayed"
-        else:
-            status = "exhausted" if replay_count >= max_replays else "pending"
+        status, replay_count = replayed_entry(entry, result.ok, max_replays)
         error = result.error or entry.error
 
         async def write(conn: Any) -> None:

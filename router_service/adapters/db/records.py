@@ -217,3 +217,11 @@ def replay_attempt_record(row: Mapping[Any, Any]) -> ReplayAttemptRecord:
 def filter_column(flt: DeadLetterFilter) -> str:
     """The JSON text of a job's filter (its snapshot bound included)."""
     return dumps(flt.as_dict()).decode()
+
+
+def replayed_entry(entry: DeadLetterRecord, ok: bool, max_replays: int) -> tuple[str, int]:
+    """A dead letter's status and replay count after one more replay that reached its agent."""
+    count = entry.replay_count + 1
+    if ok:
+        return "replayed", count
+    return ("exhausted" if count >= max_replays else "pending"), count

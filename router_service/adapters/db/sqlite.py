@@ -28,6 +28,7 @@ from router_service.adapters.db.records import (
     log_cursor_bound,
     log_record,
     merged_replay,
+    replayed_entry,
     utcnow,
 )
 from router_service.adapters.db.sqlite_replay_jobs import SqliteReplayJobs
@@ -349,11 +350,7 @@ class SqliteStore(SqliteReplayJobs):
             async with self._connect("finish_replay") as conn:
                 await conn.execute(this_entry.values(**released))
             return "pending"
-        replay_count = entry.replay_count + 1
-        if result.ok:
-            status = "replayed"
-        else:
-            status = "exhausted" if replay_count >= max_replays else "pending"
+        status, replay_count = replayed_entry(entry, result.ok, max_replays)
         async with self._connect("finish_replay", transaction=True) as conn:
             await conn.execute(
                 this_entry.values(
