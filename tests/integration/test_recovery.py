@@ -16,14 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from router_service.adapters.db.migrate import upgrade
 from router_service.api.services import Services, build_services
 from router_service.config.routing_file import load_routing_config
 from router_service.config.routing_source import RoutingSource
+from router_service.config.settings import Settings
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.domain.signal import Signal
 from router_service.observability.metrics import Metrics
 from router_service.service.recovery import sweep_batch
-from tests.conftest import API_KEY, make_settings
+from tests.conftest import API_KEY, make_settings, scratch_database
 from tests.support.db import query, wipe
 from tests.support.processes import BIN, ROOT, free_port, start, stop
 from tests.support.server import RouterServer
@@ -243,7 +245,7 @@ async def _two_sweepers_finish(
     """``count`` signals left in flight by a crashed replica (their lease already expired),
     finished by two replicas' sweepers polling side by side."""
     settings = make_settings(
-        database_url, routing_file, request_deadline_ms=1000, agent_timeout_ms=900, **overrides
+        database_url, routing_file, request_deadline_ms=1200, agent_timeout_ms=1100, **overrides
     )
     routing = RoutingSource.fixed(load_routing_config(routing_file))
     replicas = [build_services(settings, routing, None, Metrics()) for _ in range(2)]
@@ -274,18 +276,28 @@ async def _two_sweepers_finish(
 
 @pytest.mark.parametrize("concurrency", [None, 4])
 def test_two_sweepers_dispatch_each_expired_signal_exactly_once(
-    database_url: str, routing_file: Path, agents: RunningAgents, concurrency: int | None
+    database_url: str,
+    routing_file: Path,
+    agents: RunningAgents,
+    concurrency: int | None,
+    tmp_path: Path,
 ) -> None:
-    """Slow agent (most of the 1 s deadline per signal), 40 expired signals: a sweeper takes only
-    what it finishes within its 2 s lease, so the other replica never takes them over too."""
-    wipe(database_url)
+    """Slow agent (600 ms of the 1.2 s deadline per signal; the 1.1 s attempt timeout leaves a
+    loaded machine room, so a slow answer is not retried), 40 expired signals: a sweeper takes
+    only what it finishes within its 2.4 s lease, so the other replica never takes them over too
+    (the old sweeper took all 40 and finished them 8 at a time: 3 s)."""
     agents.set("alpha", mode="slow", delay_ms=600)
     overrides = {} if concurrency is None else {"sweep_concurrency": concurrency}
-    asyncio.run(_two_sweepers_finish(database_url, routing_file, 40, **overrides))
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    # A database of its own: the module's router, if an earlier test started it, sweeps the
+    # shared one with its own (shorter) timeouts and would be a third sweeper.
+    with scratch_database(backend, tmp_path) as url:
+        upgrade(Settings(_env_file=None, database_url=url).database_url)  # type: ignore[call-arg]
+        asyncio.run(_two_sweepers_finish(url, routing_file, 40, **overrides))
+        statuses = query(url, "SELECT status, count(*) AS n FROM signals GROUP BY status")
     sent = Counter(entry["body"]["log_id"] for entry in agents.received("alpha"))
     assert len(sent) == 40
     assert set(sent.values()) == {1}, [n for n in sent.values() if n > 1]
-    statuses = query(database_url, "SELECT status, count(*) AS n FROM signals GROUP BY status")
     assert [(r["status"], r["n"]) for r in statuses] == [("delivered", 40)]
 
 
