@@ -61,12 +61,18 @@ def authenticate(request: Request, svc: Services, scope: str) -> ApiKey:
     try:
         key = svc.keys.authenticate(request.headers.get("x-api-key"))
     except AuthError:
-        peer = request.client.host if request.client else "unknown"
-        forwarded = request.headers.get("x-forwarded-for")
-        svc.auth_failures.failed(client_address(peer, forwarded, svc.trusted_proxies))
+        count_auth_failure(request, svc)
         raise
     require_scope(key, scope)
     return key
+
+
+def count_auth_failure(request: Request, svc: Services) -> None:
+    """One failed authentication against the client's address (``TooManyAuthFailures`` once
+    over the limit); the console's sign-in counts the same way."""
+    peer = request.client.host if request.client else "unknown"
+    forwarded = request.headers.get("x-forwarded-for")
+    svc.auth_failures.failed(client_address(peer, forwarded, svc.trusted_proxies))
 
 
 def scoped(scope: str) -> Any:

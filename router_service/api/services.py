@@ -212,13 +212,7 @@ def build_services(
         telemetry=telemetry,
         intake=Intake(ctx),
         replayer=replayer,
-        replay_jobs=ReplayJobs(
-            ctx,
-            replayer,
-            telemetry,
-            dispatcher.circuit_states,
-            lease_s=settings.replay_job_lease_s,
-        ),
+        replay_jobs=ReplayJobs(ctx, replayer, lease_s=settings.replay_job_lease_s),
         limits=BodyLimits(
             max_bytes=settings.max_body_bytes,
             max_depth=settings.max_json_depth,

@@ -8,8 +8,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from router_service.api.auth import client_address
 from router_service.api.replay_jobs import checked_job_id
+from router_service.api.routes import count_auth_failure
 from router_service.console import replays
 from router_service.console.access import (
     ADMIN,
@@ -37,10 +37,7 @@ async def sign_in(request: Request) -> Response:
     try:
         key = console_state(request).keys.authenticate(form.first("api_key") or None)
     except AuthError:
-        # Only failures count against the address (429 once over the limit), as on the API.
-        peer = request.client.host if request.client else "unknown"
-        forwarded = request.headers.get("x-forwarded-for")
-        svc.auth_failures.failed(client_address(peer, forwarded, svc.trusted_proxies))
+        count_auth_failure(request, svc)  # only failures count, as on the API
         return render(request, "sign_in.html", None, 401, error="That key is not valid.")
     if READ not in key.scopes:
         message = f"The key {key.name!r} lacks the scope logs:read, which the console needs."

@@ -153,6 +153,13 @@ class Telemetry:
         else:
             self._log.info("routing.reload", audit=True, **fields)
 
+    def replay_job_stopped(self, *, job_id: int, error: BaseException, interrupted: bool) -> None:
+        log = get_logger("replay")
+        if interrupted:
+            log.warning("replay.job_interrupted", job_id=job_id, error=str(error))
+        else:
+            log.error("replay.job_failed", job_id=job_id, exc_info=error)
+
     def audit(self, event: str, **fields: object) -> None:
         """An operator's action (replay, reload): one JSON line naming the key, never the key."""
         self._log.info(event, audit=True, **fields)

@@ -441,6 +441,19 @@ class Events(Protocol):
     def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
         """A sweeper finished a signal whose owner's lease ran out."""
 
+    def audit(self, event: str, **fields: object) -> None:
+        """An operator's action (replay, reload): one line naming the key, never the key."""
+        ...
+
+    def replay_attempt(
+        self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext
+    ) -> None: ...
+
+    def replay_job_stopped(self, *, job_id: int, error: BaseException, interrupted: bool) -> None:
+        """A job's runner stopped early: ``interrupted`` (storage lost; another runner takes the
+        job over) or failed (a bug)."""
+        ...
+
     def background_failed(self, *, step: str, error: str) -> None:
         """One tick of a background loop (sweep, redelivery) failed; it runs again later."""
 

@@ -16,18 +16,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import hashlib
+import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import orjson
+from typing import Any
 
 from router_service.domain.errors import InvalidState, NotFound, StorageError, ValidationFailed
+from router_service.domain.signal import canonical_json, sha256_hex
 from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
-from router_service.observability.logging import get_logger
 from router_service.service.context import Collaborators
 from router_service.service.ports import (
     DeadLetterFilter,
@@ -47,31 +44,20 @@ MAX_LOCAL_JOBS = 4
 _MAX_LEASE_S = 3600.0
 
 
-class AuditEvents(Protocol):
-    def audit(self, event: str, **fields: object) -> None: ...
-
-    def replay_attempt(
-        self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext
-    ) -> None: ...
-
-
 def _fingerprint(flt: DeadLetterFilter) -> str:
     """What a snapshot token is bound to: the filter without its bound."""
-    data = orjson.dumps(
-        dataclasses.replace(flt, upto_id=None).as_dict(), option=orjson.OPT_SORT_KEYS
-    )
-    return hashlib.sha256(data).hexdigest()[:16]
+    return sha256_hex(canonical_json(dataclasses.replace(flt, upto_id=None).as_dict()))[:16]
 
 
 def snapshot_token(flt: DeadLetterFilter, snapshot_id: int) -> str:
-    raw = orjson.dumps([snapshot_id, _fingerprint(flt)])
+    raw = json.dumps([snapshot_id, _fingerprint(flt)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def snapshot_bound(flt: DeadLetterFilter, token: str) -> int:
     """The entry id a dry run's ``snapshot`` bounds the same filter at."""
     try:
-        upto, fingerprint = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        upto, fingerprint = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError) as exc:
         raise ValidationFailed("snapshot is not one this server issued") from exc
     if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
@@ -97,16 +83,14 @@ class ReplayJobs:
         self,
         ctx: Collaborators,
         replayer: Replayer,
-        audit: AuditEvents,
-        circuits: Callable[[], dict[str, str]],
         *,
         lease_s: float,
     ) -> None:
         self._store, self._routing = ctx.store, ctx.routing
         self._owner, self._deadline_s = ctx.owner, ctx.deadline_s
         self._replayer = replayer
-        self._audit = audit
-        self._circuits = circuits
+        self._audit = ctx.events  # audit lines and replay attempts go to the events sink
+        self._circuits = ctx.dispatcher.circuit_states
         self._lease_s = lease_s
         self.running: dict[int, asyncio.Task[ReplayJobRecord | None]] = {}
 
@@ -190,15 +174,14 @@ class ReplayJobs:
     async def run(self, job: ReplayJobRecord) -> ReplayJobRecord | None:
         """Work ``job`` (held by this process) to its end, a cancel, or the loss of its lease.
         Returns the job as stored at the end (None if another replica took it over)."""
-        log = get_logger("replay")
         try:
             state = await self._work(job)
         except StorageError as exc:
             # The lease runs out and a replica (this one included) takes the job over.
-            log.warning("replay.job_interrupted", job_id=job.id, error=exc.message)
+            self._audit.replay_job_stopped(job_id=job.id, error=exc, interrupted=True)
             return None
         except Exception as exc:
-            log.exception("replay.job_failed", job_id=job.id)
+            self._audit.replay_job_stopped(job_id=job.id, error=exc, interrupted=False)
             state = "failed"
             await self._store.finish_replay_job(job.id, self._owner, state, repr(exc)[:500])
         if state is None:

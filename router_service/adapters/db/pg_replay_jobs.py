@@ -41,12 +41,11 @@ def _filters(flt: DeadLetterFilter, after_id: int | None = None) -> tuple[str, l
         "upto_id": flt.upto_id,
         "after_id": after_id,
     }
-    clauses, params = [], []
+    where = sql.Filters()
     for name, value in values.items():
         if value is not None:
-            params.append(value)
-            clauses.append(" AND " + sql.DEAD_LETTER_FILTERS[name].format(f"${len(params)}"))
-    return "".join(clauses), params
+            where.add(sql.DEAD_LETTER_FILTERS[name], value)
+    return where.text, where.params
 
 
 class PgReplayJobs:

@@ -12,6 +12,8 @@ index is an index lookup in every plan, whatever the statistics say, and on a lo
 
 from __future__ import annotations
 
+from typing import Any
+
 # The claim: take the key, and only if it was new write the lease and the log row. One
 # statement, so one implicit transaction and one round trip. It commits without waiting for its
 # WAL flush (``set_config(..., true)`` is ``SET LOCAL`` for this statement's transaction): no
@@ -254,3 +256,23 @@ REPLAY_HISTORY = """
 SELECT log_id, dead_letter_id, job_id, agent, trace_id, outcome, error, created_at
   FROM replay_attempts WHERE log_id = $1 ORDER BY id
 """
+
+
+class Filters:
+    """``AND`` clauses appended to a statement, their values as numbered parameters."""
+
+    def __init__(self, first_param: int = 1) -> None:
+        self.clauses: list[str] = []
+        self.params: list[Any] = []
+        self._next = first_param
+
+    def add(self, template: str, *values: Any) -> None:
+        """``template`` names its parameters ``{0}``, ``{1}``…"""
+        numbers = [f"${self._next + i}" for i in range(len(values))]
+        self._next += len(values)
+        self.clauses.append(" AND " + template.format(*numbers))
+        self.params.extend(values)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.clauses)

@@ -61,26 +61,6 @@ class OutcomeRow:
     updated_at: datetime
 
 
-class _Where:
-    """Filters appended to a statement with numbered parameters."""
-
-    def __init__(self, first_param: int = 1) -> None:
-        self.clauses: list[str] = []
-        self.params: list[Any] = []
-        self._next = first_param
-
-    def add(self, template: str, *values: Any) -> None:
-        """``template`` names its parameters ``{0}``, ``{1}``…"""
-        numbers = [f"${self._next + i}" for i in range(len(values))]
-        self._next += len(values)
-        self.clauses.append(" AND " + template.format(*numbers))
-        self.params.extend(values)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.clauses)
-
-
 class PgStore(PgReplayJobs):
     """The ``Store`` protocol on Postgres (replay jobs in ``pg_replay_jobs.py``)."""
 
@@ -194,7 +174,7 @@ class PgStore(PgReplayJobs):
         await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
-        where = _Where()
+        where = sql.Filters()
         if query.sender_id is not None:
             where.add("s.sender_id = {0}", query.sender_id)
         if query.kind is not None:
@@ -217,7 +197,7 @@ class PgStore(PgReplayJobs):
         return Page(items, next_cursor)
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
-        where = _Where()
+        where = sql.Filters()
         if query.status is not None:
             where.add("d.status = {0}", query.status)
         if query.agent is not None:
@@ -255,7 +235,7 @@ class PgStore(PgReplayJobs):
         """Claim pending entries for one replayer (``FOR UPDATE SKIP LOCKED``); a claim expires
         if its replayer dies."""
         now = utcnow()
-        where = _Where(first_param=4)
+        where = sql.Filters(first_param=4)
         if due_only:
             where.add("(next_attempt_at IS NULL OR next_attempt_at <= {0})", now)
         if after_id is not None:

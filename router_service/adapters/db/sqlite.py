@@ -31,7 +31,7 @@ from router_service.adapters.db.records import (
     replayed_entry,
     utcnow,
 )
-from router_service.adapters.db.sqlite_replay_jobs import SqliteReplayJobs
+from router_service.adapters.db.sqlite_replay_jobs import DLQ_COLUMNS, SqliteReplayJobs
 from router_service.adapters.db.tables import (
     dead_letters,
     idempotency_keys,
@@ -51,15 +51,6 @@ from router_service.service.ports import (
     LogRecord,
     Page,
     ReplayResult,
-)
-
-_DLQ_COLUMNS = (
-    *dead_letters.c,
-    signals.c.payload,
-    signals.c.sender_id,
-    signals.c.metadata,
-    signals.c.signal_ts,
-    signals.c.trace_id,
 )
 
 
@@ -265,7 +256,7 @@ class SqliteStore(SqliteReplayJobs):
         if query.cursor is not None:
             conditions.append(dead_letters.c.id > dead_letter_cursor_bound(query.cursor))
         statement = (
-            select(*_DLQ_COLUMNS)
+            select(*DLQ_COLUMNS)
             .join(signals, signals.c.log_id == dead_letters.c.log_id)
             .where(*conditions)
             .order_by(dead_letters.c.id)
@@ -320,7 +311,7 @@ class SqliteStore(SqliteReplayJobs):
             rows = (
                 (
                     await conn.execute(
-                        select(*_DLQ_COLUMNS)
+                        select(*DLQ_COLUMNS)
                         .join(signals, signals.c.log_id == dead_letters.c.log_id)
                         .where(dead_letters.c.id.in_(claimed))
                         .order_by(dead_letters.c.id)

@@ -39,7 +39,8 @@ from router_service.service.ports import (
     ReplayJobRecord,
 )
 
-_DLQ_COLUMNS = (
+# A dead letter with what its signal needs to be sent again (both SQLite modules select it).
+DLQ_COLUMNS = (
     *dead_letters.c,
     signals.c.payload,
     signals.c.sender_id,
@@ -110,7 +111,7 @@ class SqliteReplayJobs:
         self, flt: DeadLetterFilter, *, after_id: int, limit: int
     ) -> list[DeadLetterRecord]:
         statement = (
-            select(*_DLQ_COLUMNS)
+            select(*DLQ_COLUMNS)
             .select_from(_joined())
             .where(*_conditions(flt, after_id))
             .order_by(dead_letters.c.id)
