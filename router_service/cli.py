@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
-import secrets
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from router_service.config.routing_file import RoutingConfig, load_routing_config
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.domain.errors import RouterError
-from router_service.observability.metrics import MULTIPROC_ENV
 
 err = Console(stderr=True)
 
@@ -85,106 +80,29 @@ def serve(host: str, port: int, workers: int, reload: bool) -> None:
     Prints one line on stderr once it answers: the address, the database, the routing file,
     its version and its number of agents.
     """
-    import uvicorn
+    from router_service.runtime import server
 
-    from router_service.api.app import create_app
-    from router_service.api.protocol import GuardedHttpProtocol
-    from router_service.api.services import preflight
-    from router_service.observability.ready import announce_when_ready, http_address, ready_line
-
-    made_dir = None
-    if (workers > 1 and not reload) or os.environ.get(MULTIPROC_ENV):
-        made_dir = _share_metrics_between_workers()  # before anything creates a metric
-    if workers > 1 and not os.environ.get("CONSOLE_SECRET"):
-        # Every worker must verify the console sessions the others signed.
-        os.environ["CONSOLE_SECRET"] = secrets.token_hex(32)
-    if reload:
-        # Read by Settings in the server process that uvicorn's reloader starts.
-        os.environ.setdefault("ROUTING_WATCH", "true")
-    settings = _settings()
+    made_dir = server.prepare_environment(workers, reload)
     try:
-        # Fail here, in one line: a missing key, a bad routing file, an old schema.
-        routing = RoutingSource.from_file(settings.routing_config)
-        create_app(settings, routing)
-        asyncio.run(preflight(settings))
-    except RouterError as exc:
-        _fail(exc)
-    line = ready_line(http_address(host, port), settings.database_url, routing.current())
-    announce_when_ready(host, port, line, give_up_s=settings.startup_db_wait_s + 60)
-    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
-    # handler a clean exit, so a drained shutdown ends with status 0.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _exit_cleanly)
-    options = {
-        "factory": True,
-        # TRUSTED_PROXIES alone decides whose X-Forwarded-For counts (uvicorn would trust it
-        # from 127.0.0.1 by default).
-        "proxy_headers": False,
-        "host": host,
-        "port": port,
-        "loop": "uvloop",
-        "http": GuardedHttpProtocol,
-        "access_log": False,
-        "log_level": "warning",
-        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
-    }
-    try:
-        if workers > 1 and not reload:
-            _serve_workers(workers, options)
-        else:
-            uvicorn.run(
-                "router_service.api.app:create_app",
-                reload=reload,
-                reload_dirs=[str(Path(__file__).parent)] if reload else None,
-                **options,  # type: ignore[arg-type]
-            )
+        settings = _settings()
+        try:
+            line = server.check_before_serving(settings, host, port)
+        except RouterError as exc:
+            _fail(exc)
+        server.run(settings, host, port, workers, reload, line)
     finally:
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
 
 
-def _serve_workers(workers: int, options: dict[str, object]) -> None:
-    """uvicorn's multi-process mode, with SIGHUP forwarded to the workers as a routing reload
-    rather than a restart of every worker (see ``api/supervisor.py``)."""
-    import uvicorn
-
-    from router_service.api.supervisor import SUPERVISOR_ENV, ReloadingSupervisor
-
-    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
-    config = uvicorn.Config(
-        "router_service.api.app:create_app",
-        workers=workers,
-        **options,  # type: ignore[arg-type]
-    )
-    ReloadingSupervisor(config, sockets=[config.bind_socket()]).run()
-
-
-def _exit_cleanly(signum: int, _frame: object) -> None:
-    sys.exit(0)
-
-
-def _share_metrics_between_workers() -> str | None:
-    """Prometheus multiprocess mode: each worker writes its samples to files in one directory
-    and /metrics, whichever worker answers, reads them all. Stale files from an earlier run
-    would be counted again, so the directory starts empty. Returns the directory when serve
-    made it (to remove on the way out)."""
-    given = os.environ.get(MULTIPROC_ENV)
-    directory = given or tempfile.mkdtemp(prefix="router-metrics-")
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    for stale in Path(directory).glob("*.db"):
-        stale.unlink()
-    os.environ[MULTIPROC_ENV] = directory
-    return None if given else directory
-
-
 @main.command()
 def migrate() -> None:
     """Create the database if needed and bring its schema to the newest revision."""
-    from router_service.adapters.db.migrate import upgrade
+    from router_service.runtime.startup import migrate as upgrade
 
     settings = _settings()
     try:
-        revision = upgrade(settings.database_url)
+        revision = upgrade(settings)
     except (OSError, TimeoutError) as exc:
         waited = f"after waiting {settings.startup_db_wait_s:g} s"
         click.echo(f"error: cannot reach the database {waited}: {exc}", err=True)
@@ -231,9 +149,9 @@ def agents_check(file: Path | None) -> None:
 
 def _check_cards(config: RoutingConfig) -> None:
     """A table of the A2A agents' cards; exit status 1 when one is missing or does not match."""
-    from router_service.adapters.a2a_card import check_agents
+    from router_service.runtime.checks import check_agent_cards
 
-    checks = asyncio.run(check_agents(config.agents.values()))
+    checks = asyncio.run(check_agent_cards(config.agents.values()))
     if not checks:
         click.echo("no A2A agents in the routing file")
         return
@@ -267,25 +185,24 @@ def replay_dlq(limit: int, **options: Any) -> None:
     is a guarded replay: --dry-run previews it, otherwise it runs here as a replay job. --id
     alone replays exactly the named entries now, even through an open circuit (as its probe).
     """
-    from router_service.commands.replay import run_selection, selection_from
-    from router_service.service.ports import DeadLetterFilter
+    from router_service.commands.replay import (
+        named_only,
+        replay_now,
+        run_selection,
+        selection_from,
+    )
 
     settings = _settings()
     try:
         routing = RoutingSource.from_file(settings.routing_config)
         flt = selection_from(options)
-        named_only = (
-            flt is not None
-            and flt == DeadLetterFilter(ids=flt.ids)
-            and not any(options[k] for k in ("dry_run", "snapshot", "rate", "max_entries"))
-        )
-        if named_only and flt is not None and flt.ids:
+        if ids := named_only(flt, options):
             # Named entries alone: replayed now, through an open circuit as its probe.
-            summary = asyncio.run(_replay(settings, routing, len(flt.ids), flt.ids))
+            summary = asyncio.run(replay_now(settings, routing, len(ids), ids))
         elif flt is not None:
             sys.exit(asyncio.run(run_selection(settings, routing, flt, options)))
         else:
-            summary = asyncio.run(_replay(settings, routing, limit))
+            summary = asyncio.run(replay_now(settings, routing, limit))
     except RouterError as exc:
         _fail(exc)
     click.echo(
@@ -295,30 +212,6 @@ def replay_dlq(limit: int, **options: Any) -> None:
     )
     for reason in summary["deferred_reasons"]:
         click.echo(f"  {reason['message']}")
-
-
-async def _replay(
-    settings: Settings, routing: RoutingSource, limit: int, ids: tuple[int, ...] = ()
-) -> dict[str, Any]:
-    from router_service.api.services import running_services
-    from router_service.observability.logging import configure_logging
-    from router_service.observability.metrics import Metrics
-
-    configure_logging("WARNING")
-    async with running_services(settings, routing, None, Metrics()) as services:
-        backlog = await services.store.dlq_backlog()
-        total = min(limit, backlog)
-        with Progress(
-            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=err,
-            transient=True,
-        ) as progress:  # fmt: skip
-            task = progress.add_task("replay", total=total)
-            summary = await services.replayer.replay(
-                limit=None if ids else limit,
-                ids=list(ids) or None,
-                on_entry=lambda s: progress.update(task, completed=s.replayed),
-            )
-        return summary.as_dict()
 
 
 @main.command()
@@ -342,9 +235,9 @@ def prune(older_than_days: float, batch: int) -> None:
 async def _prune(settings: Settings, days: float, batch: int) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from router_service.api.services import build_store
     from router_service.observability.events import Telemetry
     from router_service.observability.metrics import Metrics
+    from router_service.runtime.services import build_store
 
     cutoff = datetime.now(UTC) - timedelta(days=days)
     store = build_store(settings, Telemetry(Metrics()))
@@ -373,16 +266,16 @@ def worker() -> None:
 
 
 async def _work(settings: Settings, routing: RoutingSource) -> None:
-    from router_service.api.services import running_services
     from router_service.observability.logging import configure_logging, get_logger
     from router_service.observability.metrics import Metrics
+    from router_service.runtime.startup import running_services
 
     configure_logging(settings.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running_services(settings, routing, None, Metrics(), redelivery=True):
+    async with running_services(settings, routing, Metrics(), redelivery=True):
         get_logger("worker").info("worker.started", rate_per_s=settings.dlq_worker_rate)
         await stop.wait()
     get_logger("worker").info("worker.stopped")

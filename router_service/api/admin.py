@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from router_service.api.routes import ERRORS, authenticate, json_response, services
+from router_service.api.edge import services
+from router_service.api.routes import ERRORS, authenticate, json_response
 from router_service.domain.errors import ReloadRefused
 
 router = APIRouter()
@@ -17,7 +18,7 @@ async def reload_routing(request: Request) -> Response:
     ``unchanged``). Otherwise 422 ``routing_reload_refused`` with the reason; the active version
     stays. Under ``--workers N`` every worker reloads."""
     svc = services(request)
-    key = authenticate(request, svc, "config:admin")
+    key = authenticate(request, "config:admin")
     report = await svc.reloader.reload(trigger="api", by=key.name)
     if report.outcome == "refused":
         raise ReloadRefused(

@@ -11,18 +11,19 @@ from fastapi import FastAPI
 from router_service import __version__
 from router_service.api.admin import router as admin_router
 from router_service.api.auth import KeyRing
+from router_service.api.edge import Edge
 from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
 from router_service.api.middleware import RouteFastPath, TraceMiddleware
 from router_service.api.protocol import HTTP_LIMITS
 from router_service.api.replay_jobs import router as replay_jobs_router
 from router_service.api.routes import router
-from router_service.api.services import running_services
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.console import install_console, running_console
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import Metrics
+from router_service.runtime.startup import running_services
 
 
 def create_app(settings: Settings | None = None, routing: RoutingSource | None = None) -> FastAPI:
@@ -31,15 +32,17 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     keys = KeyRing.from_settings(settings.api_key, settings.api_keys, settings.api_keys_file)
     routing = routing or RoutingSource.from_file(settings.routing_config)
     metrics = Metrics()
+    edge = Edge.from_settings(settings, keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         configure_logging(settings.log_level)
         async with (
-            running_services(settings, routing, keys, metrics) as services,
-            running_console(services) as console,
+            running_services(settings, routing, metrics) as services,
+            running_console(services, edge) as console,
         ):
             app.state.services = services
+            app.state.edge = edge
             app.state.console = console
             limits = {
                 "header_timeout_s": settings.header_timeout_s,

@@ -1,4 +1,6 @@
-"""The one place where exceptions become HTTP statuses and JSON error bodies."""
+"""The one place where exceptions become HTTP statuses and JSON error bodies: FastAPI's
+handlers, the fast path of ``POST /route`` (``middleware.py``) and the refusals the HTTP protocol
+writes itself before a request exists (``protocol.py``) all come here."""
 
 from __future__ import annotations
 
@@ -16,11 +18,36 @@ from router_service.observability.logging import get_logger
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:
-    body = {"error": {"code": code, "message": message}}
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+    return Response(error_body(code, message), status, headers, media_type="application/json")
+
+
+def raw_refusal(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection, for the protocol to write when no
+    request (and no app) is there to answer: headers too slow or too large."""
+    body = error_body(code, message)
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def response_for(exc: Exception) -> Response:
+    """A ``RouterError`` as its own status, code and message; anything else is a 500 that says
+    nothing of its cause (the cause goes to the log)."""
+    if isinstance(exc, RouterError):
+        if exc.status >= 500 and exc.status != 503:
+            get_logger().error("request.failed", code=exc.code, error=exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
+    get_logger().exception("request.crashed", error_type=type(exc).__name__)
+    return error_response(500, "internal_error", "the router failed unexpectedly")
 
 
 def describe_validation(errors: list[Any]) -> str:
@@ -33,10 +60,7 @@ def describe_validation(errors: list[Any]) -> str:
 
 
 async def _router_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RouterError)
-    if exc.status >= 500 and exc.status != 503:
-        get_logger().error("request.failed", code=exc.code, error=exc.message)
-    return error_response(exc.status, exc.code, exc.message, exc.headers or None)
+    return response_for(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
@@ -51,8 +75,7 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> Response:
-    get_logger().exception("request.crashed", error_type=type(exc).__name__)
-    return error_response(500, "internal_error", "the router failed unexpectedly")
+    return response_for(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from router_service.api.body import read_model
-from router_service.api.routes import ERRORS, json_response, scoped, services
+from router_service.api.edge import edge, services
+from router_service.api.routes import ERRORS, json_response, scoped
 from router_service.api.schemas import RouteRequest, inline_schema
 from router_service.service.explain import explain_payload
 
@@ -28,7 +29,7 @@ async def explain_route(request: Request) -> Response:
     """Every rule in order (matched or not, and why), the winner, the plan and each planned
     agent's circuit. Never claims, dispatches or writes to the log."""
     svc = services(request)
-    body = await read_model(request, RouteRequest, svc.limits)
+    body = await read_model(request, RouteRequest, edge(request).limits)
     answer = explain_payload(
         svc.routing.current(),
         body.payload,

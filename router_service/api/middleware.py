@@ -10,8 +10,7 @@ import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router_service.api.errors import error_response
-from router_service.domain.errors import RouterError
+from router_service.api.errors import response_for
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.observability.tracing import TraceContext
@@ -85,7 +84,6 @@ class RouteFastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.log = get_logger("http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/route" or scope["method"] != "POST":
@@ -96,10 +94,8 @@ class RouteFastPath:
         scope["route"] = self.marker
         request = Request(scope, receive)
         try:
-            response = await handle_route(request, scope["app"].state.services)
-        except RouterError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers or None)
+            state = scope["app"].state
+            response = await handle_route(request, state.services, state.edge)
         except Exception as exc:
-            self.log.exception("request.crashed", error_type=type(exc).__name__)
-            response = error_response(500, "internal_error", "the router failed unexpectedly")
+            response = response_for(exc)
         await response(scope, receive, send)

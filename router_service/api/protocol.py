@@ -11,18 +11,9 @@ import asyncio
 from asyncio import TimerHandle
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-
-def _refusal(status: str, code: str, message: str) -> bytes:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    head = (
-        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
+from router_service.api.errors import raw_refusal
 
 HTTP_LIMITS = "http_limits"
 
@@ -56,7 +47,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         if not self.transport.is_closing():
             message = f"request headers not received within {self.header_timeout_s:g} s"
-            self.transport.write(_refusal("408 Request Timeout", "request_timeout", message))
+            self.transport.write(raw_refusal(408, "Request Timeout", "request_timeout", message))
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -78,7 +69,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refused = True
             message = f"request line and headers larger than {self.max_header_bytes} bytes"
             self.transport.write(
-                _refusal("431 Request Header Fields Too Large", "headers_too_large", message)
+                raw_refusal(431, "Request Header Fields Too Large", "headers_too_large", message)
             )
             self.transport.close()
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from router_service.api.auth import ApiKey
+from router_service.api.edge import services
 from router_service.api.routes import (
     ERRORS,
     authenticate,
@@ -16,12 +17,11 @@ from router_service.api.routes import (
     iso,
     json_response,
     scoped,
-    services,
 )
 from router_service.api.schemas import ReplayRequest, parse_rfc3339
-from router_service.api.services import Services
 from router_service.domain.errors import NotFound
-from router_service.service.ports import DeadLetterFilter, ReplayJobRecord
+from router_service.runtime.services import Services
+from router_service.service.records import DeadLetterFilter, ReplayJobRecord
 from router_service.service.replay_jobs import INLINE_MAX, DryRun
 
 router = APIRouter()
@@ -119,7 +119,7 @@ async def get_replay_job(request: Request, job_id: int) -> Response:
 async def cancel_replay_job(request: Request, job_id: int) -> Response:
     """Stops the job after the entry in hand (at once when no replica is running it)."""
     svc = services(request)
-    key = authenticate(request, svc, "dlq:admin")
+    key = authenticate(request, "dlq:admin")
     return json_response(job_item(await svc.replay_jobs.cancel(checked_job_id(job_id), key.name)))
 
 
@@ -127,7 +127,7 @@ async def cancel_replay_job(request: Request, job_id: int) -> Response:
 async def resume_replay_job(request: Request, job_id: int) -> Response:
     """A cancelled or failed job goes on from where it stopped, with the same snapshot."""
     svc = services(request)
-    key = authenticate(request, svc, "dlq:admin")
+    key = authenticate(request, "dlq:admin")
     return json_response(
         job_item(await svc.replay_jobs.resume(checked_job_id(job_id), key.name)), 202
     )

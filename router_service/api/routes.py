@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from router_service.api.auth import ApiKey, client_address, require_scope
 from router_service.api.body import read_model
+from router_service.api.edge import Edge, edge, services
 from router_service.api.schemas import (
     ErrorResponse,
     ReplayRequest,
@@ -21,7 +22,6 @@ from router_service.api.schemas import (
     inline_schema,
     parse_rfc3339,
 )
-from router_service.api.services import Services
 from router_service.domain.errors import (
     AuthError,
     NotFound,
@@ -33,13 +33,9 @@ from router_service.domain.errors import (
 from router_service.domain.signal import Signal
 from router_service.jsonwire import dumps
 from router_service.observability.tracing import TraceContext
-from router_service.service.ports import (
-    DeadLetterQuery,
-    DeadLetterRecord,
-    LogQuery,
-    LogRecord,
-    Store,
-)
+from router_service.runtime.services import Services
+from router_service.service.ports import Store
+from router_service.service.records import DeadLetterQuery, DeadLetterRecord, LogQuery, LogRecord
 
 router = APIRouter()
 
@@ -49,30 +45,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-def authenticate(request: Request, svc: Services, scope: str) -> ApiKey:
+def authenticate(request: Request, scope: str) -> ApiKey:
     """Before any body is read: an unauthenticated request is never parsed. The key is checked
     first; only failures count against the client address (a valid key never pays for them)."""
-    assert svc.keys is not None  # the app factory always builds a key ring
     try:
-        key = svc.keys.authenticate(request.headers.get("x-api-key"))
+        key = edge(request).keys.authenticate(request.headers.get("x-api-key"))
     except AuthError:
-        count_auth_failure(request, svc)
+        count_auth_failure(request)
         raise
     require_scope(key, scope)
     return key
 
 
-def count_auth_failure(request: Request, svc: Services) -> None:
+def count_auth_failure(request: Request) -> None:
     """One failed authentication against the client's address (``TooManyAuthFailures`` once
     over the limit); the console's sign-in counts the same way."""
     peer = request.client.host if request.client else "unknown"
     forwarded = request.headers.get("x-forwarded-for")
-    svc.auth_failures.failed(client_address(peer, forwarded, svc.trusted_proxies))
+    http = edge(request)
+    http.auth_failures.failed(client_address(peer, forwarded, http.trusted_proxies))
 
 
 def scoped(scope: str) -> Any:
@@ -80,7 +71,7 @@ def scoped(scope: str) -> Any:
     async def authenticated(
         request: Request, x_api_key: Annotated[str | None, Header()] = None
     ) -> None:
-        authenticate(request, services(request), scope)
+        authenticate(request, scope)
 
     return Depends(authenticated)
 
@@ -110,23 +101,23 @@ def iso(moment: datetime | None) -> str | None:
 async def route(request: Request) -> Response:
     """Documents the endpoint; requests are normally served by ``RouteFastPath`` in front of
     FastAPI (same function, less machinery around it)."""
-    return await handle_route(request, services(request))
+    return await handle_route(request, services(request), edge(request))
 
 
-async def handle_route(request: Request, svc: Services) -> Response:
-    authenticate(request, svc, "route")
-    if svc.in_flight >= svc.settings.max_in_flight:
+async def handle_route(request: Request, svc: Services, http: Edge) -> Response:
+    authenticate(request, "route")
+    if http.in_flight >= http.max_in_flight:
         raise Overloaded("too many signals in flight; retry shortly")
-    svc.in_flight += 1
+    http.in_flight += 1
     try:
-        return await _route(request, svc)
+        return await _route(request, svc, http)
     finally:
-        svc.in_flight -= 1
+        http.in_flight -= 1
 
 
-async def _route(request: Request, svc: Services) -> Response:
+async def _route(request: Request, svc: Services, http: Edge) -> Response:
     received = datetime.now(UTC)
-    body = await read_model(request, RouteRequest, svc.limits)
+    body = await read_model(request, RouteRequest, http.limits)
     signal = Signal.create(
         sender_id=body.sender_id,
         payload=body.payload,
@@ -294,8 +285,8 @@ async def replay_dead_letters(request: Request) -> Response:
     ``dry_run``, ``snapshot``, ``rate``, ``max`` or ``background``: a guarded selection
     (``api/replay_jobs.py``)."""
     svc = services(request)
-    key = authenticate(request, svc, "dlq:admin")
-    body = await read_model(request, ReplayRequest, svc.limits)
+    key = authenticate(request, "dlq:admin")
+    body = await read_model(request, ReplayRequest, edge(request).limits)
     if body.is_selection:
         from router_service.api.replay_jobs import replay_selection  # imports this module
 

@@ -107,9 +107,9 @@ async def _run(
     until: datetime | None,
     limit: int | None,
 ) -> BacktestReport:
-    from router_service.api.services import build_store
     from router_service.observability.events import Telemetry
     from router_service.observability.metrics import Metrics
+    from router_service.runtime.services import build_store
 
     store = build_store(settings, Telemetry(Metrics()))
     try:

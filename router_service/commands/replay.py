@@ -15,10 +15,10 @@ from rich.table import Table
 
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
-from router_service.service.ports import DeadLetterFilter, ReplayJobRecord
+from router_service.service.records import DeadLetterFilter, ReplayJobRecord
 
 if TYPE_CHECKING:
-    from router_service.api.services import Services
+    from router_service.runtime.services import Services
 
 err = Console(stderr=True)
 out = Console(highlight=False)
@@ -63,15 +63,48 @@ def selection_from(options: dict[str, Any]) -> DeadLetterFilter | None:
     return flt
 
 
+def named_only(flt: DeadLetterFilter | None, options: dict[str, Any]) -> tuple[int, ...]:
+    """The entry ids when the options name entries and nothing else (a direct replay, not a
+    job); empty otherwise."""
+    guarded = any(options[k] for k in ("dry_run", "snapshot", "rate", "max_entries"))
+    if flt is None or guarded or flt != DeadLetterFilter(ids=flt.ids):
+        return ()
+    return flt.ids or ()
+
+
+async def replay_now(
+    settings: Settings, routing: RoutingSource, limit: int, ids: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    from router_service.observability.logging import configure_logging
+    from router_service.observability.metrics import Metrics
+    from router_service.runtime.startup import running_services
+
+    configure_logging("WARNING")
+    async with running_services(settings, routing, Metrics()) as services:
+        backlog = await services.store.dlq_backlog()
+        total = min(limit, backlog)
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=err,
+            transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("replay", total=total)
+            summary = await services.replayer.replay(
+                limit=None if ids else limit,
+                ids=list(ids) or None,
+                on_entry=lambda s: progress.update(task, completed=s.replayed),
+            )
+        return summary.as_dict()
+
+
 async def run_selection(
     settings: Settings, routing: RoutingSource, flt: DeadLetterFilter, options: dict[str, Any]
 ) -> int:
-    from router_service.api.services import running_services
     from router_service.observability.logging import configure_logging
     from router_service.observability.metrics import Metrics
+    from router_service.runtime.startup import running_services
 
     configure_logging("WARNING")
-    async with running_services(settings, routing, None, Metrics()) as services:
+    async with running_services(settings, routing, Metrics()) as services:
         jobs = services.replay_jobs
         if options["dry_run"]:
             preview = await jobs.dry_run(flt, options["snapshot"])

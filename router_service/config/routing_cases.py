@@ -20,15 +20,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from router_service.config.routing_file import (
-    RoutingConfig,
-    _Doc,
-    _json_value,
-    _list,
-    _load_yaml,
-    _mapping,
-    _string,
-)
+from router_service.config.routing_conditions import json_value
+from router_service.config.routing_file import RoutingConfig
+from router_service.config.yaml_doc import Doc, list_of, load_yaml, mapping_of, string_of
 from router_service.domain.classify import DEFAULT_RULE
 from router_service.domain.errors import ConfigError
 from router_service.domain.routing_tests import CaseResult, RoutingCase, run_cases
@@ -42,31 +36,31 @@ def sibling_tests_file(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.tests{path.suffix or '.yaml'}")
 
 
-def parse_cases(doc: _Doc, value: object, config: RoutingConfig) -> tuple[RoutingCase, ...]:
+def parse_cases(doc: Doc, value: object, config: RoutingConfig) -> tuple[RoutingCase, ...]:
     """The ``tests`` list; rule ids and agents must exist in ``config``."""
     cases = []
     rule_ids = {r.id for r in config.classifier.rules} | {DEFAULT_RULE}
-    for i, item in enumerate(_list(doc, value, ("tests",), allow_empty=True)):
+    for i, item in enumerate(list_of(doc, value, ("tests",), allow_empty=True)):
         path: tuple[str | int, ...] = ("tests", i)
-        spec = _mapping(doc, item, path, required=("payload",), optional=_CASE_KEYS)
+        spec = mapping_of(doc, item, path, required=("payload",), optional=_CASE_KEYS)
         if not any(key in spec for key in ("kind", "rule", "agents")):
             raise doc.error(path, "a test needs at least one of kind, rule, agents")
         payload = spec["payload"]
         if not isinstance(payload, dict):
             raise doc.error((*path, "payload"), "the payload must be a mapping")
-        _json_value(doc, payload, (*path, "payload"))  # refuses non-JSON values
-        name = _string(doc, spec.get("name", f"tests[{i}]"), (*path, "name"))
-        rule = _string(doc, spec["rule"], (*path, "rule")) if "rule" in spec else None
+        json_value(doc, payload, (*path, "payload"))  # refuses non-JSON values
+        name = string_of(doc, spec.get("name", f"tests[{i}]"), (*path, "name"))
+        rule = string_of(doc, spec["rule"], (*path, "rule")) if "rule" in spec else None
         if rule is not None and rule not in rule_ids:
             raise doc.error((*path, "rule"), f"unknown rule {rule!r}")
         agents = None
         if "agents" in spec:
-            items = _list(doc, spec["agents"], (*path, "agents"))
-            agents = tuple(_string(doc, a, (*path, "agents", j)) for j, a in enumerate(items))
+            items = list_of(doc, spec["agents"], (*path, "agents"))
+            agents = tuple(string_of(doc, a, (*path, "agents", j)) for j, a in enumerate(items))
             for j, agent in enumerate(agents):
                 if agent not in config.agents:
                     raise doc.error((*path, "agents", j), f"unknown agent {agent!r}")
-        kind = _string(doc, spec["kind"], (*path, "kind")) if "kind" in spec else None
+        kind = string_of(doc, spec["kind"], (*path, "kind")) if "kind" in spec else None
         line = doc.lines.get(path)
         cases.append(RoutingCase(name, payload, kind, rule, agents, f"{doc.source}:{line or '?'}"))
     return tuple(cases)
@@ -81,8 +75,8 @@ def with_sibling_cases(config: RoutingConfig, path: str | Path) -> RoutingConfig
         return config
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{sibling}: cannot read the tests file: {exc}") from exc
-    data, doc = _load_yaml(text, str(sibling))
-    top = _mapping(doc, data, (), required=("tests",))
+    data, doc = load_yaml(text, str(sibling))
+    top = mapping_of(doc, data, (), required=("tests",))
     return dataclasses.replace(config, tests=config.tests + parse_cases(doc, top["tests"], config))
 
 

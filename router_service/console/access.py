@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router_service.api.body import BodyLimits, read_body
+from router_service.api.edge import edge
 from router_service.console.session import COOKIE, ConsoleSession
 from router_service.console.state import ConsoleState
 from router_service.domain.errors import AuthError, Forbidden, UnsupportedMediaType
@@ -82,7 +83,7 @@ async def authorised_form(request: Request, scope: str) -> tuple[ConsoleSession,
     if session is None:
         raise AuthError("sign in to the console first")
     state = console_state(request)
-    form = await read_form(request, request.app.state.services.limits)
+    form = await read_form(request, edge(request).limits)
     if not state.signer.csrf_valid(session, form.first("csrf")):
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
     if not session.can(scope):

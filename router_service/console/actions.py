@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from router_service.api.edge import edge, services
 from router_service.api.replay_jobs import checked_job_id
 from router_service.api.routes import count_auth_failure
 from router_service.console import replays
@@ -19,7 +20,7 @@ from router_service.console.access import (
     console_state,
     read_form,
 )
-from router_service.console.pages import render, rules_context, services
+from router_service.console.pages import render, rules_context
 from router_service.console.session import COOKIE
 from router_service.domain.errors import AuthError, ValidationFailed
 from router_service.observability.logging import get_logger
@@ -32,12 +33,11 @@ actions = APIRouter(prefix="/console", include_in_schema=False)
 async def sign_in(request: Request) -> Response:
     """The key is read from the form body, checked like ``X-API-Key`` (failures count against
     the address) and forgotten: the cookie holds its name and scopes."""
-    svc = services(request)
-    form = await read_form(request, svc.limits)
+    form = await read_form(request, edge(request).limits)
     try:
         key = console_state(request).keys.authenticate(form.first("api_key") or None)
     except AuthError:
-        count_auth_failure(request, svc)  # only failures count, as on the API
+        count_auth_failure(request)  # only failures count, as on the API
         return render(request, "sign_in.html", None, 401, error="That key is not valid.")
     if READ not in key.scopes:
         message = f"The key {key.name!r} lacks the scope logs:read, which the console needs."

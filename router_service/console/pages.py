@@ -14,27 +14,23 @@ from fastapi import APIRouter, Request
 from prometheus_client import Counter
 from starlette.responses import RedirectResponse, Response
 
+from router_service.api.edge import edge, services
 from router_service.api.replay_jobs import checked_job_id
 from router_service.api.routes import delivery_history
-from router_service.api.services import Services
 from router_service.console import replays, views
 from router_service.console.access import ADMIN, console_state, session_of
 from router_service.console.conditions import rule_condition
 from router_service.console.sampling import sparkline
 from router_service.console.session import ConsoleSession
 from router_service.domain.errors import NotFound, StorageError
+from router_service.runtime.services import Services
 from router_service.service.explain import explain_payload
-from router_service.service.ports import DeadLetterQuery, LogQuery
+from router_service.service.records import DeadLetterQuery, LogQuery
 
 pages = APIRouter(prefix="/console", include_in_schema=False)
 
 SIGN_IN = "/console/sign-in"
 PAGE_SIZE = 50
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
 
 
 def render(
@@ -239,7 +235,7 @@ async def health(request: Request) -> Response:
         session,
         database=database,
         backlog=backlog,
-        in_flight=svc.in_flight,
+        in_flight=edge(request).in_flight,
         agents=agent_rows(svc),
         **latency_context(request),
     )

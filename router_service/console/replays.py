@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router_service.domain.errors import ValidationFailed
-from router_service.service.ports import DeadLetterFilter, ReplayJobRecord
+from router_service.service.records import DeadLetterFilter, ReplayJobRecord
 
 MAX_IDS = 2000  # checked entries one form may carry
 MAX_RATE = 1000.0  # entries per second

@@ -14,9 +14,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.templating import Jinja2Templates
 
 from router_service.api.auth import KeyRing
-from router_service.api.services import Services
+from router_service.api.edge import Edge
 from router_service.console.sampling import Sampler
 from router_service.console.session import SessionSigner
+from router_service.runtime.services import Services
 
 
 @dataclass
@@ -39,9 +40,8 @@ def templates() -> Jinja2Templates:
 
 
 @contextlib.asynccontextmanager
-async def running_console(services: Services) -> AsyncIterator[ConsoleState]:
+async def running_console(services: Services, edge: Edge) -> AsyncIterator[ConsoleState]:
     settings = services.settings
-    assert services.keys is not None  # the app factory always builds a key ring
     secret = settings.console_secret
     signer = SessionSigner(
         secret.get_secret_value().encode() if secret else secrets.token_bytes(32),
@@ -49,10 +49,10 @@ async def running_console(services: Services) -> AsyncIterator[ConsoleState]:
     )
     sampler = Sampler(
         services.metrics.router_latency,
-        lambda: services.in_flight,
+        lambda: edge.in_flight,
         settings.console_sample_interval_s,
     )
-    state = ConsoleState(signer, services.keys, templates(), sampler)
+    state = ConsoleState(signer, edge.keys, templates(), sampler)
     sampling = asyncio.create_task(sampler.run())
     try:
         yield state

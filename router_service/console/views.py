@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from router_service.domain.errors import ValidationFailed
-from router_service.service.ports import LogRecord
+from router_service.service.records import LogRecord
 
 LOG_STATUSES = ("in_progress", "delivered", "partial", "dead_lettered")
 DLQ_STATUSES = ("pending", "replayed", "exhausted", "all")

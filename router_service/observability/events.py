@@ -13,7 +13,7 @@ CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 if TYPE_CHECKING:
     from router_service.domain.routing import Plan
     from router_service.observability.otel import SpanExporter
-    from router_service.service.reload import ReloadReport
+    from router_service.runtime.reload import ReloadReport
 
 
 class Telemetry:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from router_service.config.routing_file import RoutingConfig
-from router_service.service.ports import LogQuery, LogRecord, Store
+from router_service.service.ports import RoutingRules, Store
+from router_service.service.records import LogQuery, LogRecord
 
 PAGE = 500
 SAMPLES = 3
@@ -62,7 +62,7 @@ class BacktestReport:
         }
 
 
-def _compare(report: BacktestReport, record: LogRecord, candidate: RoutingConfig) -> None:
+def _compare(report: BacktestReport, record: LogRecord, candidate: RoutingRules) -> None:
     found = candidate.classifier.classify(record.payload)
     report.rule_hits[found.rule] += 1
     new: Route = (found.kind, tuple(candidate.table.route_for(found.kind).agents))
@@ -79,7 +79,7 @@ def _compare(report: BacktestReport, record: LogRecord, candidate: RoutingConfig
 
 async def backtest(
     store: Store,
-    candidate: RoutingConfig,
+    candidate: RoutingRules,
     *,
     since: datetime | None = None,
     until: datetime | None = None,

@@ -102,6 +102,10 @@ class Dispatcher:
             )
         return await self._first_success(plan.agents, envelope, trace, deadline, fanout, probe)
 
+    def deadline_in(self, seconds: float) -> float:
+        """The instant ``seconds`` from now, on the clock deadlines are measured by."""
+        return self._clock() + seconds
+
     async def call_one(
         self,
         agent: AgentSpec,

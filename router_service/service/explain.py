@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from router_service.config.routing_source import RoutingVersion
 from router_service.domain.explain import Decision, explain
 from router_service.domain.routing import Mode
+from router_service.service.ports import RoutingVersion
 
 
 def explain_payload(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from router_service.domain.errors import Conflict, IdempotencyKeyReused
@@ -14,7 +13,8 @@ from router_service.domain.routing import Mode, Plan
 from router_service.domain.signal import Signal
 from router_service.domain.trace import TraceContext
 from router_service.service.context import Collaborators
-from router_service.service.ports import Envelope, LogRecord, Routing
+from router_service.service.ports import Envelope, Routing
+from router_service.service.records import LogRecord
 
 # How often a duplicate re-reads a signal still in flight (doubling up to the cap).
 _POLL_FIRST_S = 0.005
@@ -49,39 +49,6 @@ class RouteAnswer:
             "duplicate": self.duplicate,
             "latency_ms": self.latency_ms,
         }
-
-
-def envelope_of(signal: Signal, kind: str) -> Envelope:
-    """The signal as its agents see it; each protocol's client encodes it."""
-    return Envelope(
-        log_id=signal.log_id,
-        sender_id=signal.sender_id,
-        kind=kind,
-        payload=signal.payload,
-        payload_json=signal.payload_json,
-        metadata=signal.metadata,
-        timestamp=signal.timestamp,
-    )
-
-
-def stored_envelope(
-    *,
-    log_id: str,
-    sender_id: str,
-    payload: Any,
-    metadata: Any,
-    timestamp: datetime,
-    kind: str,
-) -> Envelope:
-    """What agents receive again when a stored signal is re-sent (replay, crash recovery)."""
-    signal = Signal.create(
-        sender_id=sender_id,
-        payload=payload,
-        timestamp=timestamp,
-        metadata=metadata,
-        log_id=log_id,
-    )
-    return envelope_of(signal, kind)
 
 
 class Intake:
@@ -126,7 +93,7 @@ class Intake:
             )
             return _stored_answer(record, trace, latency_s)
 
-        envelope = envelope_of(signal, plan.kind)
+        envelope = Envelope.of(signal, plan.kind)
         try:
             results = await self._dispatcher.dispatch(plan, envelope, trace, deadline)
         except Exception as exc:

@@ -5,210 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from router_service.domain.classify import Classifier
-from router_service.domain.outcome import Outcome, Status
+from router_service.domain.outcome import Outcome
 from router_service.domain.routing import AgentSpec, Plan, RoutingTable
 from router_service.domain.signal import Signal
 from router_service.domain.trace import TraceContext
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One row of the signal log, as the service and the API see it."""
-
-    log_id: str
-    trace_id: str
-    sender_id: str
-    payload_hash: str
-    payload: Any
-    metadata: Any
-    signal_ts: datetime
-    kind: str
-    rule: str
-    mode: str
-    routed_agents: list[str]
-    status: Status
-    results: list[dict[str, Any]] | None
-    response: Any
-    latency_ms: float | None
-    created_at: datetime
-    updated_at: datetime
-    # The routing file version that routed it (None: routed before versions were recorded).
-    routing_version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    id: int
-    log_id: str
-    agent: str | None
-    kind: str
-    mode: str
-    payload: Any
-    error: str
-    attempts: int
-    replay_count: int
-    status: str
-    created_at: datetime
-    last_attempt_at: datetime | None
-    # Filled when the entry is claimed for replay: what the agents need to see again.
-    sender_id: str = ""
-    metadata: Any = None
-    signal_ts: datetime | None = None
-    trace_id: str = ""
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class LogQuery:
-    sender_id: str | None = None
-    kind: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 50
-    cursor: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterQuery:
-    status: str | None = "pending"
-    agent: str | None = None
-    kind: str | None = None
-    limit: int = 50
-    cursor: str | None = None
-    log_id: str | None = None  # one signal's entries (the console's signal page)
-    ids: tuple[int, ...] | None = None  # exactly these entries (the console's selection)
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """``record`` is None when this caller won the claim, else the row that already held it.
-    ``claimed_at``: when the winner's row was created (its key in the log, with ``log_id``)."""
-
-    record: LogRecord | None = None
-    claimed_at: datetime | None = None
-
-    @property
-    def won(self) -> bool:
-        return self.record is None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    """How one dead-letter replay ended, for ``Store.finish_replay``."""
-
-    ok: bool
-    error: str | None = None
-    results: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
-    response: Any = None
-    # False when no agent was called (every circuit open): the replay is put off, not spent.
-    attempted: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterFilter:
-    """Which pending dead letters a replay takes: exact ``ids``, or entries matching every
-    given field. ``agent`` matches the entry's agent, or for a whole-signal entry (fallback,
-    first_success) an agent of its route; ``status`` is the signal's (``dead_lettered`` or
-    ``partial``); ``since``/``until`` bound the entry's creation; ``error_contains`` is a
-    case-insensitive substring. ``upto_id`` is the snapshot bound: larger ids came later."""
-
-    ids: tuple[int, ...] | None = None
-    sender_id: str | None = None
-    kind: str | None = None
-    agent: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    error_contains: str | None = None
-    upto_id: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[name] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DeadLetterFilter:
-        values = dict(data)
-        for name in ("since", "until"):
-            if values.get(name) is not None:
-                values[name] = datetime.fromisoformat(values[name])
-        if values.get("ids") is not None:
-            values["ids"] = tuple(values["ids"])
-        return cls(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterSurvey:
-    """What a filter selects now: how many, the largest entry id (the snapshot bound), and the
-    entries by (agent or None for a whole-signal entry, kind)."""
-
-    count: int
-    snapshot_id: int
-    groups: list[tuple[str | None, str, int]]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayJobProgress:
-    cursor_id: int  # every selected entry up to this id has been handled
-    replayed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    exhausted: int = 0
-    deferred: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayJobRecord:
-    id: int
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    state: str  # running, done, cancelled, failed
-    filter: DeadLetterFilter
-    rate: float | None
-    max_entries: int | None
-    selected: int
-    progress: ReplayJobProgress
-    cancel_requested: bool
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayAttemptRecord:
-    """One replay of one dead-letter entry: part of its signal's delivery history."""
-
-    log_id: str
-    dead_letter_id: int
-    job_id: int | None
-    agent: str | None
-    trace_id: str
-    outcome: str  # succeeded, pending, exhausted, deferred
-    error: str | None
-    created_at: datetime
+from router_service.service.records import (
+    Claim,
+    DeadLetterFilter,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    DeadLetterSurvey,
+    LogQuery,
+    LogRecord,
+    Page,
+    ReplayAttemptRecord,
+    ReplayJobProgress,
+    ReplayJobRecord,
+    ReplayResult,
+)
 
 
 class ReplayJobStore(Protocol):
@@ -342,6 +159,11 @@ class RoutingVersion(Protocol):
         """The routing file's content hash, recorded with every signal it routes."""
         ...
 
+    @property
+    def file(self) -> str:
+        """Where the version was read from (a description for one built in memory)."""
+        ...
+
 
 class Routing(Protocol):
     """The routing source (``config.routing_source.RoutingSource``): ask ``current()`` for each
@@ -364,6 +186,19 @@ class Envelope:
     metadata: Any
     timestamp: datetime
     _wire: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, signal: Signal, kind: str) -> Envelope:
+        """The signal as its agents see it."""
+        return cls(
+            log_id=signal.log_id,
+            sender_id=signal.sender_id,
+            kind=kind,
+            payload=signal.payload,
+            payload_json=signal.payload_json,
+            metadata=signal.metadata,
+            timestamp=signal.timestamp,
+        )
 
     def encoded(self, protocol: str, encode: Callable[[Envelope], bytes]) -> bytes:
         body = self._wire.get(protocol)

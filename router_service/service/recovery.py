@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 
 from router_service.domain.errors import StorageError
 from router_service.domain.outcome import fold
-from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.domain.trace import TraceContext, new_span_id
 from router_service.service.context import Collaborators
-from router_service.service.intake import stored_envelope
-from router_service.service.ports import Events, LogRecord
+from router_service.service.ports import Events
+from router_service.service.records import LogRecord
+from router_service.service.redispatch import Redispatcher, StoredSignal
 from router_service.service.replay import Replayer
 
 
@@ -41,9 +41,9 @@ class Sweeper:
     """
 
     def __init__(self, ctx: Collaborators, *, concurrency: int = 32) -> None:
-        self._store, self._dispatcher = ctx.store, ctx.dispatcher
-        self._routing, self._events = ctx.routing, ctx.events
-        self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
+        self._store, self._events = ctx.store, ctx.events
+        self._owner = ctx.owner
+        self._redispatch = Redispatcher(ctx)
         self._lease_s = ctx.deadline_s * 2
         # Bounded: a recovery storm after a crash must not starve live traffic.
         self._concurrency = concurrency
@@ -64,27 +64,13 @@ class Sweeper:
             self._events.dlq_backlog(await self._store.dlq_backlog())
         return len(found)
 
-    def _plan(self, record: LogRecord) -> Plan:
-        # The agents it was routed to, as the routing file knows them now.
-        known = self._routing.current().config.agents
-        agents: tuple[AgentSpec, ...] = tuple(
-            known[name] for name in record.routed_agents if name in known
-        )
-        return Plan(kind=record.kind, rule=record.rule, mode=Mode(record.mode), agents=agents)
-
     async def _finish(self, record: LogRecord) -> None:
-        envelope = stored_envelope(
-            log_id=record.log_id,
-            sender_id=record.sender_id,
-            payload=record.payload,
-            metadata=record.metadata,
-            timestamp=record.signal_ts,
-            kind=record.kind,
-        )
-        plan = self._plan(record)
+        stored = StoredSignal.from_log(record)
+        # The agents it was routed to, as the routing file knows them now.
+        plan = self._redispatch.plan_for_agents(stored, record.routed_agents)
         trace = TraceContext(record.trace_id, new_span_id())
         started = time.perf_counter()
-        results = await self._dispatcher.dispatch(plan, envelope, trace, started + self._deadline_s)
+        results = await self._redispatch.send(stored, plan, trace)
         outcome = fold(plan.mode, results)
         created = await self._store.record(
             record.log_id, record.created_at, plan, outcome, (time.perf_counter() - started) * 1000

@@ -14,8 +14,8 @@ from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
 from router_service.domain.trace import TraceContext, new_span_id
 from router_service.service.context import Collaborators
-from router_service.service.intake import stored_envelope
-from router_service.service.ports import DeadLetterRecord, ReplayResult
+from router_service.service.records import DeadLetterRecord, ReplayResult
+from router_service.service.redispatch import Redispatcher, StoredSignal
 
 BATCH = 100
 
@@ -95,8 +95,9 @@ class Replayer:
         self, ctx: Collaborators, *, max_replays: int, backoff: RetryPolicy | None = None
     ) -> None:
         self._store, self._dispatcher = ctx.store, ctx.dispatcher
-        self._routing, self._events = ctx.routing, ctx.events
+        self._events = ctx.events
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
+        self._redispatch = Redispatcher(ctx)
         self._max_replays = max_replays
         # When a failed entry is due again (for the redelivery worker; manual replays ignore it).
         self._backoff = backoff or RetryPolicy(max_attempts=max_replays, base_s=5.0, cap_s=300.0)
@@ -194,24 +195,16 @@ class Replayer:
     async def _send(
         self, entry: DeadLetterRecord, probe: bool, trace: TraceContext | None = None
     ) -> ReplayResult:
-        envelope = stored_envelope(
-            log_id=entry.log_id,
-            sender_id=entry.sender_id,
-            payload=entry.payload,
-            metadata=entry.metadata,
-            timestamp=entry.signal_ts or entry.created_at,
-            kind=entry.kind,
-        )
+        stored = StoredSignal.from_dead_letter(entry)
         trace = trace or TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
-        deadline = time.perf_counter() + self._deadline_s
-        routing = self._routing.current().config
         if entry.agent is not None:
-            spec = routing.agents.get(entry.agent)
-            if spec is None:
+            # One agent's dead letter: that agent alone, with its own retries.
+            if self._redispatch.agent(entry.agent) is None:
                 return ReplayResult(
                     ok=False, error=f"agent {entry.agent!r} is no longer configured"
                 )
-            result = await self._dispatcher.call_one(spec, envelope, trace, deadline, probe=probe)
+            alone = self._redispatch.plan_for_agents(stored, [entry.agent], Mode.FALLBACK)
+            (result,) = await self._redispatch.send(stored, alone, trace, probe=probe)
             return ReplayResult(
                 ok=result.ok,
                 error=result.error,
@@ -219,8 +212,9 @@ class Replayer:
                 response=result.response,
                 attempted=result.attempts > 0,
             )
-        plan = routing.table.plan(entry.kind, "replay", Mode(entry.mode))
-        results = await self._dispatcher.dispatch(plan, envelope, trace, deadline, probe=probe)
+        # A whole signal's dead letter: the route its kind has now.
+        plan = self._redispatch.plan_for_kind(stored)
+        results = await self._redispatch.send(stored, plan, trace, probe=probe)
         outcome = fold(plan.mode, results)
         errors = "; ".join(f"{r.agent}: {r.error}" for r in outcome.results if not r.ok)
         return ReplayResult(

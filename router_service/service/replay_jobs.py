@@ -26,7 +26,7 @@ from router_service.domain.errors import InvalidState, NotFound, StorageError, V
 from router_service.domain.signal import canonical_json, sha256_hex
 from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
 from router_service.service.context import Collaborators
-from router_service.service.ports import (
+from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     ReplayAttemptRecord,

@@ -123,11 +123,11 @@ def test_without_an_endpoint_the_opentelemetry_sdk_is_never_loaded(tmp_path: Pat
         "from router_service.api.app import create_app\n"
         "from router_service.config.settings import Settings\n"
         f"s = Settings(_env_file=None, api_key='k', database_url='sqlite:///{tmp_path}/x.db')\n"
-        "from router_service.api.services import build_services\n"
+        "from router_service.runtime.services import build_services\n"
         "from router_service.config.routing_source import RoutingSource\n"
         "from router_service.observability.metrics import Metrics\n"
         "async def main():\n"
-        "    svc = build_services(s, RoutingSource.from_file(s.routing_config), None, Metrics())\n"
+        "    svc = build_services(s, RoutingSource.from_file(s.routing_config), Metrics())\n"
         "    await svc.close()\n"
         "asyncio.run(main())\n"
         # FastAPI itself imports the (no-op) OpenTelemetry API; the SDK and exporter are ours.

@@ -16,9 +16,9 @@ from sqlalchemy.engine import Connection
 from router_service.adapters.db.migrate import alembic_config, head_revision
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.adapters.db.tables import dead_letters, signals
-from router_service.api.services import wait_for_schema
 from router_service.domain.errors import SchemaOutOfDate
 from router_service.domain.outcome import Status
+from router_service.runtime.startup import wait_for_schema
 from tests.conftest import scratch_database
 from tests.support.db import query
 from tests.support.store import PLAN, database_url, keys, open_engine, open_store, signal

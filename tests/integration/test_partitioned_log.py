@@ -14,7 +14,7 @@ import pytest
 
 from router_service.adapters.db.migrate import upgrade
 from router_service.domain.outcome import Status
-from router_service.service.ports import Claim, DeadLetterQuery, LogQuery, ReplayResult
+from router_service.service.records import Claim, DeadLetterQuery, LogQuery, ReplayResult
 from tests.conftest import scratch_database
 from tests.support.db import query
 from tests.support.store import (

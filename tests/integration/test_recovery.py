@@ -17,13 +17,13 @@ import httpx
 import pytest
 
 from router_service.adapters.db.migrate import upgrade
-from router_service.api.services import Services, build_services
 from router_service.config.routing_file import load_routing_config
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.domain.signal import Signal
 from router_service.observability.metrics import Metrics
+from router_service.runtime.services import Services, build_services
 from router_service.service.recovery import sweep_batch
 from tests.conftest import API_KEY, make_settings, scratch_database
 from tests.support.db import query, wipe
@@ -248,7 +248,7 @@ async def _two_sweepers_finish(
         database_url, routing_file, request_deadline_ms=1200, agent_timeout_ms=1100, **overrides
     )
     routing = RoutingSource.fixed(load_routing_config(routing_file))
-    replicas = [build_services(settings, routing, None, Metrics()) for _ in range(2)]
+    replicas = [build_services(settings, routing, Metrics()) for _ in range(2)]
     try:
         plan = routing.current().config.table.plan("one", "route-one", None)
         for index in range(count):
@@ -317,7 +317,7 @@ def test_dlq_backlog_is_current_right_after_a_sweep_and_a_replay(
     async def scenario() -> tuple[float, float]:
         settings = make_settings(database_url, routing_file, dlq_backlog_refresh_s=3600)
         routing = RoutingSource.fixed(load_routing_config(routing_file))
-        services = build_services(settings, routing, None, Metrics())
+        services = build_services(settings, routing, Metrics())
         try:
             plan = routing.current().config.table.plan("one", "route-one", None)
             signal = Signal.create(

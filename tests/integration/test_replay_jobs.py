@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from router_service.cli import main
 from router_service.devtools.demo_agents import RunningAgents
-from router_service.service.ports import DeadLetterFilter
+from router_service.service.records import DeadLetterFilter
 from tests.conftest import make_settings
 from tests.support.db import query
 from tests.support.server import RouterServer

@@ -15,7 +15,8 @@ from router_service.adapters.db.migrate import upgrade
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
 from router_service.domain.routing import AgentSpec, Mode, Plan
-from router_service.service.ports import DeadLetterQuery, LogQuery, ReplayResult, Store
+from router_service.service.ports import Store
+from router_service.service.records import DeadLetterQuery, LogQuery, ReplayResult
 from tests.conftest import scratch_database
 from tests.support.db import query
 from tests.support.store import DELIVERED, PARKED, PLAN, database_url, open_store, signal

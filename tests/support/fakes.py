@@ -31,12 +31,11 @@ from router_service.domain.signal import Signal
 from router_service.domain.trace import TraceContext
 from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
-from router_service.service.ports import (
-    AgentReply,
+from router_service.service.ports import AgentReply, Envelope
+from router_service.service.records import (
     Claim,
     DeadLetterQuery,
     DeadLetterRecord,
-    Envelope,
     LogQuery,
     LogRecord,
     Page,

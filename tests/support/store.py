@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router_service.adapters.db.engine import migration_engine
-from router_service.api.services import build_store
 from router_service.config.settings import Settings
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
 from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.domain.signal import Signal
 from router_service.observability.events import Telemetry
 from router_service.observability.metrics import Metrics
+from router_service.runtime.services import build_store
 from router_service.service.ports import Store
 from tests.support.db import query
 

@@ -20,7 +20,7 @@ from router_service.console.session import SessionSigner
 from router_service.console.views import resend_command
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
-from router_service.service.ports import (
+from router_service.service.records import (
     DeadLetterFilter,
     LogRecord,
     ReplayJobProgress,

@@ -17,7 +17,7 @@ from router_service.adapters.db.records import (
     replay_job_record,
     utcnow,
 )
-from router_service.service.ports import (
+from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     DeadLetterSurvey,

@@ -37,7 +37,7 @@ from router_service.domain.errors import StorageError
 from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
-from router_service.service.ports import (
+from router_service.service.records import (
     Claim,
     DeadLetterQuery,
     DeadLetterRecord,

@@ -17,7 +17,7 @@ import orjson
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
 from router_service.jsonwire import dumps, loads
-from router_service.service.ports import (
+from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     LogRecord,

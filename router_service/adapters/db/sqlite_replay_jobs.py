@@ -30,7 +30,7 @@ from router_service.adapters.db.records import (
     utcnow,
 )
 from router_service.adapters.db.tables import dead_letters, replay_attempts, replay_jobs, signals
-from router_service.service.ports import (
+from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     DeadLetterSurvey,

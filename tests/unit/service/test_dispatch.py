@@ -16,7 +16,7 @@ from router_service.domain.errors import (
 from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import HedgePolicy, Mode, Plan
-from router_service.service.intake import envelope_of
+from router_service.service.ports import Envelope
 from tests.support.fakes import (
     FakeAgents,
     FakeClock,
@@ -50,7 +50,7 @@ def run(
     clock = clock or FakeClock()
     events = events or RecordingEvents()
     plan = plan_for(route)
-    envelope = envelope_of(signal(route), plan.kind)
+    envelope = Envelope.of(signal(route), plan.kind)
 
     async def scenario() -> list[AgentResult]:
         calls = dispatcher(agents, events, clock=clock, **options)
@@ -114,7 +114,7 @@ def test_each_agent_is_called_through_the_client_of_its_protocol() -> None:
     http, a2a = FakeAgents(), FakeAgents()
     plan = plan_for("mixed")
     calls = dispatcher(http, RecordingEvents(), a2a=a2a)
-    envelope = envelope_of(signal("mixed"), plan.kind)
+    envelope = Envelope.of(signal("mixed"), plan.kind)
     results = asyncio.run(calls.dispatch(plan, envelope, trace(), NO_DEADLINE))
     assert summary(results) == [("a", True, 1), ("x", True, 1)]
     assert [c.agent for c in http.calls] == ["a"]
@@ -225,7 +225,7 @@ def test_an_open_circuit_fails_the_agent_without_calling_it() -> None:
     trips = GuardPolicy(failure_threshold=1, cooldown_s=60.0, min_retries=1_000_000)
     plan = plan_for("solo")
 
-    envelope = envelope_of(signal("solo"), "solo")
+    envelope = Envelope.of(signal("solo"), "solo")
 
     async def scenario() -> tuple[AgentResult, AgentResult]:
         calls = dispatcher(agents, events, guard=trips)
@@ -266,7 +266,7 @@ def test_without_budget_no_hedge_is_made_and_the_first_agent_is_awaited() -> Non
     async def scenario() -> list[AgentResult]:
         calls = dispatcher(agents, events)
         running = asyncio.create_task(
-            calls.dispatch(stingy, envelope_of(signal("hedged"), "hedged"), trace(), NO_DEADLINE)
+            calls.dispatch(stingy, Envelope.of(signal("hedged"), "hedged"), trace(), NO_DEADLINE)
         )
         async with asyncio.timeout(2):
             while not events.named("hedge"):  # the budget refused the hedge

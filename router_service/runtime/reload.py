@@ -4,7 +4,7 @@ The routing source swaps versions atomically and refuses a file that is invalid 
 tests (``routing_source.py``); this step says what happened, to the caller, the log (an audit
 event with the key's name, never the key) and a metric. Under ``serve --workers N`` a reload
 asked of one worker over HTTP is passed on to the others through the supervisor, which forwards
-SIGHUP to every worker (``api/supervisor.py``); a reload that came by signal is never passed on,
+SIGHUP to every worker (``runtime/supervisor.py``); a reload that came by signal is never passed on,
 so a signal cannot bounce between processes.
 """
 

@@ -1,4 +1,9 @@
-"""Everything one running router owns, built in the lifespan and closed on the way out."""
+"""The composition root: everything one running router owns, built here and nowhere else.
+
+``serve`` (through the app's lifespan), ``worker`` and the CLI's commands get their store, agent
+clients, dispatcher, intake, replayer, sweeper and replay jobs from ``build_services``; the HTTP
+edge adds only what is HTTP's own (keys, body limits: ``api/edge.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,32 +14,28 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from router_service.adapters.a2a import A2aAgentClient
 from router_service.adapters.agents import HttpAgentClient
 from router_service.adapters.db.backends import StoreSettings, open_store
-from router_service.adapters.db.revision import SCHEMA_HEAD
-from router_service.api.auth import FailureLimiter, KeyRing
-from router_service.api.body import BodyLimits
-from router_service.api.supervisor import peer_notifier
 from router_service.config.routing_source import RoutingSource, read_version
 from router_service.config.routing_watch import watch_routing
-from router_service.config.settings import IpNetwork, Settings
-from router_service.domain.errors import SchemaOutOfDate, StorageError
+from router_service.config.settings import Settings
+from router_service.domain.errors import StorageError
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import AgentProtocol
 from router_service.observability.events import Telemetry
 from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
+from router_service.runtime.reload import RoutingReloader
+from router_service.runtime.supervisor import peer_notifier
 from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
 from router_service.service.fairness import SenderLimiter, SenderWeights
 from router_service.service.intake import Intake
 from router_service.service.ports import AgentClient, Events, Store
 from router_service.service.recovery import Sweeper, redelivery_step, run_every
-from router_service.service.reload import RoutingReloader
 from router_service.service.replay import Replayer
 from router_service.service.replay_jobs import ReplayJobs
 
@@ -47,7 +48,6 @@ def instance_id() -> str:
 class Services:
     settings: Settings
     routing: RoutingSource
-    keys: KeyRing | None
     metrics: Metrics
     store: Store
     client: HttpAgentClient
@@ -55,9 +55,6 @@ class Services:
     intake: Intake
     replayer: Replayer
     sweeper: Sweeper
-    limits: BodyLimits
-    auth_failures: FailureLimiter
-    trusted_proxies: tuple[IpNetwork, ...]
     telemetry: Telemetry
     owner: str
     senders: SenderLimiter
@@ -66,7 +63,6 @@ class Services:
     # SHADOW_ROUTING_CONFIG's candidate (the intake classifies by it too); None when off.
     shadow: RoutingSource | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    in_flight: int = 0  # signals being routed; bounded by MAX_IN_FLIGHT
     _sighup_loop: asyncio.AbstractEventLoop | None = None
 
     def render_metrics(self) -> bytes:
@@ -156,9 +152,7 @@ def build_store(settings: Settings, events: Events) -> Store:
     return open_store(store_settings(settings), events)
 
 
-def build_services(
-    settings: Settings, routing: RoutingSource, keys: KeyRing | None, metrics: Metrics
-) -> Services:
+def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics) -> Services:
     spans = None
     if settings.otel_exporter_otlp_endpoint:
         from router_service.observability.otel import SpanExporter
@@ -204,7 +198,6 @@ def build_services(
     return Services(
         settings=settings,
         routing=routing,
-        keys=keys,
         metrics=metrics,
         store=store,
         client=client,
@@ -213,15 +206,6 @@ def build_services(
         intake=Intake(ctx),
         replayer=replayer,
         replay_jobs=ReplayJobs(ctx, replayer, lease_s=settings.replay_job_lease_s),
-        limits=BodyLimits(
-            max_bytes=settings.max_body_bytes,
-            max_depth=settings.max_json_depth,
-            max_string_chars=settings.max_string_chars or 0,
-            max_array_items=settings.max_array_items or 0,
-            timeout_s=settings.body_timeout_s,
-        ),
-        auth_failures=FailureLimiter(settings.auth_failures_per_minute),
-        trusted_proxies=settings.trusted_proxy_networks,
         sweeper=Sweeper(ctx, concurrency=settings.sweep_concurrency),
         owner=owner,
         senders=SenderLimiter(settings.sender_max_in_flight),
@@ -230,60 +214,9 @@ def build_services(
     )
 
 
-async def wait_for_schema(store: Store, wait_s: float) -> None:
-    """Wait for the database (it may start after us), then refuse to run on an old schema."""
-    log = get_logger("startup")
-    delay = 0.2
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + wait_s
-    while True:
-        try:
-            revision = await store.schema_revision()
-            break
-        except StorageError as exc:
-            if loop.time() + delay > give_up:
-                raise
-            log.warning("startup.waiting_for_database", error=exc.message, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    head = SCHEMA_HEAD
-    if revision != head:
-        raise SchemaOutOfDate(
-            f"the database schema is at revision {revision or 'none'} but this router needs "
-            f"{head}: run `router-service migrate` (or `alembic upgrade head`) first"
-        )
-
-
 async def refresh_backlog(services: Services) -> None:
     """Keep ``dlq_backlog`` true when other replicas or workers change the queue."""
     while True:
         with contextlib.suppress(StorageError):
             services.metrics.dlq_backlog.set(await services.store.dlq_backlog())
         await asyncio.sleep(services.settings.dlq_backlog_refresh_s)
-
-
-async def preflight(settings: Settings) -> None:
-    """What the lifespan would refuse, checked before a server starts (one clear line)."""
-    store = build_store(settings, Telemetry(Metrics()))
-    try:
-        await wait_for_schema(store, settings.startup_db_wait_s)
-    finally:
-        await store.close()
-
-
-@contextlib.asynccontextmanager
-async def running_services(
-    settings: Settings,
-    routing: RoutingSource,
-    keys: KeyRing | None,
-    metrics: Metrics,
-    *,
-    redelivery: bool = False,
-) -> AsyncIterator[Services]:
-    services = build_services(settings, routing, keys, metrics)
-    try:
-        await wait_for_schema(services.store, settings.startup_db_wait_s)
-        services.start_background(redelivery=redelivery or settings.dlq_worker_enabled)
-        yield services
-    finally:
-        await services.close()

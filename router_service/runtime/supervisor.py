@@ -4,7 +4,7 @@ uvicorn's supervisor answers SIGHUP by replacing every worker process (a restart
 circuit breakers and connection pools start over, and a worker that cannot start keeps the old
 one without saying why in the API). Here SIGHUP is forwarded to each worker instead, and each
 worker reloads its routing file in place, gated on validity and the file's own tests
-(``service/reload.py``). A worker asked over HTTP (``POST /admin/reload``) sends SIGHUP to the
+(``runtime/reload.py``). A worker asked over HTTP (``POST /admin/reload``) sends SIGHUP to the
 supervisor, whose pid it finds in ``ROUTER_SUPERVISOR_PID``, so every worker follows.
 """
 
