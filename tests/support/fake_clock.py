@@ -1,4 +1,5 @@
-"""A clock for the dispatcher that no test waits on: ``sleep`` moves it on at once."""
+"""Clocks a test moves: the dispatcher's (``FakeClock``: ``sleep`` moves it on at once) and an
+event loop's (``MovableClockLoop``: real I/O, and deadlines pass when the test says so)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,19 @@ class FakeClock:
         self.slept.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+class MovableClockLoop(asyncio.SelectorEventLoop):
+    """An event loop doing real I/O whose clock a test moves forward with ``advance``: every
+    timer of the loop (``asyncio.timeout``, ``call_later``) sees the moved time, so a deadline
+    passes at a step of the test, however fast or slow the machine runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved_s = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.moved_s
+
+    def advance(self, seconds: float) -> None:
+        self.moved_s += seconds
