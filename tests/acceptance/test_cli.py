@@ -8,14 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from tests.conftest import PG_ADMIN
-from tests.support.db import query
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.support.db import PG_ADMIN, drop_database, query, sqlite_url
+from tests.support.processes import BIN, ROOT
 
 
 def run(
@@ -34,14 +30,14 @@ def run(
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
-    result = run("serve", "--port", "1", env={"DATABASE_URL": f"sqlite:///{tmp_path}/r.db"})
+    result = run("serve", "--port", "1", env={"DATABASE_URL": sqlite_url(tmp_path / "r.db")})
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "API_KEY" in line
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
-    env = {"API_KEY": "k", "DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "STARTUP_DB_WAIT_S": "0"}
+    env = {"API_KEY": "k", "DATABASE_URL": sqlite_url(tmp_path / "r.db"), "STARTUP_DB_WAIT_S": "0"}
     result = run("serve", "--port", "1", env=env)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
@@ -51,7 +47,11 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_routing_file(tmp_path: Path) -> None:
     bad = tmp_path / "routing.yaml"
     bad.write_text("agents:\n  - {name: a, url: 'ftp://x'}\nroutes:\n  default: {agents: [a]}\n")
-    env = {"API_KEY": "k", "ROUTING_CONFIG": str(bad), "DATABASE_URL": f"sqlite:///{tmp_path}/r.db"}
+    env = {
+        "API_KEY": "k",
+        "ROUTING_CONFIG": str(bad),
+        "DATABASE_URL": sqlite_url(tmp_path / "r.db"),
+    }
     result = run("serve", "--port", "1", env=env)
     assert result.returncode == 2
     assert str(bad) in result.stderr
@@ -75,18 +75,8 @@ def test_check_config_names_file_location_and_problem(tmp_path: Path) -> None:
     assert "ok" in good.stdout
 
 
-async def _drop(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.mark.parametrize("command", [["migrate"], ["alembic"]])
 def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[str]) -> None:
-    import asyncio
-
     name = f"router_new_{secrets.token_hex(4)}"
     host = PG_ADMIN.split("//", 1)[1].split("/", 1)[0]
     # The seed's spelling, with the psycopg2 driver name; an async driver is used underneath.
@@ -126,7 +116,7 @@ def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[s
         assert again.returncode == 0
         assert "created database" not in again.stdout
     finally:
-        asyncio.run(_drop(name))
+        drop_database(name)
 
 
 def test_python_dash_m_runs_the_cli() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.acceptance.test_end_to_end import default_config_on
-from tests.support.processes import BIN, free_port, start, stop
+from tests.support.db import sqlite_url
+from tests.support.polling import wait_for
+from tests.support.ports import free_port, free_ports
+from tests.support.processes import BIN, start, stop
+from tests.support.routing_files import shipped_routing_on
 
 HEADERS = {"X-API-Key": "dev-key"}
 ZEBRA_RULE = "  - id: zebra-rule\n    kind: policy\n    when: {keywords: [zebra]}\n"
@@ -25,15 +27,14 @@ def sha12(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def wait_for(output: Path, found: Callable[[list[str]], Any], timeout_s: float = 30) -> Any:
+def wait_in_output(output: Path, found: Callable[[list[str]], Any], timeout_s: float = 30) -> Any:
     """Poll the process's output until ``found(lines)`` is truthy; return it."""
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
-        lines = output.read_text(errors="replace").splitlines()
-        if result := found(lines):
-            return result
-        time.sleep(0.05)  # polling another process's output: there is no event to wait on
-    raise AssertionError(f"not found within {timeout_s} s in:\n{output.read_text()}")
+    return wait_for(
+        lambda: found(output.read_text(errors="replace").splitlines()),
+        timeout_s,
+        what=f"what {output.name} should show",
+        detail=output.read_text,
+    )
 
 
 def ready(lines: list[str]) -> str | None:
@@ -60,20 +61,20 @@ def route(base_url: str, message: str) -> dict[str, Any]:
 def test_make_dev_reloads_an_edited_routing_file_and_keeps_it_on_a_bad_edit(
     tmp_path: Path,
 ) -> None:
-    agents_port, router_port = free_port(), free_port()
-    routing = default_config_on(agents_port, tmp_path)
+    agents_port, router_port = free_ports(2)
+    routing = shipped_routing_on(agents_port, tmp_path)
     env = {
         "PORT": str(router_port),
         "DEMO_AGENTS_PORT": str(agents_port),
         "ROUTING_CONFIG": str(routing),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/dev.db",
+        "DATABASE_URL": sqlite_url(tmp_path / "dev.db"),
     }
     output = tmp_path / "dev.out"
     base_url = f"http://127.0.0.1:{router_port}"
     with output.open("wb") as sink:
         dev = start(["make", "--no-print-directory", "dev"], env, router_port, sink, sink)
         try:
-            line = wait_for(output, ready)
+            line = wait_in_output(output, ready)
             assert f"on {base_url};" in line
             assert f"database: sqlite {tmp_path}/dev.db;" in line
             assert f"routing: {routing} version {sha12(routing)} (6 agents)" in line
@@ -81,7 +82,7 @@ def test_make_dev_reloads_an_edited_routing_file_and_keeps_it_on_a_bad_edit(
 
             routing.write_text(routing.read_text().replace("rules:\n", "rules:\n" + ZEBRA_RULE))
             edited = sha12(routing)
-            wait_for(output, lambda lines: events(lines, "routing.reloaded"))
+            wait_in_output(output, lambda lines: events(lines, "routing.reloaded"))
             [reloaded] = events(output.read_text().splitlines(), "routing.reloaded")
             assert reloaded["version"] == edited
             assert reloaded["file"] == str(routing)
@@ -91,7 +92,7 @@ def test_make_dev_reloads_an_edited_routing_file_and_keeps_it_on_a_bad_edit(
             assert health["routing"]["version"] == edited
 
             routing.write_text(routing.read_text().replace("[zebra]", "[zebra"))
-            failed = wait_for(output, lambda lines: events(lines, "routing.reload_failed"))
+            failed = wait_in_output(output, lambda lines: events(lines, "routing.reload_failed"))
             assert failed[0]["kept_version"] == edited
             assert str(routing) in failed[0]["error"]
             assert route(base_url, "a zebra crossing")["rule"] == "zebra-rule"
@@ -124,7 +125,7 @@ def test_the_ready_line_names_the_database_without_its_password(
             [str(BIN / "router-service"), "serve", "--port", str(port)], env, port, sink, sink
         )
         try:
-            line = wait_for(output, ready)
+            line = wait_in_output(output, ready)
         finally:
             stop(server)
     assert f"database: {shown};" in line

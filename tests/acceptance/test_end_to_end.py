@@ -9,33 +9,26 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.db import wipe
-from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.support.db import sqlite_url, wipe
+from tests.support.ports import free_ports
+from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.routing_files import shipped_routing_on
 
 SAMPLE = {"sender_id": "user_123", "payload": {"message": "help me understand policy"}}
-
-
-def default_config_on(port: int, tmp_path: Path) -> Path:
-    """The shipped routing file, with its demo agents moved to ``port``."""
-    text = (ROOT / "router_service/config/routing.yaml").read_text()
-    assert "127.0.0.1:9100" in text
-    path = tmp_path / "routing.yaml"
-    path.write_text(text.replace("127.0.0.1:9100", f"127.0.0.1:{port}"))
-    return path
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def stack(
     request: pytest.FixtureRequest, tmp_path: Path, migrated: object
 ) -> Iterator[tuple[str, int, dict[str, str]]]:
-    agents_port, router_port = free_port(), free_port()
+    agents_port, router_port = free_ports(2)
     database_url = (
-        f"sqlite:///{tmp_path}/router.db" if request.param == "sqlite" else migrated("postgres")  # type: ignore[operator]
+        sqlite_url(tmp_path / "router.db") if request.param == "sqlite" else migrated("postgres")  # type: ignore[operator]
     )
     env = {
         "API_KEY": "dev-key",
         "DATABASE_URL": database_url,
-        "ROUTING_CONFIG": str(default_config_on(agents_port, tmp_path)),
+        "ROUTING_CONFIG": str(shipped_routing_on(agents_port, tmp_path)),
         "RETRY_BASE_MS": "1",
     }
     migrate = subprocess.run(
@@ -137,12 +130,12 @@ def test_replay_dlq_with_ids_replays_exactly_those(stack: tuple[str, int, dict[s
 
 
 def test_make_dev_serves_the_sample_on_the_embedded_database(tmp_path: Path) -> None:
-    agents_port, router_port = free_port(), free_port()
+    agents_port, router_port = free_ports(2)
     env = {
         "PORT": str(router_port),
         "DEMO_AGENTS_PORT": str(agents_port),
-        "ROUTING_CONFIG": str(default_config_on(agents_port, tmp_path)),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/dev.db",
+        "ROUTING_CONFIG": str(shipped_routing_on(agents_port, tmp_path)),
+        "DATABASE_URL": sqlite_url(tmp_path / "dev.db"),
     }
     dev = start(["make", "--no-print-directory", "dev"], env, router_port)
     try:

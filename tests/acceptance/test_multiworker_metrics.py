@@ -8,8 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.test_end_to_end import default_config_on
-from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.support.db import sqlite_url
+from tests.support.ports import free_ports
+from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.routing_files import shipped_routing_on
 
 
 def total(text: str, name: str) -> float:
@@ -17,11 +19,11 @@ def total(text: str, name: str) -> float:
 
 
 def test_two_workers_metrics_add_up_to_the_requests_sent(tmp_path: Path) -> None:
-    agents_port, router_port = free_port(), free_port()
+    agents_port, router_port = free_ports(2)
     env = {
         "API_KEY": "k",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
-        "ROUTING_CONFIG": str(default_config_on(agents_port, tmp_path)),
+        "DATABASE_URL": sqlite_url(tmp_path / "r.db"),
+        "ROUTING_CONFIG": str(shipped_routing_on(agents_port, tmp_path)),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     subprocess.run(

@@ -8,20 +8,22 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-from tests.acceptance.test_end_to_end import default_config_on
-from tests.support.db import wipe
-from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.support import polling
+from tests.support.db import sqlite_url, wipe
+from tests.support.ports import free_ports
+from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.routing_files import shipped_routing_on
 
 KEY = {"X-API-Key": "ops-key"}
 FEEDBACK = 12
+T = TypeVar("T")
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -36,14 +38,9 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)  # polling real processes over HTTP
-    raise AssertionError("condition not met in time")
+def wait_for(check: Callable[[], T | None]) -> T:
+    """Real processes polled over HTTP: up to 30 s, every 0.1 s."""
+    return polling.wait_for(check, 30, interval_s=0.1)
 
 
 def candidate_of(config: Path) -> str:
@@ -62,8 +59,8 @@ def candidate_of(config: Path) -> str:
 
 class Stack:
     def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.agents_port, self.port = free_port(), free_port()
-        self.config = default_config_on(self.agents_port, tmp_path)
+        self.agents_port, self.port = free_ports(2)
+        self.config = shipped_routing_on(self.agents_port, tmp_path)
         self.candidate = tmp_path / "candidate.yaml"
         self.candidate.write_text(candidate_of(self.config))
         self.log = tmp_path / "router.log"
@@ -126,7 +123,7 @@ def _json(line: str) -> dict[str, Any]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path, migrated: Any) -> Iterator[Stack]:
-    url = f"sqlite:///{tmp_path}/router.db" if request.param == "sqlite" else migrated("postgres")
+    url = sqlite_url(tmp_path / "router.db") if request.param == "sqlite" else migrated("postgres")
     assert cli("migrate", env={"DATABASE_URL": url}).returncode == 0
     if request.param == "postgres":
         wipe(url)

@@ -8,14 +8,16 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.acceptance.test_end_to_end import default_config_on
-from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.support.db import sqlite_url
+from tests.support.polling import wait_for
+from tests.support.ports import free_ports
+from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.routing_files import shipped_routing_on
 
 
 def reloads(log: Path, version: str) -> set[int]:
@@ -30,13 +32,17 @@ def reloads(log: Path, version: str) -> set[int]:
 
 
 def wait_for_reloads(log: Path, version: str, workers: int) -> set[int]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def all_reloaded() -> set[int] | None:
         pids = reloads(log, version)
-        if len(pids) >= workers:
-            return pids
-        time.sleep(0.1)  # polling a log file written by other processes
-    raise AssertionError(f"only {reloads(log, version)} reloaded {version}: {log.read_text()}")
+        return pids if len(pids) >= workers else None
+
+    return wait_for(
+        all_reloaded,
+        30,
+        interval_s=0.1,
+        what=f"{workers} workers to reload {version}",
+        detail=lambda: f"only {reloads(log, version)} reloaded {version}: {log.read_text()}",
+    )
 
 
 def edit_route(config: Path, kind: str, agent: str) -> str:
@@ -58,11 +64,11 @@ def serve_command(port: int) -> list[str]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_and_the_admin_endpoint_reload_every_worker(tmp_path: Path, workers: int) -> None:
-    agents_port, router_port = free_port(), free_port()
-    config = default_config_on(agents_port, tmp_path)
+    agents_port, router_port = free_ports(2)
+    config = shipped_routing_on(agents_port, tmp_path)
     env = {
         "API_KEY": "k",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "DATABASE_URL": sqlite_url(tmp_path / "r.db"),
         "ROUTING_CONFIG": str(config),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "LOG_LEVEL": "INFO",

@@ -14,8 +14,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from router_service.devtools.demo_agents import RunningAgents
-from tests.conftest import routing_yaml
-from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.support.db import sqlite_url
+from tests.support.ports import free_port
+from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.routing_files import routing_yaml
 
 
 class Collector:
@@ -67,7 +69,7 @@ def test_one_signal_has_one_trace_everywhere(
     port = free_port()
     env = {
         "API_KEY": "k",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "DATABASE_URL": sqlite_url(tmp_path / "r.db"),
         "ROUTING_CONFIG": str(config),
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
     }

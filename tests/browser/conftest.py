@@ -118,16 +118,6 @@ class Console:
             (directory / f"{index:02d}-{name or 'page'}.png").write_bytes(png)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def database_url(backend: str, migrated: Callable[[str], str]) -> str:
-    return migrated(backend)
-
-
 @pytest.fixture(scope="module")
 def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
     settings = make_settings(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,16 +12,6 @@ from router_service.devtools.demo_agents import RunningAgents
 from tests.conftest import API_KEY, make_settings
 from tests.support.db import wipe
 from tests.support.server import RouterServer
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def database_url(backend: str, migrated: Callable[[str], str]) -> str:
-    return migrated(backend)
 
 
 @pytest.fixture(scope="module")

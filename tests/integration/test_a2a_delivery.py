@@ -10,28 +10,28 @@ import httpx
 import pytest
 
 from router_service.devtools.demo_agents import RunningAgents
-from tests.integration.test_modes_and_retries import metric
+from tests.support.metrics import metric, sample
+from tests.support.routing_files import agent, by_route, routing_text
 
 
 @pytest.fixture(scope="module")
 def routing_file(tmp_path_factory: pytest.TempPathFactory, agents: RunningAgents) -> Path:
     path = tmp_path_factory.mktemp("a2a") / "routing.yaml"
     path.write_text(
-        f"""
-agents:
-  - {{name: seer, url: '{agents.a2a_url("seer")}', protocol: a2a}}
-  - {{name: elder, url: '{agents.a2a_url("elder", "0.3")}', protocol: a2a, a2a_version: "0.3"}}
-  - {{name: alpha, url: '{agents.url("alpha")}'}}
-rules:
-  - {{id: r-new, kind: new, when: {{field: route, equals: new}}}}
-  - {{id: r-old, kind: old, when: {{field: route, equals: old}}}}
-  - {{id: r-fan, kind: fan, when: {{field: route, equals: fan}}}}
-routes:
-  new: {{agents: [seer]}}
-  old: {{agents: [elder]}}
-  fan: {{agents: [seer, alpha], mode: aggregate}}
-  default: {{agents: [alpha]}}
-"""
+        routing_text(
+            [
+                agent("seer", agents.a2a_url("seer"), protocol="a2a"),
+                agent("elder", agents.a2a_url("elder", "0.3"), protocol="a2a", a2a_version="0.3"),
+                agent("alpha", agents.url("alpha")),
+            ],
+            {
+                "new": {"agents": ["seer"]},
+                "old": {"agents": ["elder"]},
+                "fan": {"agents": ["seer", "alpha"], "mode": "aggregate"},
+                "default": {"agents": ["alpha"]},
+            },
+            [by_route(route, rule_id=f"r-{route}") for route in ("new", "old", "fan")],
+        )
     )
     return path
 
@@ -157,11 +157,7 @@ def test_try_later_failures_are_retried_then_delivered(
 
 
 def _needs_input_samples(client: httpx.Client, agent: str) -> float:
-    prefix = f'agent_call_latency_seconds_count{{agent="{agent}",outcome="needs_input"}}'
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(prefix):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sample(client, "agent_call_latency_seconds_count", agent=agent, outcome="needs_input")
 
 
 @pytest.mark.parametrize("route", ["new", "old"])

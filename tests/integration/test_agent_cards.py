@@ -8,21 +8,21 @@ from click.testing import CliRunner
 
 from router_service.cli import main
 from router_service.devtools.demo_agents import RunningAgents
+from tests.support.routing_files import Entry, agent, routing_text
 
 
-def write(tmp_path: Path, agents: str) -> Path:
+def write(tmp_path: Path, *agents: Entry) -> Path:
     path = tmp_path / "routing.yaml"
-    path.write_text(f"agents:\n{agents}routes:\n  default: {{agents: [plain]}}\n")
+    path.write_text(routing_text(agents, {"default": {"agents": ["plain"]}}))
     return path
 
 
 def test_matching_cards_of_both_versions_are_ok(tmp_path: Path, agents: RunningAgents) -> None:
     path = write(
         tmp_path,
-        f"  - {{name: plain, url: '{agents.url('plain')}'}}\n"
-        f"  - {{name: new, url: '{agents.a2a_url('new')}', protocol: a2a}}\n"
-        f"  - {{name: old, url: '{agents.a2a_url('old', '0.3')}', protocol: a2a, "
-        'a2a_version: "0.3"}\n',
+        agent("plain", agents.url("plain")),
+        agent("new", agents.a2a_url("new"), protocol="a2a"),
+        agent("old", agents.a2a_url("old", "0.3"), protocol="a2a", a2a_version="0.3"),
     )
     result = CliRunner().invoke(main, ["agents", "check", "--config", str(path)])
     assert result.exit_code == 0, result.output
@@ -35,11 +35,10 @@ def test_matching_cards_of_both_versions_are_ok(tmp_path: Path, agents: RunningA
 def test_a_version_mismatch_and_a_missing_card_fail(tmp_path: Path, agents: RunningAgents) -> None:
     path = write(
         tmp_path,
-        f"  - {{name: plain, url: '{agents.url('plain')}'}}\n"
+        agent("plain", agents.url("plain")),
         # The 1.0 agent's card says 1.0; the file claims 0.3.
-        f"  - {{name: wrong, url: '{agents.a2a_url('wrong')}', protocol: a2a, "
-        'a2a_version: "0.3"}\n'
-        "  - {name: gone, url: 'http://127.0.0.1:9/a2a/gone', protocol: a2a}\n",
+        agent("wrong", agents.a2a_url("wrong"), protocol="a2a", a2a_version="0.3"),
+        agent("gone", "http://127.0.0.1:9/a2a/gone", protocol="a2a"),
     )
     result = CliRunner().invoke(main, ["check-config", str(path), "--online"])
     assert result.exit_code == 1

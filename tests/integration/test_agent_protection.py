@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import pytest
 
 from router_service.devtools.demo_agents import RunningAgents
 from tests.conftest import API_KEY, make_settings
-from tests.integration.test_modes_and_retries import metric
 from tests.support.db import wipe
+from tests.support.metrics import metric
+from tests.support.polling import wait_for
 from tests.support.server import RouterServer
 
 
@@ -124,11 +124,11 @@ def test_a_replay_while_the_circuit_is_open_is_deferred_not_spent(
     assert metric(guarded, "dlq_replays_total") == 1  # counted, as outcome "deferred"
 
     agents.set("alpha", mode="ok")
-    give_up = time.monotonic() + 15  # bounded: the cool-down is 3 s, then a probe goes out
-    while time.monotonic() < give_up:
-        if guarded.post("/dlq/replay", json={"limit": 10}).json()["succeeded"] == 1:
-            break
-        time.sleep(0.05)  # poll interval, not synchronisation: the loop checks the condition
+    wait_for(  # bounded: the cool-down is 3 s, then a probe goes out
+        lambda: guarded.post("/dlq/replay", json={"limit": 10}).json()["succeeded"] == 1,
+        timeout_s=15,
+        what="a replay after the cool-down",
+    )
     [done] = guarded.get("/dlq", params={"status": "replayed"}).json()["items"]
     assert done["replay_count"] == 1
 

@@ -13,7 +13,7 @@ from router_service.cli import main
 from router_service.config.routing_file import parse_routing_config
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.service.backtest import backtest
-from tests.conftest import routing_yaml
+from tests.support.routing_files import routing_yaml
 from tests.support.store import open_store
 
 
@@ -28,7 +28,7 @@ def traffic(client: httpx.Client) -> dict[str, list[str]]:
 
 def candidate_text(agents: RunningAgents) -> str:
     """Kind ``one`` becomes ``race`` (alpha and beta); nothing else changes."""
-    return routing_yaml(agents).replace("{id: route-one, kind: one,", "{id: route-one, kind: race,")
+    return routing_yaml(agents, kind_of={"one": "race"})
 
 
 def test_a_candidate_is_run_over_the_log_in_pages(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import re
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ import structlog
 
 from router_service.config.routing_source import read_version
 from router_service.devtools.demo_agents import RunningAgents
-from tests.conftest import make_settings, routing_yaml
+from tests.conftest import make_settings
+from tests.support.polling import wait_for
+from tests.support.routing_files import routing_yaml
 from tests.support.server import RouterServer
 
 KEYS = "admin:admin-key,reader:reader-key:logs:read"
@@ -174,13 +175,15 @@ def job_of(started: httpx.Response) -> int:
 
 
 def wait_for_job(api: httpx.Client, job_id: int, state: str, timeout_s: float = 15) -> Any:
-    give_up = time.monotonic() + timeout_s
-    while True:
-        job = api.get(f"/dlq/replays/{job_id}").json()
-        if job["state"] == state or time.monotonic() > give_up:
-            assert job["state"] == state, job
-            return job
-        time.sleep(0.05)
+    def job() -> Any:
+        return api.get(f"/dlq/replays/{job_id}").json()
+
+    return wait_for(
+        lambda: (found := job())["state"] == state and found,
+        timeout_s,
+        what=f"replay job {job_id} to be {state}",
+        detail=lambda: f"last seen: {job()}",
+    )
 
 
 def test_a_console_replay_is_a_replay_job_started_by_the_keys_name_and_audited(
@@ -379,9 +382,7 @@ def shadowed(
 ) -> Iterator[tuple[RouterServer, Path]]:
     """A second router with SHADOW_ROUTING_CONFIG: the candidate routes kind one as race."""
     candidate = tmp_path / "candidate.yaml"
-    candidate.write_text(
-        routing_yaml(agents).replace("{id: route-one, kind: one,", "{id: route-one, kind: race,")
-    )
+    candidate.write_text(routing_yaml(agents, kind_of={"one": "race"}))
     settings = make_settings(
         database_url, routing_file, api_key=None, api_keys=KEYS, shadow_routing_config=candidate
     )

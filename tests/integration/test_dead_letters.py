@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import httpx
 
 from router_service.devtools.demo_agents import RunningAgents
-from tests.integration.test_modes_and_retries import metric
 from tests.support.db import query
+from tests.support.metrics import metric
 from tests.support.server import RouterServer
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from router_service.devtools.demo_agents import RunningAgents
 from tests.conftest import API_KEY, make_settings
-from tests.integration.test_modes_and_retries import metric
+from tests.support.metrics import metric
 from tests.support.server import RouterServer
 
 

@@ -10,22 +10,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from router_service.adapters.db.migrate import upgrade
 from router_service.domain.errors import StorageUnavailable
 from router_service.domain.outcome import AgentResult, Outcome, Status
 from router_service.observability.metrics import Metrics
-from tests.conftest import scratch_database
-from tests.support.db import query
-from tests.support.processes import free_port
-from tests.support.store import DELIVERED, PLAN, database_url, open_store, record_outcome, signal
+from tests.support.db import migrated_database, query
+from tests.support.ports import free_port
+from tests.support.store import DELIVERED, PLAN, open_store, record_outcome, signal
 
 LEASE_S = 30.0
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with scratch_database("postgres", tmp_path_factory.mktemp("group")) as fresh:
-        upgrade(database_url(fresh))
+    with migrated_database("postgres", tmp_path_factory.mktemp("group")) as fresh:
         yield fresh
 
 

@@ -10,23 +10,28 @@ import httpx
 import pytest
 
 from router_service.devtools.demo_agents import RunningAgents
+from tests.support.metrics import sample
+from tests.support.routing_files import agent, by_route, routing_text
 
 
 @pytest.fixture(scope="module")
 def routing_file(tmp_path_factory: pytest.TempPathFactory, agents: RunningAgents) -> Path:
     path = tmp_path_factory.mktemp("hedge") / "routing.yaml"
     names = ("alpha", "beta", "gamma")
-    lines = ["agents:", *(f"  - {{name: {n}, url: '{agents.url(n)}'}}" for n in names)]
-    lines += [
-        "rules:",
-        "  - {id: r-hedged, kind: hedged, when: {field: route, equals: hedged}}",
-        "  - {id: r-stingy, kind: stingy, when: {field: route, equals: stingy}}",
-        "routes:",
-        "  hedged: {agents: [alpha, beta], hedge: {after_ms: 100, max_extra: 1.0}}",
-        "  stingy: {agents: [gamma, beta], hedge: {after_ms: 100, max_extra: 0}}",
-        "  default: {agents: [alpha]}",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(
+        routing_text(
+            [agent(name, agents.url(name)) for name in names],
+            {
+                "hedged": {
+                    "agents": ["alpha", "beta"],
+                    "hedge": {"after_ms": 100, "max_extra": 1.0},
+                },
+                "stingy": {"agents": ["gamma", "beta"], "hedge": {"after_ms": 100, "max_extra": 0}},
+                "default": {"agents": ["alpha"]},
+            },
+            [by_route("hedged", rule_id="r-hedged"), by_route("stingy", rule_id="r-stingy")],
+        )
+    )
     return path
 
 
@@ -39,11 +44,7 @@ def send(client: httpx.Client, route: str, n: int = 0) -> dict[str, object]:
 
 
 def hedges(client: httpx.Client, agent: str, outcome: str) -> float:
-    prefix = f'hedges_total{{agent="{agent}",outcome="{outcome}"}}'
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(prefix):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sample(client, "hedges_total", agent=agent, outcome=outcome)
 
 
 def test_a_slow_first_agent_is_hedged_and_the_hedge_wins(

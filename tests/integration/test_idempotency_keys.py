@@ -11,18 +11,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from router_service.adapters.db.migrate import upgrade
 from router_service.domain.errors import StorageError
 from router_service.domain.outcome import Outcome, Status
 from router_service.service.records import Claim
-from tests.conftest import scratch_database
-from tests.support.db import query
+from tests.support.db import migrated_database, query
 from tests.support.store import (
     DELIVERED,
     PARKED,
     PLAN,
     backdate,
-    database_url,
     keys,
     open_store,
     record_outcome,
@@ -34,8 +31,7 @@ LEASE_S = 30.0
 
 @pytest.fixture(scope="module")
 def url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with scratch_database(backend, tmp_path_factory.mktemp("keys")) as fresh:
-        upgrade(database_url(fresh))
+    with migrated_database(backend, tmp_path_factory.mktemp("keys")) as fresh:
         yield fresh
 
 

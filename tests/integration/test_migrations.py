@@ -19,9 +19,8 @@ from router_service.adapters.db.tables import dead_letters, signals
 from router_service.domain.errors import SchemaOutOfDate
 from router_service.domain.outcome import Status
 from router_service.runtime.startup import wait_for_schema
-from tests.conftest import scratch_database
-from tests.support.db import query
-from tests.support.store import PLAN, database_url, keys, open_engine, open_store, signal
+from tests.support.db import query, scratch_database, service_url
+from tests.support.store import PLAN, keys, open_engine, open_store, signal
 
 CREATED = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -36,11 +35,11 @@ def url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 def upgrade_to(url: str, revision: str) -> None:
-    command.upgrade(alembic_config(database_url(url)), revision)
+    command.upgrade(alembic_config(service_url(url)), revision)
 
 
 def downgrade_to(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url(url)), revision)
+    command.downgrade(alembic_config(service_url(url)), revision)
 
 
 async def _revision(url: str) -> str | None:

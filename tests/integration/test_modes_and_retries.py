@@ -6,20 +6,12 @@ import httpx
 
 from router_service.devtools.demo_agents import RunningAgents
 from tests.support.db import query
+from tests.support.metrics import metric
 from tests.support.server import RouterServer
 
 
 def send(client: httpx.Client, kind: str, **extra: object) -> httpx.Response:
     return client.post("/route", json={"sender_id": "modes", "payload": {"route": kind}, **extra})
-
-
-def metric(client: httpx.Client, name: str) -> float:
-    """The sum of every sample of ``name`` in /metrics (labels ignored)."""
-    total = 0.0
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(name) and line[len(name)] in " {":
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_first_success_takes_the_first_2xx_and_cancels_the_loser(

@@ -12,17 +12,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from router_service.adapters.db.migrate import upgrade
 from router_service.domain.outcome import Status
 from router_service.service.records import Claim, DeadLetterQuery, LogQuery, ReplayResult
-from tests.conftest import scratch_database
-from tests.support.db import query
+from tests.support.db import migrated_database, query
 from tests.support.store import (
     DELIVERED,
     PARKED,
     PLAN,
     backdate,
-    database_url,
     keys,
     open_store,
     record_outcome,
@@ -105,8 +102,7 @@ def partition_of(url: str, log_id: str) -> str:
 
 
 def partitioned(url: str) -> None:
-    """Migrate, claim three signals (two of them old), then partition the log."""
-    upgrade(database_url(url))
+    """On a migrated database: claim three signals (two of them old), then partition the log."""
 
     async def before() -> None:
         async with open_store(url) as store:
@@ -124,7 +120,7 @@ def partitioned(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with scratch_database("postgres") as fresh:
+    with migrated_database("postgres") as fresh:
         partitioned(fresh)
         yield fresh
 
@@ -223,7 +219,7 @@ def test_prune_on_the_partitioned_log_takes_signals_and_keys(url: str) -> None:
 
 
 def test_retention_drops_a_partition_with_the_keys_and_dead_letters_of_its_signals() -> None:
-    with scratch_database("postgres") as url:
+    with migrated_database("postgres") as url:
         partitioned(url)
         assert asyncio.run(_claim(url, "p-new", "h" * 32)).won
         # docs/scaling.md: one transaction; the DETACH's lock on the log is taken last.

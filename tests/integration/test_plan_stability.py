@@ -13,10 +13,9 @@ import asyncpg
 import pytest
 
 from router_service.adapters.db import pg_statements as sql
-from router_service.adapters.db.migrate import upgrade
 from router_service.adapters.db.postgres import PgStore
-from tests.conftest import scratch_database
-from tests.support.store import DELIVERED, PLAN, database_url, open_store, signal
+from tests.support.db import migrated_database
+from tests.support.store import DELIVERED, PLAN, open_store, signal
 
 pytestmark = pytest.mark.postgres
 
@@ -27,8 +26,7 @@ GROWN = 50_000
 
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
-    with scratch_database("postgres", tmp_path) as fresh:
-        upgrade(database_url(fresh))
+    with migrated_database("postgres", tmp_path) as fresh:
         yield fresh
 
 

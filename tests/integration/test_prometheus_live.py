@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,8 +29,12 @@ import pytest
 import yaml
 
 from router_service.config.settings import Settings
+from tests.support.db import sqlite_url
+from tests.support.polling import wait_for
+from tests.support.ports import free_ports
+from tests.support.processes import ROOT
+from tests.support.routing_files import agent, routing_text
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "router.json"
 API_KEY = "k"
@@ -41,26 +44,13 @@ SCRAPE_TIMEOUT_S = 20.0
 T = TypeVar("T")
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports that nothing listens on (all held open until all are chosen)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
 def wait_until(what: str, check: Callable[[], T | None], timeout: float, *logs: Path) -> T:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` (and the logs)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {log}\n{log.read_text()[-3000:]}" for log in logs)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-        time.sleep(0.1)  # between two checks of the condition, not instead of one
+
+    def tails() -> str:
+        return "\n".join(f"--- {log}\n{log.read_text()[-3000:]}" for log in logs)
+
+    return wait_for(check, timeout, interval_s=0.1, what=what, detail=tails)
 
 
 @contextlib.contextmanager
@@ -96,28 +86,28 @@ def clean_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.upper() not in settings}
 
 
-def routing_file(agents_port: int, closed_port: int) -> dict[str, Any]:
+def routing_file(agents_port: int, closed_port: int) -> str:
     """Kinds that end delivered, delivered after a failed attempt, partial and dead-lettered."""
     up = f"http://127.0.0.1:{agents_port}/agents"
-    return {
-        "agents": [
-            {"name": "fast-agent", "url": f"{up}/fast-agent"},
-            {"name": "backup-agent", "url": f"{up}/backup-agent"},
+    return routing_text(
+        [
+            agent("fast-agent", f"{up}/fast-agent"),
+            agent("backup-agent", f"{up}/backup-agent"),
             # Nothing listens there: connection refused, retried, then given up.
-            {"name": "gone-agent", "url": f"http://127.0.0.1:{closed_port}/agents/gone-agent"},
+            agent("gone-agent", f"http://127.0.0.1:{closed_port}/agents/gone-agent"),
         ],
-        "rules": [
-            {"id": "outage", "kind": "emergency", "when": {"keywords": ["outage"]}},
-            {"id": "invoice", "kind": "billing", "when": {"keywords": ["invoice"]}},
-            {"id": "survey", "kind": "feedback", "when": {"field": "type", "equals": "feedback"}},
-        ],
-        "routes": {
+        {
             "emergency": {"agents": ["fast-agent", "gone-agent"], "mode": "aggregate"},
             "billing": {"agents": ["gone-agent", "backup-agent"], "mode": "fallback"},
             "feedback": {"agents": ["gone-agent"]},
             "default": {"agents": ["fast-agent"]},
         },
-    }
+        [
+            {"id": "outage", "kind": "emergency", "when": {"keywords": ["outage"]}},
+            {"id": "invoice", "kind": "billing", "when": {"keywords": ["invoice"]}},
+            {"id": "survey", "kind": "feedback", "when": {"field": "type", "equals": "feedback"}},
+        ],
+    )
 
 
 PAYLOADS = [
@@ -176,10 +166,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     command = str(Path(sys.executable).with_name("router-service"))
     work = tmp_path_factory.mktemp("prometheus-live")
     agents_port, closed_port, router_port, prometheus_port = free_ports(4)
-    (work / "routing.yaml").write_text(yaml.safe_dump(routing_file(agents_port, closed_port)))
+    (work / "routing.yaml").write_text(routing_file(agents_port, closed_port))
     env = {
         **clean_environment(),
-        "DATABASE_URL": f"sqlite:///{work / 'r.db'}",
+        "DATABASE_URL": sqlite_url(work / "r.db"),
         "API_KEY": API_KEY,
         "ROUTING_CONFIG": str(work / "routing.yaml"),
         "RETRY_BASE_MS": "1",  # retries without slowing the test down

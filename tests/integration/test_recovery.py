@@ -6,9 +6,8 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,28 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router_service.adapters.db.migrate import upgrade
 from router_service.config.routing_file import load_routing_config
 from router_service.config.routing_source import RoutingSource
-from router_service.config.settings import Settings
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.domain.signal import Signal
 from router_service.observability.metrics import Metrics
 from router_service.runtime.services import Services, build_services
 from router_service.service.recovery import sweep_batch
-from tests.conftest import API_KEY, make_settings, scratch_database
-from tests.support.db import query, wipe
-from tests.support.processes import BIN, ROOT, free_port, start, stop
+from tests.conftest import API_KEY, make_settings
+from tests.support.db import migrated_database, query, wipe
+from tests.support.polling import wait_for
+from tests.support.ports import free_port
+from tests.support.processes import BIN, ROOT, start, stop
 from tests.support.server import RouterServer
-
-
-def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Poll a condition the system reaches by itself (a background loop), bounded in time."""
-    give_up = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def subprocess_env(database_url: str, routing_file: Path, **extra: str) -> dict[str, str]:
@@ -80,11 +70,13 @@ def test_signal_of_a_killed_router_is_finished_by_another_replica(
     ).start()
     try:
         receipts = agents.wait_received("alpha", 2, timeout_s=15)
-        eventually(
+        wait_for(
             lambda: (
                 query(database_url, "SELECT status FROM signals WHERE log_id = $1", "crash-1")
                 == [{"status": "delivered"}]
-            )
+            ),
+            timeout_s=10,
+            what="the survivor to deliver crash-1",
         )
     finally:
         survivor.stop()
@@ -148,7 +140,11 @@ def test_redelivery_worker_replays_until_success(
     agents.set("alpha", mode="ok")
     agents.wait_received("alpha", 2)
     log_url = f"{worker_router.base_url}/logs/{parked.json()['log_id']}"
-    eventually(lambda: httpx.get(log_url, headers=headers).json()["status"] == "delivered")
+    wait_for(
+        lambda: httpx.get(log_url, headers=headers).json()["status"] == "delivered",
+        timeout_s=10,
+        what="the worker to deliver the parked signal",
+    )
 
 
 def test_redelivery_worker_backs_off_then_exhausts(
@@ -162,11 +158,13 @@ def test_redelivery_worker_backs_off_then_exhausts(
         headers=headers,
     )
     dlq_url = f"{worker_router.base_url}/dlq"
-    eventually(
+    wait_for(
         lambda: (
             len(httpx.get(dlq_url, params={"status": "exhausted"}, headers=headers).json()["items"])
             == 1
-        )
+        ),
+        timeout_s=10,
+        what="an exhausted dead letter",
     )
     [entry] = httpx.get(dlq_url, params={"status": "exhausted"}, headers=headers).json()["items"]
     assert entry["replay_count"] == 2
@@ -194,8 +192,10 @@ def test_worker_command_redelivers_and_stops_cleanly(
     )
     try:
         agents.wait_received("alpha", 2, timeout_s=20)
-        eventually(
-            lambda: client.get(f"/logs/{parked.json()['log_id']}").json()["status"] == "delivered"
+        wait_for(
+            lambda: client.get(f"/logs/{parked.json()['log_id']}").json()["status"] == "delivered",
+            timeout_s=10,
+            what="the worker command to deliver the parked signal",
         )
         os.killpg(worker.pid, signal.SIGTERM)
         assert worker.wait(15) == 0
@@ -291,8 +291,7 @@ def test_two_sweepers_dispatch_each_expired_signal_exactly_once(
     backend = "sqlite" if database_url.startswith("sqlite") else "postgres"
     # A database of its own: the module's router, if an earlier test started it, sweeps the
     # shared one with its own (shorter) timeouts and would be a third sweeper.
-    with scratch_database(backend, tmp_path) as url:
-        upgrade(Settings(_env_file=None, database_url=url).database_url)  # type: ignore[call-arg]
+    with migrated_database(backend, tmp_path) as url:
         asyncio.run(_two_sweepers_finish(url, routing_file, 40, **overrides))
         statuses = query(url, "SELECT status, count(*) AS n FROM signals GROUP BY status")
     sent = Counter(entry["body"]["log_id"] for entry in agents.received("alpha"))

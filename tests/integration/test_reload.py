@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from router_service.devtools.demo_agents import RunningAgents
-from tests.conftest import API_KEY, make_settings, routing_yaml
-from tests.integration.test_modes_and_retries import metric
+from tests.conftest import API_KEY, make_settings
+from tests.support.metrics import metric
+from tests.support.routing_files import routing_yaml
 from tests.support.server import RouterServer
 
 READER_KEY = "reader-key"
@@ -42,10 +43,9 @@ def _original_file(live_file: Path, agents: RunningAgents, client: httpx.Client)
     assert client.post("/admin/reload").status_code == 200
 
 
-def candidate(agents: RunningAgents, tests: str = "") -> str:
-    """The test routing file, except that kind ``one`` now goes to ``beta``."""
-    text = routing_yaml(agents).replace("  one: {agents: [alpha]", "  one: {agents: [beta]")
-    return text + tests
+def candidate(agents: RunningAgents, tests: str = "", one_to: str = "beta") -> str:
+    """The test routing file, except that kind ``one`` now goes to ``one_to``, and ``tests``."""
+    return routing_yaml(agents, agents_of={"one": [one_to]}) + tests
 
 
 def test_a_valid_file_swaps_in_and_routes_the_next_signal(
@@ -83,7 +83,7 @@ def test_a_bad_file_is_refused_and_the_old_version_stays(
     before = client.get("/health").json()["routing"]["version"]
     refused_before = metric(client, "routing_reloads_total")
     if breakage == "invalid":
-        live_file.write_text(candidate(agents).replace("[beta]", "[nobody]", 1))
+        live_file.write_text(candidate(agents, one_to="nobody"))
     else:
         live_file.write_text(
             candidate(agents, "tests:\n  - {payload: {route: one}, agents: [alpha]}\n")

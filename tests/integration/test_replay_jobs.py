@@ -4,8 +4,7 @@ background jobs, cancel and resume, takeover of a dead runner's job, and the del
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from router_service.devtools.demo_agents import RunningAgents
 from router_service.service.records import DeadLetterFilter
 from tests.conftest import make_settings
 from tests.support.db import query
+from tests.support.polling import wait_for
 from tests.support.server import RouterServer
 from tests.support.store import open_store
 
@@ -59,16 +59,6 @@ def pending(url: str) -> int:
     return int(
         query(url, "SELECT count(*) AS n FROM dead_letters WHERE status = 'pending'")[0]["n"]
     )
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 20) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)  # polling the API for a background job's progress
-    raise AssertionError("condition not met in time")
 
 
 def test_a_dry_run_counts_samples_and_names_agents_and_sends_nothing(

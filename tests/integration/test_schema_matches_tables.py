@@ -16,23 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from router_service.adapters.db.migrate import alembic_config
 from router_service.adapters.db.tables import metadata
-from tests.conftest import scratch_database
-from tests.support.store import database_url, open_engine
+from tests.support.db import migrated_database
+from tests.support.store import open_engine
 
 
 @pytest.fixture
 def migrated_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A new database of ``backend`` taken to head by the migrations alone."""
-    with scratch_database(backend, tmp_path) as url:
-        command.upgrade(alembic_config(database_url(url)), "head")
+    with migrated_database(backend, tmp_path) as url:
         yield url
 
 

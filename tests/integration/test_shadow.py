@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from router_service.devtools.demo_agents import RunningAgents
-from tests.conftest import make_settings, routing_yaml
+from tests.conftest import make_settings
+from tests.support.routing_files import routing_yaml
 from tests.support.server import RouterServer
 
 
@@ -23,9 +24,7 @@ def router(
 ) -> Iterator[RouterServer]:
     shadow = tmp_path_factory.mktemp("shadow") / "candidate.yaml"
     # The candidate sends kind "one" to alpha and beta as kind "race".
-    shadow.write_text(
-        routing_yaml(agents).replace("{id: route-one, kind: one,", "{id: route-one, kind: race,")
-    )
+    shadow.write_text(routing_yaml(agents, kind_of={"one": "race"}))
     settings = make_settings(database_url, routing_file, shadow_routing_config=shadow)
     server = RouterServer(settings).start()
     try:

@@ -11,15 +11,13 @@ from typing import Any
 
 import pytest
 
-from router_service.adapters.db.migrate import upgrade
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
 from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.service.ports import Store
 from router_service.service.records import DeadLetterQuery, LogQuery, ReplayResult
-from tests.conftest import scratch_database
-from tests.support.db import query
-from tests.support.store import DELIVERED, PARKED, PLAN, database_url, open_store, signal
+from tests.support.db import migrated_database, query
+from tests.support.store import DELIVERED, PARKED, PLAN, open_store, signal
 
 LEASE_S = 30.0
 FANOUT = Plan(
@@ -41,8 +39,7 @@ PARTIAL = Outcome(
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with scratch_database(request.param, tmp_path) as fresh:
-        upgrade(database_url(fresh))
+    with migrated_database(request.param, tmp_path) as fresh:
         yield fresh
 
 

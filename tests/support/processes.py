@@ -7,33 +7,29 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
+
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     """Until something accepts on ``port``; fail at once if the process died instead."""
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
+
+    def accepting() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            time.sleep(0.05)  # polling a port for a process start: there is no event to wait on
-    raise TimeoutError(f"nothing listened on port {port} within {timeout_s} s")
+            return False
+
+    wait_for(accepting, timeout_s, what=f"a listener on port {port}")
 
 
 def start(

@@ -93,6 +93,10 @@ class RawAgent:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        """``callback(*args)`` on the agent's own loop, from any thread (to feed an answer)."""
+        self._loop.call_soon_threadsafe(callback, *args)
+
     def drop_connections(self) -> None:
         """Close every connection and return once their sockets are closed.
 

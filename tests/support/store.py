@@ -17,7 +17,7 @@ from router_service.observability.events import Telemetry
 from router_service.observability.metrics import Metrics
 from router_service.runtime.services import build_store
 from router_service.service.ports import Store
-from tests.support.db import query
+from tests.support.db import query, service_url
 
 PLAN = Plan(
     kind="one",
@@ -39,15 +39,10 @@ PARKED = Outcome(
 )
 
 
-def database_url(url: str) -> str:
-    """The URL as the service spells it (an async driver), from a test's plain one."""
-    return Settings(_env_file=None, database_url=url).database_url  # type: ignore[call-arg]
-
-
 @asynccontextmanager
 async def open_engine(url: str) -> AsyncIterator[AsyncEngine]:
     """A SQLAlchemy engine on ``url`` (the migrations' kind), disposed on the way out."""
-    engine = migration_engine(database_url(url), connect_timeout_s=5, busy_timeout_ms=5000)
+    engine = migration_engine(service_url(url), connect_timeout_s=5, busy_timeout_ms=5000)
     try:
         yield engine
     finally:

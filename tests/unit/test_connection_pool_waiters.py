@@ -14,6 +14,7 @@ import pytest
 
 from router_service.adapters.connection_pool import ConnectionPool
 from router_service.adapters.http1 import parse_target
+from tests.support.polling import eventually
 
 
 async def _cancelled_waiter_meets_a_wake_up() -> None:
@@ -29,10 +30,8 @@ async def _cancelled_waiter_meets_a_wake_up() -> None:
     try:
         held, _ = await pool._acquire(target, reuse=True)  # the only slot, busy
         waiting = asyncio.create_task(pool._acquire(target, reuse=True))
-        deadline = asyncio.get_running_loop().time() + 5
-        while not pool._waiters:  # the task has reached its wait
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0)
+        # Until the task has reached its wait (a turn of the loop at a time).
+        await eventually(lambda: pool._waiters, timeout_s=5, interval_s=0)
         waiting.cancel()  # its waiter is cancelled now; the task runs its clean-up later
         held.abort()
         pool.lost(held)  # the slot frees in the same turn: the wake-up meets the cancelled waiter

@@ -16,15 +16,16 @@ from router_service.config.routing_watch import watch_routing
 from router_service.domain.signal import Signal
 from router_service.service.context import Collaborators
 from router_service.service.intake import Intake
+from tests.support import routing_files
+from tests.support.polling import eventually
 
 
-def routing_text(keyword: str, kind: str, agent: str = "a") -> str:
-    """Agents a, b, c; one rule ``keyword -> kind``; the kind routed to ``agent``."""
-    agents = "".join(f"  - {{name: {n}, url: 'http://127.0.0.1:1/{n}'}}\n" for n in "abc")
-    return (
-        f"agents:\n{agents}"
-        f"rules:\n  - {{id: r-{kind}, kind: {kind}, when: {{keywords: [{keyword}]}}}}\n"
-        f"routes:\n  {kind}: {{agents: [{agent}]}}\n  default: {{agents: [c]}}\n"
+def keyword_routing(keyword: str, kind: str, to: str = "a") -> str:
+    """Agents a, b, c; one rule ``keyword -> kind``; the kind routed to ``to``."""
+    return routing_files.routing_text(
+        [routing_files.agent(name, f"http://127.0.0.1:1/{name}") for name in "abc"],
+        {kind: {"agents": [to]}, "default": {"agents": ["c"]}},
+        [{"id": f"r-{kind}", "kind": kind, "when": {"keywords": [keyword]}}],
     )
 
 
@@ -39,7 +40,7 @@ def kind_of(version: RoutingVersion, payload: dict[str, Any]) -> str:
 @pytest.fixture
 def routing(tmp_path: Path) -> Path:
     path = tmp_path / "routing.yaml"
-    path.write_text(routing_text("zebra", "animals"))
+    path.write_text(keyword_routing("zebra", "animals"))
     return path
 
 
@@ -55,7 +56,7 @@ def test_the_version_is_the_first_twelve_hex_digits_of_the_files_sha256(routing:
 def test_reload_swaps_in_a_valid_new_file(routing: Path) -> None:
     source = RoutingSource.from_file(routing)
     old = source.current()
-    routing.write_text(routing_text("giraffe", "tall"))
+    routing.write_text(keyword_routing("giraffe", "tall"))
     result = source.reload()
     assert result.changed
     assert result.error is None
@@ -71,7 +72,7 @@ def test_reload_swaps_in_a_valid_new_file(routing: Path) -> None:
 def test_an_invalid_file_is_refused_and_the_old_version_stays(routing: Path) -> None:
     source = RoutingSource.from_file(routing)
     old = source.current()
-    routing.write_text(routing_text("giraffe", "tall").replace("keywords", "keywordz"))
+    routing.write_text(keyword_routing("giraffe", "tall").replace("keywords", "keywordz"))
     result = source.reload()
     assert not result.changed
     assert result.error is not None
@@ -103,7 +104,7 @@ def test_identical_content_is_not_a_new_version(routing: Path) -> None:
 
 def test_readers_never_see_a_mix_of_two_versions(tmp_path: Path) -> None:
     """Rules and routes of what a reader gets always belong to the version it names."""
-    texts = [routing_text("zebra", "animals", "a"), routing_text("zebra", "stripes", "b")]
+    texts = [keyword_routing("zebra", "animals", "a"), keyword_routing("zebra", "stripes", "b")]
     expected = {sha12(t): k for t, k in zip(texts, ("animals", "stripes"), strict=True)}
     path = tmp_path / "routing.yaml"
     path.write_text(texts[0])
@@ -145,7 +146,7 @@ def test_a_signal_is_classified_and_planned_from_one_read_of_the_source(tmp_path
     versions = []
     for name, agent in (("first", "a"), ("second", "b")):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(routing_text("zebra", "animals", agent))
+        path.write_text(keyword_routing("zebra", "animals", agent))
         versions.append(RoutingSource.from_file(path).current())
     source = _Alternating(versions)
     unused = cast(Any, None)  # plan() touches only the routing
@@ -155,14 +156,6 @@ def test_a_signal_is_classified_and_planned_from_one_read_of_the_source(tmp_path
         plan = intake.plan(signal, None)
         assert plan.agent_names == [expected_agent]
     assert source.calls == 3
-
-
-async def _until(condition: Any, timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout_s
-    while not condition():
-        assert loop.time() < give_up, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 class _Recording(RoutingSource):
@@ -188,13 +181,13 @@ def test_the_watcher_reloads_an_edited_file_and_keeps_the_old_version_on_a_bad_e
     async def scenario() -> None:
         watcher = asyncio.create_task(watch_routing(source, interval_s=0.01))
         try:
-            good = routing_text("giraffe", "tall")
+            good = keyword_routing("giraffe", "tall")
             routing.write_text(good)
-            await _until(lambda: source.current().version == sha12(good))
+            await eventually(lambda: source.current().version == sha12(good))
             second = source.current()
             assert second is not first
             routing.write_text("agents: [")
-            await _until(lambda: any(r.error is not None for r in source.results))
+            await eventually(lambda: any(r.error is not None for r in source.results))
             assert source.current() is second
         finally:
             watcher.cancel()

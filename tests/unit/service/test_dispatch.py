@@ -17,18 +17,10 @@ from router_service.domain.outcome import AgentResult, Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import HedgePolicy, Mode, Plan
 from router_service.service.ports import Envelope
-from tests.support.fakes import (
-    FakeAgents,
-    FakeClock,
-    Hold,
-    RecordingEvents,
-    Reply,
-    Takes,
-    dispatcher,
-    routing,
-    signal,
-    trace,
-)
+from tests.support.fake_agents import FakeAgents, Hold, Reply, Takes
+from tests.support.fake_clock import FakeClock
+from tests.support.fake_events import RecordingEvents
+from tests.support.wiring import dispatcher, routing, signal, trace
 
 NO_DEADLINE = float("inf")
 RETRY_3 = RetryPolicy(max_attempts=3, base_s=0.1, cap_s=1.0)

@@ -14,7 +14,8 @@ from router_service.domain.errors import Conflict, IdempotencyKeyReused, Permane
 from router_service.domain.outcome import Status
 from router_service.domain.routing import Mode
 from router_service.service.intake import Intake, RouteAnswer
-from tests.support.fakes import ROUTING, Hold, Reply, signal, trace, wire
+from tests.support.fake_agents import Hold, Reply
+from tests.support.wiring import ROUTING, signal, trace, wire
 
 
 def test_a_delivered_signal_is_recorded_and_its_lease_ended() -> None:

@@ -12,7 +12,7 @@ from router_service.domain.signal import Signal
 from router_service.service.intake import Intake
 from router_service.service.ports import Envelope
 from router_service.service.redispatch import Redispatcher, StoredSignal
-from tests.support.fakes import trace, wire
+from tests.support.wiring import trace, wire
 
 FIELDS = ("log_id", "sender_id", "kind", "payload", "payload_json", "metadata", "timestamp")
 

@@ -16,7 +16,8 @@ from router_service.domain.retry import RetryPolicy
 from router_service.service.intake import Intake
 from router_service.service.recovery import Sweeper, run_every
 from router_service.service.replay import Replayer, ReplaySummary
-from tests.support.fakes import Reply, Wired, routing, signal, trace, wire
+from tests.support.fake_agents import Reply
+from tests.support.wiring import Wired, routing, signal, trace, wire
 
 WITHOUT_B = """\
 agents:

@@ -1,0 +1,125 @@
+"""The agent client against hostile raw agents: an answer over the size cap, by its declared
+length or its chunks, and an agent that drip-feeds its answer past the attempt's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router_service.adapters.agents import HttpAgentClient
+from router_service.domain.errors import PermanentAgentError, RetryableAgentError
+from tests.support.agent_calls import CAP, call, run
+from tests.support.fake_clock import MovableClockLoop
+from tests.support.polling import eventually
+from tests.support.raw_agent import RawAgent, Received, response
+
+
+def test_declared_length_over_the_cap_is_refused_without_reading_the_body() -> None:
+    verdict: asyncio.Queue[None] = asyncio.Queue()  # on the agent's loop
+    held: list[bool] = []
+
+    async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {CAP + 1}\r\n\r\n".encode())
+        await writer.drain()
+        await verdict.get()  # the body is never sent: the client must not wait for it
+        held.append(True)
+        return False
+
+    with RawAgent(answer) as agent:
+
+        async def scenario(client: HttpAgentClient) -> None:
+            with pytest.raises(PermanentAgentError, match=f"larger than {CAP} bytes") as caught:
+                await call(client, agent.url(), timeout_s=5.0)
+            assert caught.value.status_code == 200
+            agent.call_soon(verdict.put_nowait, None)
+            await eventually(lambda: held)
+
+        run(scenario)
+    # Refused on the head alone, while the agent still held the whole body back (and not by
+    # the 5 s deadline: that would be a timeout, a retryable error).
+    assert held == [True]
+
+
+def test_chunked_body_over_the_cap_stops_the_read_and_the_connection() -> None:
+    sent: list[int] = []
+
+    async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        if received.connection > 0:
+            writer.write(response())
+            await writer.drain()
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        part = b"x" * 1024
+        try:
+            for _ in range(1024):  # 1 MiB offered; the cap is 4 KiB
+                writer.write(b"400\r\n" + part + b"\r\n")
+                await writer.drain()
+                sent.append(len(part))
+                await asyncio.sleep(0.002)
+        except ConnectionError:
+            return False
+        return True
+
+    with RawAgent(answer) as agent:
+
+        async def scenario(client: HttpAgentClient) -> None:
+            with pytest.raises(PermanentAgentError, match=f"larger than {CAP} bytes"):
+                await call(client, agent.url(), timeout_s=5.0)
+            # Never reused: the next call gets a new connection.
+            assert (await call(client, agent.url())).status_code == 200
+
+        run(scenario)
+    assert sum(sent) < 256 * 1024
+    assert agent.accepts == 2
+
+
+def test_drip_feeding_agent_hits_the_one_deadline_and_its_connection_is_dropped() -> None:
+    """Every read is quick and the answer never ends: the attempt ends at the deadline counted
+    from its start, not from its last read. The client's loop has a clock the test moves, so the
+    deadline passes at a step of the test, not after some wall-clock time."""
+    drip: asyncio.Queue[bool] = asyncio.Queue()  # on the agent's loop: True, a byte; False, stop
+    dripped: list[bytes] = []
+
+    async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        if received.connection > 0:
+            writer.write(response())
+            await writer.drain()
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        await writer.drain()
+        while await drip.get():
+            writer.write(b" ")
+            await writer.drain()
+            dripped.append(b" ")
+        return False
+
+    with RawAgent(answer) as agent:
+
+        async def one_more_byte() -> None:
+            wanted = len(dripped) + 1
+            agent.call_soon(drip.put_nowait, True)
+            await eventually(lambda: len(dripped) == wanted)
+            await asyncio.sleep(0.01)  # a turn of the loop for the client to read it
+
+        async def scenario(client: HttpAgentClient) -> None:
+            loop = asyncio.get_running_loop()
+            assert isinstance(loop, MovableClockLoop)
+            attempt = asyncio.create_task(call(client, agent.url(), timeout_s=60.0))
+            await eventually(lambda: len(agent.requests) == 1)  # its deadline is running
+            for step_s in (20.0, 20.0, 10.0):  # to 50 s of the 60, a body byte after each step
+                loop.advance(step_s)
+                await one_more_byte()
+                assert not attempt.done()
+            loop.advance(15.0)  # 65 s since the request, 15 s since the last read
+            with pytest.raises(RetryableAgentError, match="timed out after 60000 ms"):
+                # The deadline has passed: the attempt ends at the loop's next turn. (A deadline
+                # counted from the last read would pass 45 s later.)
+                async with asyncio.timeout(30):
+                    await attempt
+            agent.call_soon(drip.put_nowait, False)
+            assert (await call(client, agent.url())).status_code == 200
+
+        run(scenario, loop_factory=MovableClockLoop)
+    assert len(dripped) == 3  # of the 100 bytes announced
+    assert agent.accepts == 2
