@@ -9,10 +9,12 @@ LIMIT ?= 100
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The product with its dev extra, then the tools (tools/: bench, chaos, the load generator), both
+# editable and in one resolve, so the tools' dependency on router-service is this checkout.
+$(VENV)/.installed: pyproject.toml tools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./tools
 	touch $@
 
 dev: install
@@ -25,14 +27,14 @@ test: install
 	$(BIN)/pytest
 
 check: install
-	$(BIN)/ruff check router_service tests deploy chaos bench
-	$(BIN)/ruff format --check router_service tests deploy chaos bench
+	$(BIN)/ruff check router_service tests deploy tools
+	$(BIN)/ruff format --check router_service tests deploy tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
-	$(BIN)/ruff check --fix router_service tests
-	$(BIN)/ruff format router_service tests
+	$(BIN)/ruff check --fix router_service tests deploy tools
+	$(BIN)/ruff format router_service tests deploy tools
 
 load: install
 	$(BIN)/router-service load -n $(N)

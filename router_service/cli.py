@@ -8,7 +8,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from pydantic import ValidationError
@@ -18,6 +18,9 @@ from router_service.config.routing_file import RoutingConfig, load_routing_confi
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.domain.errors import RouterError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 err = Console(stderr=True)
 
@@ -36,26 +39,45 @@ def _fail(exc: RouterError) -> None:
     sys.exit(2)
 
 
+# Other distributions add commands under this entry-point group: the repository's tools
+# (tools/pyproject.toml) add `load`. Without them the command is simply not there.
+COMMANDS_GROUP = "router_service.commands"
+
+
+def _added_commands() -> dict[str, EntryPoint]:
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group=COMMANDS_GROUP)}
+
+
 class _Commands(click.Group):
-    """The router's commands, plus the development tools, imported only when run: a server
-    never loads the demo agents' aiohttp or the load generator."""
+    """The router's commands, some imported only when run (a server never loads the demo
+    agents), plus those other installed distributions add (``COMMANDS_GROUP``)."""
 
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "demo-agents": ("router_service.devtools.demo_agents", "demo_agents_command"),
-        "load": ("router_service.devtools.loadgen", "load_command"),
         "explain": ("router_service.commands.explain", "explain_command"),
         "backtest": ("router_service.commands.backtest", "backtest_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.LAZY])
+        return sorted({*super().list_commands(ctx), *self.LAZY, *_added_commands()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.LAZY:
             module, attribute = self.LAZY[cmd_name]
             command: click.Command = getattr(importlib.import_module(module), attribute)
             return command
-        return super().get_command(ctx, cmd_name)
+        own = super().get_command(ctx, cmd_name)
+        if own is not None:
+            return own  # an added command never replaces one of the router's
+        entry = _added_commands().get(cmd_name)
+        if entry is None:
+            return None
+        added = entry.load()
+        if not isinstance(added, click.Command):
+            raise click.ClickException(f"{entry.value} ({COMMANDS_GROUP}) is not a click command")
+        return added
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,1 +1,1 @@
-"""devtools."""
+"""The demo agents (``router-service demo-agents``): development and test stand-ins for agents."""

@@ -9,21 +9,22 @@ the request (its method name).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
-from aiohttp import web
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
-from router_service.devtools.demo_agents import (
-    BOOK,
+from router_service.devtools.demo_http import (
     Agent,
-    Behaviour,
-    _announce,
-    _drop_connection,
-    _failure,
-    _pause,
-    _record,
+    book_of,
+    dropped,
+    failure,
+    hold,
+    json_response,
+    receive_request,
 )
+from router_service.devtools.demo_modes import Behaviour
 
 _V1_STATES: Final = {
     "completed": "TASK_STATE_COMPLETED",
@@ -61,11 +62,11 @@ def _message(agent: Agent, message_id: str, v1: bool) -> dict[str, Any]:
     return {"kind": "message", "role": "agent", "messageId": f"re-{message_id}", "parts": parts}
 
 
-def _rpc(request_id: Any, **outcome: Any) -> web.Response:
-    return web.json_response({"jsonrpc": "2.0", "id": request_id, **outcome})
+def _rpc(request_id: Any, **outcome: Any) -> Response:
+    return json_response({"jsonrpc": "2.0", "id": request_id, **outcome})
 
 
-def _answer(agent: Agent, behaviour: Behaviour, body: Any) -> web.Response:
+def _answer(agent: Agent, behaviour: Behaviour, body: Any) -> Response:
     request = body if isinstance(body, dict) else {}
     request_id = request.get("id")
     method = request.get("method")
@@ -85,31 +86,30 @@ def _answer(agent: Agent, behaviour: Behaviour, body: Any) -> web.Response:
     return _rpc(request_id, result=_task(agent, message_id, state, v1))
 
 
-async def a2a_handler(request: web.Request) -> web.StreamResponse:
-    book = request.app[BOOK]
-    agent = book.agent(request.match_info["name"])
+async def a2a_handler(request: Request) -> Response:
+    book = book_of(request)
+    agent = book.agent(request.path_params["name"])
     behaviour = agent.next_behaviour()  # before any await: scripts run in arrival order
-    body = _record(agent, request, await request.read())
-    await _announce(agent)
+    body = await receive_request(agent, request)
     mode = behaviour.mode
     if mode == "fail":
-        return _failure(agent, behaviour)
+        return failure(agent, behaviour)
     if mode == "hang":
-        await book.stopping.wait()
-        return _drop_connection(request)
+        await hold(book, request)
+        return await dropped(book, request)
     if mode == "reset":
-        return _drop_connection(request)
+        return await dropped(book, request)
     if mode == "non_json":
-        return web.Response(text="not JSON-RPC", content_type="text/plain")
+        return PlainTextResponse("not JSON-RPC")
     if mode == "slow":
-        await _pause(book, behaviour.delay_ms / 1000)
+        await hold(book, request, behaviour.delay_ms / 1000)
     return _answer(agent, behaviour, body)
 
 
-def _card(request: web.Request, version: str) -> web.Response:
-    name = request.match_info["name"]
+def _card(request: Request, version: str) -> Response:
+    name = request.path_params["name"]
     prefix = "a2a" if version == "1.0" else "a2a-v03"
-    url = f"{request.scheme}://{request.host}/{prefix}/{name}"
+    url = f"{request.url.scheme}://{request.url.netloc}/{prefix}/{name}"
     card: dict[str, Any] = {"name": name, "description": f"demo agent {name}", "version": "1"}
     if version == "1.0":
         card["supportedInterfaces"] = [
@@ -117,19 +117,21 @@ def _card(request: web.Request, version: str) -> web.Response:
         ]
     else:
         card.update(url=url, preferredTransport="JSONRPC", protocolVersion="0.3.0")
-    return web.Response(text=json.dumps(card), content_type="application/json")
+    return json_response(card)
 
 
-async def card_v1_handler(request: web.Request) -> web.Response:
+async def card_v1_handler(request: Request) -> Response:
     return _card(request, "1.0")
 
 
-async def card_v03_handler(request: web.Request) -> web.Response:
+async def card_v03_handler(request: Request) -> Response:
     return _card(request, "0.3")
 
 
-def add_a2a_routes(app: web.Application) -> None:
-    app.router.add_post("/a2a/{name}", a2a_handler)
-    app.router.add_post("/a2a-v03/{name}", a2a_handler)
-    app.router.add_get("/a2a/{name}/.well-known/agent-card.json", card_v1_handler)
-    app.router.add_get("/a2a-v03/{name}/.well-known/agent.json", card_v03_handler)
+def a2a_routes() -> list[Route]:
+    return [
+        Route("/a2a/{name}", a2a_handler, methods=["POST"]),
+        Route("/a2a-v03/{name}", a2a_handler, methods=["POST"]),
+        Route("/a2a/{name}/.well-known/agent-card.json", card_v1_handler, methods=["GET"]),
+        Route("/a2a-v03/{name}/.well-known/agent.json", card_v03_handler, methods=["GET"]),
+    ]

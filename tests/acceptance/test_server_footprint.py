@@ -1,5 +1,6 @@
 """A server on Postgres loads only what it runs: asyncpg, not SQLAlchemy or Alembic (the
-migrations' tools), nor the development tools' aiohttp. Each costs memory in every process."""
+migrations' tools), nor aiohttp (the tools' dependency, never the router's). Each costs memory
+in every process."""
 
 from __future__ import annotations
 

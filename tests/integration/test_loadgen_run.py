@@ -15,13 +15,8 @@ import orjson
 from aiohttp import web
 from click.testing import CliRunner
 
-from router_service.devtools.loadgen import (
-    LoadOptions,
-    LoadReport,
-    load_command,
-    run_load,
-    signal_mix,
-)
+from loadgen import LoadOptions, LoadReport, run_load, signal_mix
+from loadgen.command import load_command
 
 API_KEY = "test-key"
 

@@ -7,7 +7,7 @@ import re
 from click.testing import CliRunner
 
 from router_service.cli import main
-from router_service.devtools import demo_agents
+from router_service.devtools.demo_modes import MODES
 
 
 def help_of(*command: str) -> str:
@@ -19,7 +19,7 @@ def help_of(*command: str) -> str:
 def test_demo_agents_help_lists_every_mode_and_the_control_endpoint() -> None:
     text = help_of("demo-agents")
     listed = set(re.findall(r"^\s{4}(\w+)\s{2,}", text, re.M))
-    assert listed == set(demo_agents._MODES)
+    assert listed == set(MODES)
     assert "PUT /_control/NAME" in text
     assert '"script"' in text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from router_service.devtools.loadgen import (
+from loadgen import (
     KIND_WEIGHTS,
     LatencySummary,
     RequestOutcome,

@@ -256,7 +256,7 @@ def _invariants_section(meta: Mapping[str, Any]) -> list[str]:
         "real processes on loopback. Every client request has an explicit `log_id` and its own "
         "`traceparent`, which the router continues, so each agent receipt names the client "
         "request that caused it. At the end of a scenario chaos reads every agent's receipts "
-        "and the `signals` and `dead_letters` tables, and checks (`chaos/invariants.py`):",
+        "and the `signals` and `dead_letters` tables, and checks (`tools/chaos/invariants.py`):",
         "",
         "- **(a)** every 200/202 answer has its log row in a final state, and a parked signal "
         "(202, `partial`) has a dead letter;",

@@ -35,10 +35,10 @@ work on the machine took more than that many cores during it (default 1, 0 never
 from a run's raw figures without measuring. The harness installs nginx and wrk
 with apt-get when they are missing (as root; the system nginx is never configured or started),
 creates and drops its own Postgres database `router_bench_<random>`, and starts and stops every
-process itself on loopback ports. The peers are installed into `bench/.cache/` (gitignored):
+process itself on loopback ports. The peers are installed into `tools/bench/.cache/` (gitignored):
 `npm install @portkey-ai/gateway` and a virtual environment with `litellm[proxy]`; a peer that
 cannot be installed or started is reported as not run, and the rest of the run goes on. Raw
-figures of every run are kept in `bench/.cache/runs/`."""
+figures of every run are kept in `tools/bench/.cache/runs/`."""
 
 METHOD = """\
 - **Upstream.** Every target calls the same benchmark agent: nginx (one worker, not pinned)
@@ -50,7 +50,7 @@ METHOD = """\
   JSON log line per signal and per agent call, written to /dev/null); the routing file sends
   every signal to the one agent `bench` in `first_success` mode.
 - **Closed loop.** wrk, one thread, C connections, each sending its next request when the last
-  is answered; `bench/post.lua` sends a small JSON signal with a unique `sender_id` (so every
+  is answered; `tools/bench/post.lua` sends a small JSON signal with a unique `sender_id` (so every
   request is a new signal with its own `log_id`) and counts 2xx answers and duplicates.
 - **Open loop.** The project's load generator (`run_load`, on uvloop): request *i* is due at
   *i*/rate whatever the server does and its latency runs from that intended time (no

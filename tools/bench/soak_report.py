@@ -36,7 +36,7 @@ Options: `--closed-minutes M` and `--open-minutes M` (default 10 each; 0 leaves 
 soak creates its own database `router_soak_<random>` on it, migrates it with
 `router-service migrate` and drops it at the end, also after a failure or Ctrl-C),
 `--log-level`, `--keep-temp`, `--from-raw FILE` (render this section again from a soak's raw
-figures, kept in `bench/.cache/runs/soak-*.json`). `--quick` is 30 s of each phase in 10-s
+figures, kept in `tools/bench/.cache/runs/soak-*.json`). `--quick` is 30 s of each phase in 10-s
 windows at 8 connections and 200 req/s: the test suite runs it. The exit status is 0 when
 every window was measured, whatever the verdict."""
 

@@ -1,8 +1,8 @@
 """The tools a run needs: nginx and wrk from Debian (required), the peers (optional).
 
 The required tools are installed with apt-get when missing (as root). The peers are installed
-into ``bench/.cache`` (gitignored): the Portkey gateway with npm, the LiteLLM proxy into its own
-virtual environment with pip. A peer that cannot be installed is reported, never fatal.
+into ``tools/bench/.cache`` (gitignored): the Portkey gateway with npm, the LiteLLM proxy into its
+own virtual environment with pip. A peer that cannot be installed is reported, never fatal.
 """
 
 from __future__ import annotations

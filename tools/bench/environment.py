@@ -127,8 +127,9 @@ def snapshot_source(workdir: Path) -> str:
     for path in sorted(target.rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(target)).encode() + b"\0" + path.read_bytes())
-    # PYTHONPATH wins over the editable install wherever the working directory holds no copy.
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(target.parent), str(ROOT)])
+    # PYTHONPATH wins over the editable install wherever the working directory holds no copy;
+    # tools/ keeps the benchmark's own packages importable beside the copy.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(target.parent), str(ROOT / "tools")])
     return f"commit {_commit()}, working tree sha256 {digest.hexdigest()[:12]}"
 
 

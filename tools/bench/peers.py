@@ -1,5 +1,5 @@
 """The peers: the Portkey gateway and the LiteLLM proxy, each calling the upstream as an
-OpenAI-compatible provider. Installed by ``bench.install`` into ``bench/.cache``."""
+OpenAI-compatible provider. Installed by ``bench.install`` into ``tools/bench/.cache``."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class OpenLoopResult:
 
 
 async def _measure(url: str, api_key: str, rate: float, duration_s: float, window_s: float) -> Any:
-    from router_service.devtools.loadgen import (
+    from loadgen import (
         LatencySummary,
         LoadOptions,
         RequestOutcome,

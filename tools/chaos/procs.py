@@ -22,7 +22,7 @@ from types import TracebackType
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is tools/chaos/procs.py)
 BIN = Path(sys.executable).parent
 ROUTER = str(BIN / "router-service")
 START_TIMEOUT_S = 45.0
