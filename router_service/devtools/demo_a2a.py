@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from router_service.devtools.demo_http import (
     Agent,
     book_of,
-    dropped,
-    failure,
+    failing_mode,
     hold,
     json_response,
     receive_request,
@@ -92,15 +91,9 @@ async def a2a_handler(request: Request) -> Response:
     behaviour = agent.next_behaviour()  # before any await: scripts run in arrival order
     body = await receive_request(agent, request)
     mode = behaviour.mode
-    if mode == "fail":
-        return failure(agent, behaviour)
-    if mode == "hang":
-        await hold(book, request)
-        return await dropped(book, request)
-    if mode == "reset":
-        return await dropped(book, request)
-    if mode == "non_json":
-        return PlainTextResponse("not JSON-RPC")
+    failed = await failing_mode(book, agent, behaviour, request, "not JSON-RPC")
+    if failed is not None:
+        return failed
     if mode == "slow":
         await hold(book, request, behaviour.delay_ms / 1000)
     return _answer(agent, behaviour, body)

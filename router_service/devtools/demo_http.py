@@ -194,12 +194,11 @@ async def receive_request(agent: Agent, request: Request) -> Any:
 # --------------------------------------------------------------------------- handlers
 
 
-async def agent_handler(request: Request) -> Response:
-    book = book_of(request)
-    agent = book.agent(request.path_params["name"])
-    # The behaviour is taken before any await so scripts are consumed in arrival order.
-    behaviour = agent.next_behaviour()
-    body = await receive_request(agent, request)
+async def failing_mode(
+    book: AgentBook, agent: Agent, behaviour: Behaviour, request: Request, not_json: str
+) -> Response | None:
+    """The modes both faces (plain HTTP and A2A) play alike: ``fail``, ``hang``, ``reset`` and
+    ``non_json`` (answered with ``not_json``). None: the face answers for itself."""
     mode = behaviour.mode
     if mode == "fail":
         return failure(agent, behaviour)
@@ -209,7 +208,20 @@ async def agent_handler(request: Request) -> Response:
     if mode == "reset":
         return await dropped(book, request)
     if mode == "non_json":
-        return PlainTextResponse(f"agent {agent.name} says hello")
+        return PlainTextResponse(not_json)
+    return None
+
+
+async def agent_handler(request: Request) -> Response:
+    book = book_of(request)
+    agent = book.agent(request.path_params["name"])
+    # The behaviour is taken before any await so scripts are consumed in arrival order.
+    behaviour = agent.next_behaviour()
+    body = await receive_request(agent, request)
+    mode = behaviour.mode
+    failed = await failing_mode(book, agent, behaviour, request, f"agent {agent.name} says hello")
+    if failed is not None:
+        return failed
     answer = ok_body(agent, body)
     if mode == "drip":
         payload = json.dumps(answer, separators=(",", ":")).encode()
