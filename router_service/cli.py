@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from pydantic import ValidationError
-from rich.console import Console
 
 from router_service.config.routing_file import RoutingConfig, load_routing_config
 from router_service.config.routing_source import RoutingSource
@@ -21,8 +20,6 @@ from router_service.domain.errors import RouterError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
-
-err = Console(stderr=True)
 
 
 def _settings() -> Settings:
