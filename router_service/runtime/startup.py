@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from router_service.adapters.db.revision import SCHEMA_HEAD
@@ -71,6 +72,11 @@ async def running_services(
     try:
         await wait_for_schema(services.store, settings.startup_db_wait_s)
         services.start_background(redelivery=redelivery or settings.dlq_worker_enabled)
+        # One line per process once it serves and reloads on SIGHUP: under --workers N, a
+        # signal sent before every worker has logged this restarts the late ones instead.
+        get_logger("startup").info(
+            "startup.ready", pid=os.getpid(), routing_version=routing.current().version
+        )
         yield services
     finally:
         await services.close()

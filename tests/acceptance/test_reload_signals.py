@@ -45,6 +45,21 @@ def wait_for_reloads(log: Path, version: str, workers: int) -> set[int]:
     )
 
 
+def wait_for_workers(log: Path, workers: int) -> None:
+    """Every worker serves and handles SIGHUP (one that is still starting would be restarted by
+    the signal, not reloaded)."""
+
+    def ready() -> set[int] | None:
+        pids = {
+            json.loads(line)["pid"]
+            for line in log.read_text().splitlines()
+            if line.startswith("{") and '"startup.ready"' in line
+        }
+        return pids if len(pids) >= workers else None
+
+    wait_for(ready, 60, interval_s=0.1, what=f"{workers} workers to be ready")
+
+
 def edit_route(config: Path, kind: str, agent: str) -> str:
     """Point ``kind`` at ``agent`` and drop the file's tests (they pin the old routes); return
     the new version."""
@@ -97,6 +112,7 @@ def test_sighup_and_the_admin_endpoint_reload_every_worker(tmp_path: Path, worke
             stdout=out,
         )
         try:
+            wait_for_workers(log, workers)
             by_signal = edit_route(config, "feedback", "general-agent")
             os.kill(router.pid, signal.SIGHUP)
             assert len(wait_for_reloads(log, by_signal, workers)) == workers
