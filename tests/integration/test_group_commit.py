@@ -120,3 +120,108 @@ def test_every_waiter_of_a_failed_batch_gets_storage_unavailable_quickly() -> No
 
     results = asyncio.run(scenario())
     assert all(isinstance(r, StorageUnavailable) for r in results), results
+
+
+def _claim_calls(metrics: Metrics) -> float:
+    labels = {"operation": "claim", "outcome": "ok"}
+    return metrics.registry.get_sample_value("db_call_latency_seconds_count", labels) or 0.0
+
+
+def test_concurrent_claims_share_round_trips_and_each_keeps_its_own_row(url: str) -> None:
+    ids = [f"claims-{n}" for n in range(40)]
+    metrics = Metrics()
+
+    async def scenario() -> list[bool]:
+        async with open_store(url, metrics) as store:
+            claims = await asyncio.gather(
+                *(
+                    store.claim(signal(i, sender_id=f"s-{i}"), PLAN, i[-2:] * 16, "me", 30)
+                    for i in ids
+                )
+            )
+            return [c.won for c in claims]
+
+    assert asyncio.run(scenario()) == [True] * len(ids)
+    assert 1 <= _claim_calls(metrics) < len(ids)
+    rows = query(
+        url, "SELECT log_id, sender_id, trace_id, status FROM signals WHERE log_id LIKE 'claims-%'"
+    )
+    assert sorted(
+        (r["log_id"], r["sender_id"], r["trace_id"], r["status"]) for r in rows
+    ) == sorted((i, f"s-{i}", i[-2:] * 16, "in_progress") for i in ids)
+    leases = query(url, "SELECT count(*) AS n FROM signal_leases WHERE log_id LIKE 'claims-%'")
+    assert leases == [{"n": len(ids)}]
+
+
+def _refuse(url: str, event: str, log_id: str) -> None:
+    """A trigger that makes Postgres refuse ``event`` (INSERT or UPDATE) of one log row."""
+    query(
+        url,
+        "CREATE OR REPLACE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+    )
+    query(
+        url,
+        f"CREATE TRIGGER refuse_row BEFORE {event} ON signals FOR EACH ROW "
+        f"WHEN (NEW.log_id = '{log_id}') EXECUTE FUNCTION refuse_row()",
+    )
+
+
+def _stop_refusing(url: str) -> None:
+    query(url, "DROP TRIGGER refuse_row ON signals")
+
+
+def test_a_claim_refused_in_a_batch_fails_only_its_own_request(url: str) -> None:
+    # The first claim is written alone; the other five queue meanwhile and go as one batch,
+    # which the refused row fails: each is then written alone.
+    ids = ["alone-first", "batch-a", "batch-poison", "batch-b", "batch-c", "batch-d"]
+    _refuse(url, "INSERT", "batch-poison")
+
+    async def scenario() -> list[object]:
+        async with open_store(url) as store:
+            return await asyncio.gather(
+                *(store.claim(signal(i), PLAN, "p" * 32, "me", LEASE_S) for i in ids),
+                return_exceptions=True,
+            )
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        _stop_refusing(url)
+    assert isinstance(results[2], StorageUnavailable), results
+    assert [getattr(r, "won", None) for r in results] == [True, True, None, True, True, True]
+    rows = query(url, "SELECT log_id FROM idempotency_keys WHERE log_id = ANY($1)", ids)
+    assert sorted(r["log_id"] for r in rows) == sorted(i for i in ids if i != "batch-poison")
+
+
+def test_an_outcome_refused_in_a_batch_fails_only_its_own_request(url: str) -> None:
+    ids = ["out-first", "out-a", "out-poison", "out-b"]
+
+    async def scenario() -> list[object]:
+        async with open_store(url) as store:
+            claimed_at = {}
+            for log_id in ids:
+                assert (await store.claim(signal(log_id), PLAN, "o" * 32, "me", LEASE_S)).won
+                row = await store.get(log_id)
+                assert row is not None
+                claimed_at[log_id] = row.created_at
+            await asyncio.to_thread(_refuse, url, "UPDATE", "out-poison")
+            # As with claims: the first alone, the other three one batch, refused, then alone.
+            return await asyncio.gather(
+                *(store.record(i, claimed_at[i], PLAN, DELIVERED, 2.0) for i in ids),
+                return_exceptions=True,
+            )
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        _stop_refusing(url)
+    assert isinstance(results[2], StorageUnavailable), results
+    assert [results[0], results[1], results[3]] == [0, 0, 0]
+    rows = query(url, "SELECT log_id, status FROM signals WHERE log_id = ANY($1) ORDER BY 1", ids)
+    assert [(r["log_id"], r["status"]) for r in rows] == [
+        ("out-a", "delivered"),
+        ("out-b", "delivered"),
+        ("out-first", "delivered"),
+        ("out-poison", "in_progress"),
+    ]

@@ -1,27 +1,42 @@
-"""Group commit: the outcomes of concurrent requests share one transaction and one WAL flush.
+"""Group commit: the writes of concurrent requests share one transaction and one round trip.
 
-Each request is still answered only after the commit that holds its row. Batches form by
-themselves: a request that finds no batch being written writes its own row at once (no task, no
-queue: one request at a time pays nothing for batching); rows that arrive meanwhile queue up and
-go to a writer task as one batch when it is done.
+Each request is still answered only after the commit that holds its row, with its own row's
+result. Batches form by themselves: a request that finds no batch being written writes its own
+row at once (no task, no queue: one request at a time pays nothing for batching); rows that
+arrive meanwhile queue up and go to a writer task as one batch when it is done.
+
+A batch is one transaction, so one row that the database refuses would fail its neighbours too.
+When ``isolate`` says a batch's error is about the rows (not the database), each row of that
+batch is written again alone: the refused row fails its own request and nobody else's.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Row = TypeVar("Row")
+Result = TypeVar("Result")
 
 MAX_BATCH = 128
 
 
-class GroupCommit(Generic[Row]):
-    def __init__(self, write: Callable[[list[Row]], Awaitable[None]]) -> None:
-        """``write`` commits a batch of rows durably, or raises."""
+def _never(_exc: Exception) -> bool:
+    return False
+
+
+class GroupCommit(Generic[Row, Result]):
+    def __init__(
+        self,
+        write: Callable[[list[Row]], Awaitable[list[Result]]],
+        isolate: Callable[[Exception], bool] = _never,
+    ) -> None:
+        """``write`` commits a batch of rows durably and returns one result per row, in order,
+        or raises."""
         self._write = write
-        self._queue: list[tuple[Row, asyncio.Future[None]]] = []
+        self._isolate = isolate
+        self._queue: list[tuple[Row, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._writing = False  # a batch is being written (by a request or the writer task)
 
@@ -29,19 +44,19 @@ class GroupCommit(Generic[Row]):
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
 
-    async def submit(self, row: Row) -> None:
-        """Returns once the commit holding ``row`` is durable."""
+    async def submit(self, row: Row) -> Result:
+        """Returns ``row``'s result once the commit holding it is durable."""
         if not self._writing:
             self._writing = True
             try:
-                await self._write([row])
+                [result] = await self._write([row])
+                return result
             finally:
                 self._hand_over()
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieve)  # a cancelled waiter's failure is not "unretrieved"
         self._queue.append((row, done))
-        await asyncio.shield(done)  # a cancelled request does not cancel its neighbours' commit
+        return await asyncio.shield(done)  # a cancelled request does not cancel its neighbours
 
     def _hand_over(self) -> None:
         if self._queue:
@@ -53,20 +68,45 @@ class GroupCommit(Generic[Row]):
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    await self._write([row for row, _ in batch])
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                outcomes = await self._outcomes([row for row, _ in batch])
+                for (_, done), outcome in zip(batch, outcomes, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(outcome, _Failed):
+                        done.set_exception(outcome.error)
+                    else:
+                        done.set_result(outcome)
         finally:
             self._writing = False
 
+    async def _outcomes(self, rows: list[Row]) -> list[Result | _Failed]:
+        """One result or failure per row."""
+        try:
+            return list(await self._write(rows))
+        except Exception as exc:
+            if len(rows) == 1 or not self._isolate(exc):
+                return [_Failed(exc)] * len(rows)
+        alone = await asyncio.gather(*(self._write([row]) for row in rows), return_exceptions=True)
+        outcomes: list[Result | _Failed] = []
+        for one in alone:
+            if isinstance(one, Exception):
+                outcomes.append(_Failed(one))
+            elif isinstance(one, BaseException):  # cancelled: as an exception of the writer
+                raise one
+            else:
+                outcomes.append(one[0])
+        return outcomes
 
-def _retrieve(done: asyncio.Future[None]) -> None:
+
+class _Failed:
+    """A row's failure, kept apart from results (which may be anything)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
     if not done.cancelled():
         done.exception()

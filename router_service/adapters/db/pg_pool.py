@@ -146,3 +146,17 @@ async def _keep_session(_conn: Any) -> None:
     statements leave no session state behind (no cursors, LISTEN or SET; transactions are
     closed by their context manager), and a connection that failed mid-statement is
     terminated, never released."""
+
+
+# SQLSTATE classes of errors about a statement's data, not about the database: a data exception
+# (22), an integrity constraint (23), an error raised by a trigger or function (P0).
+ROW_ERROR_CLASSES = ("22", "23", "P0")
+
+
+def refused_rows(exc: Exception) -> bool:
+    """Whether ``exc`` (as ``connection`` raises it) is the database refusing a statement's
+    data: a batch that failed so is worth writing again row by row."""
+    cause = exc.__cause__
+    return isinstance(cause, asyncpg.PostgresError) and str(cause.sqlstate).startswith(
+        ROW_ERROR_CLASSES
+    )

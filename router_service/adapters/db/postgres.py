@@ -17,7 +17,8 @@ import asyncpg
 
 from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.group_commit import GroupCommit
-from router_service.adapters.db.pg_pool import PgPool
+from router_service.adapters.db.pg_claims import PgClaims
+from router_service.adapters.db.pg_pool import PgPool, refused_rows
 from router_service.adapters.db.pg_replay_jobs import PgReplayJobs
 from router_service.adapters.db.records import (
     as_utc,
@@ -66,9 +67,13 @@ class PgStore(PgReplayJobs):
 
     def __init__(self, pool: PgPool) -> None:
         self._pool = pool
-        self._outcomes: GroupCommit[OutcomeRow] = GroupCommit(self._write_outcomes)
+        self._claims = PgClaims(pool)
+        self._outcomes: GroupCommit[OutcomeRow, None] = GroupCommit(
+            self._write_outcomes, isolate=refused_rows
+        )
 
     async def close(self) -> None:
+        await self._claims.close()
         await self._outcomes.close()
         await self._pool.close()
 
@@ -109,15 +114,17 @@ class PgStore(PgReplayJobs):
             now,
             plan.version or None,
         )
-        inserted, retried = await self._pool.run_twice(
-            "claim", lambda conn: conn.fetchval(sql.CLAIM, *params)
-        )
-        if inserted is not None:
+        write = await self._claims.claim(params)  # group-committed with its concurrent neighbours
+        if write.took_key:
             return Claim(claimed_at=now)
         existing = await self.get(signal.log_id)
         if existing is None:  # pragma: no cover - rows are never deleted while claimed
             raise StorageError("claimed signal vanished")
-        if retried and existing.trace_id == trace_id and existing.status is Status.IN_PROGRESS:
+        if (
+            write.retried
+            and existing.trace_id == trace_id
+            and existing.status is Status.IN_PROGRESS
+        ):
             # Our own first try went through before its connection died.
             return Claim(claimed_at=existing.created_at)
         return Claim(record=existing)
@@ -167,11 +174,11 @@ class PgStore(PgReplayJobs):
         created, _ = await self._pool.run_twice("record", write)
         return created
 
-    async def _write_outcomes(self, rows: list[OutcomeRow]) -> None:
+    async def _write_outcomes(self, rows: list[OutcomeRow]) -> list[None]:
         # In key order: concurrent writers (other processes) lock rows in the same order.
-        rows.sort(key=lambda r: r.log_id)
-        params = [_outcome_params(r) for r in rows]
+        params = [_outcome_params(r) for r in sorted(rows, key=lambda r: r.log_id)]
         await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
+        return [None] * len(rows)
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
         where = sql.Filters()

@@ -1,0 +1,62 @@
+"""The claim on Postgres, group-committed.
+
+Every signal's claim is a round trip before its dispatch. The claims of concurrent requests go
+to the database together: one pipelined batch (``fetchmany``: the statement once per claim, one
+transaction, one round trip), instead of a pool checkout and a round trip each. A claim alone
+(one request at a time) is written at once, as before. A claim refused for its own data fails
+only its own request (``group_commit.py``).
+
+The batch is sent in key order, so that two processes claiming the same keys at once take them
+in the same order (no deadlock); each claim learns whether it took its key by the ``log_id``
+the statement returns. Two claims of one key in one batch: the first takes it, the second finds
+it taken, as if they had been sent one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from router_service.adapters.db import pg_statements as sql
+from router_service.adapters.db.group_commit import GroupCommit
+from router_service.adapters.db.pg_pool import PgPool, refused_rows
+
+ClaimParams = tuple[Any, ...]  # the parameters of ``pg_statements.CLAIM``; the log_id first
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWrite:
+    took_key: bool  # the key was new: the lease and the log row are ours
+    retried: bool  # the batch took its second try (the first connection died)
+
+
+class PgClaims:
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self._batches: GroupCommit[ClaimParams, ClaimWrite] = GroupCommit(
+            self._write, isolate=refused_rows
+        )
+
+    async def close(self) -> None:
+        await self._batches.close()
+
+    async def claim(self, params: ClaimParams) -> ClaimWrite:
+        return await self._batches.submit(params)
+
+    async def _write(self, batch: Sequence[ClaimParams]) -> list[ClaimWrite]:
+        if len(batch) == 1:
+            taken, retried = await self._pool.run_twice(
+                "claim", lambda conn: conn.fetchval(sql.CLAIM, *batch[0])
+            )
+            return [ClaimWrite(taken is not None, retried)]
+        ordered = sorted(batch, key=lambda params: str(params[0]))
+        rows, retried = await self._pool.run_twice(
+            "claim", lambda conn: conn.fetchmany(sql.CLAIM, ordered)
+        )
+        taken = {row[0] for row in rows}
+        writes = []
+        for params in batch:
+            writes.append(ClaimWrite(params[0] in taken, retried))
+            taken.discard(params[0])  # a second claim of the key in this batch found it taken
+        return writes

@@ -1,0 +1,74 @@
+"""Group commit on its own: batches form while one is written, each caller gets its own row's
+result, and a batch refused for one row's data fails that row alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router_service.adapters.db.group_commit import GroupCommit
+
+
+class RowRefused(Exception):
+    pass
+
+
+class Database:
+    """Writes batches; refuses any batch holding ``poison`` (as one transaction would)."""
+
+    def __init__(self, poison: str | None = None, error: type[Exception] = RowRefused) -> None:
+        self.batches: list[list[str]] = []
+        self.poison = poison
+        self.error = error
+
+    async def write(self, rows: list[str]) -> list[str]:
+        self.batches.append(list(rows))
+        await asyncio.sleep(0)  # the database's round trip: others queue meanwhile
+        if self.poison in rows:
+            raise self.error(f"refused {self.poison}")
+        return [row.upper() for row in rows]
+
+
+def _isolate(exc: Exception) -> bool:
+    return isinstance(exc, RowRefused)
+
+
+async def _submit_all(commit: GroupCommit[str, str], rows: list[str]) -> list[object]:
+    return await asyncio.gather(*(commit.submit(r) for r in rows), return_exceptions=True)
+
+
+def test_concurrent_rows_share_a_batch_and_get_their_own_results() -> None:
+    db = Database()
+    results = asyncio.run(_submit_all(GroupCommit(db.write), ["a", "b", "c", "d"]))
+    assert results == ["A", "B", "C", "D"]
+    # The first is written at once, alone; the three that came meanwhile share one batch.
+    assert db.batches == [["a"], ["b", "c", "d"]]
+
+
+def test_a_row_refused_in_a_batch_fails_only_its_own_caller() -> None:
+    db = Database(poison="c")
+    commit = GroupCommit(db.write, isolate=_isolate)
+    results = asyncio.run(_submit_all(commit, ["a", "b", "c", "d"]))
+    assert results[:2] == ["A", "B"]
+    assert results[3] == "D"
+    assert isinstance(results[2], RowRefused)
+    # The refused batch, then each of its rows alone.
+    assert db.batches == [["a"], ["b", "c", "d"], ["b"], ["c"], ["d"]]
+
+
+def test_a_batch_failing_for_another_reason_fails_every_caller_once() -> None:
+    db = Database(poison="c", error=ConnectionError)
+    commit = GroupCommit(db.write, isolate=_isolate)
+    results = asyncio.run(_submit_all(commit, ["a", "b", "c", "d"]))
+    assert results[0] == "A"
+    assert all(isinstance(r, ConnectionError) for r in results[1:])
+    assert db.batches == [["a"], ["b", "c", "d"]]  # not written again row by row
+
+
+def test_a_lone_row_that_fails_raises_to_its_caller() -> None:
+    db = Database(poison="a")
+    commit = GroupCommit(db.write, isolate=_isolate)
+    with pytest.raises(RowRefused):
+        asyncio.run(commit.submit("a"))
+    assert db.batches == [["a"]]
