@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router_service.api.errors import response_for
 from router_service.observability.logging import get_logger
-from router_service.observability.metrics import Metrics
+from router_service.observability.metrics import Metrics, children
 from router_service.observability.tracing import TraceContext
 
 
@@ -22,6 +22,7 @@ class TraceMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._responses = children(metrics.http_responses)
         self.log = get_logger("http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,7 +54,7 @@ class TraceMiddleware:
         finally:
             self.metrics.in_flight.dec()
             route = _route_name(scope)
-            self.metrics.http_responses.labels(route, f"{status // 100}xx").inc()
+            self._responses(route, f"{status // 100}xx").inc()
             if route != "/route":
                 self._access(scope, route, status, started)
             structlog.contextvars.clear_contextvars()

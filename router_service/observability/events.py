@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from router_service.observability.logging import get_logger
-from router_service.observability.metrics import Metrics
+from router_service.observability.metrics import Metrics, children
 from router_service.observability.tracing import TraceContext
 
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -25,9 +25,16 @@ class Telemetry:
         self.metrics = metrics
         self._log = logger or get_logger()
         self._spans = spans
+        # The metrics every signal touches, their children kept (``metrics.children``).
+        self._received = children(metrics.signals_received)
+        self._latency = children(metrics.router_latency)
+        self._overhead = children(metrics.router_overhead)
+        self._completed = children(metrics.signals_completed)
+        self._agent_latency = children(metrics.agent_latency)
+        self._db_latency = children(metrics.db_latency)
 
     def signal_received(self, kind: str) -> None:
-        self.metrics.signals_received.labels(kind).inc()
+        self._received(kind).inc()
 
     def signal_finished(
         self,
@@ -52,10 +59,9 @@ class Telemetry:
             duplicate=duplicate,
             latency_ms=round(latency_s * 1000, 3),
         )
-        m = self.metrics
-        m.router_latency.labels(kind).observe(latency_s)
-        m.router_overhead.labels(kind).observe(max(0.0, latency_s - agent_s))
-        m.signals_completed.labels(kind, status).inc()
+        self._latency(kind).observe(latency_s)
+        self._overhead(kind).observe(max(0.0, latency_s - agent_s))
+        self._completed(kind, status).inc()
         if self._spans is not None:
             from opentelemetry.trace import SpanKind
 
@@ -79,7 +85,7 @@ class Telemetry:
         span: TraceContext,
         error: str | None,
     ) -> None:
-        self.metrics.agent_latency.labels(agent, outcome).observe(latency_s)
+        self._agent_latency(agent, outcome).observe(latency_s)
         if outcome != "ok":
             self.metrics.routing_errors.labels(agent).inc()
         self._log.info(
@@ -210,7 +216,7 @@ class Telemetry:
             self._spans.shutdown()
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None:
-        self.metrics.db_latency.labels(operation, "ok" if ok else "error").observe(latency_s)
+        self._db_latency(operation, "ok" if ok else "error").observe(latency_s)
 
     def db_pool(self, *, in_use: int = 0, size: int = 0) -> None:
         if in_use:

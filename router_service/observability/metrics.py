@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -36,6 +39,17 @@ LATENCY_BUCKETS = (
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Label values are bounded by design (kinds, agents, outcomes, operations, routes); this bounds
+# the cache below even if they were not.
+MAX_CHILDREN = 1024
+
+
+def children(metric: Any) -> Callable[..., Any]:
+    """``metric.labels``, each distinct set of values asked for once. prometheus_client's
+    ``labels()`` checks and converts its values and takes a lock on every call, for a child it
+    hands out unchanged each time; the hot path asks several times per signal."""
+    return lru_cache(maxsize=MAX_CHILDREN)(metric.labels)
 
 
 def multiprocess_dir() -> str | None:

@@ -81,8 +81,11 @@ class PgPool:
         ok = False
         pool = self._pool or await self._open()
         try:
+            # With a connection idle, acquiring cannot wait (and reconnecting has its own
+            # timeout): asyncpg's timeout would only cost two timers per statement.
+            timeout = None if pool.get_idle_size() else self._settings.connect_timeout_s
             try:
-                conn = await pool.acquire(timeout=self._settings.connect_timeout_s)
+                conn = await pool.acquire(timeout=timeout)
             except TimeoutError as exc:
                 # Either every connection is busy, or connecting itself timed out.
                 if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():

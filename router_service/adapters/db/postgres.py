@@ -177,7 +177,10 @@ class PgStore(PgReplayJobs):
     async def _write_outcomes(self, rows: list[OutcomeRow]) -> list[None]:
         # In key order: concurrent writers (other processes) lock rows in the same order.
         params = [_outcome_params(r) for r in sorted(rows, key=lambda r: r.log_id)]
-        await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
+        if len(params) == 1:  # alone: a plain execute costs the client less than executemany
+            await self._pool.run_twice("record", lambda conn: conn.execute(sql.RECORD, *params[0]))
+        else:
+            await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
         return [None] * len(rows)
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
