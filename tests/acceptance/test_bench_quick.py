@@ -47,6 +47,16 @@ def test_quick_bench_writes_a_report_with_every_target_and_passing_checks(tmp_pa
     for heading in ("## How to run", "## Machine", "## Targets"):
         assert heading in report
     assert "nproc" in _section(report, "Machine")
+    # Every target of the issue has its verdict row, measured (the quick run has 8 connections).
+    targets = _section(report, "Targets")
+    for goal in (
+        "p50 ≤ 1 ms at 1 connection",
+        "throughput ≥ 2,500 req/s at 8 connections (closed loop) | ",
+        "CPU ≤ 350 µs/request",
+        "peak RSS ≤ 80 MB",
+    ):
+        assert f"| router (Postgres) | {goal}" in targets, goal
+    assert "8 connections not run" not in targets
 
 
 METRICS = """\

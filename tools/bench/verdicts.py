@@ -10,6 +10,7 @@ from bench.results import (
     OPEN_P50_MS,
     OPEN_P99_MS,
     P50_AT_ONE_MS,
+    RPS_AT_8,
     RSS_FLAT,
     RSS_MB,
     TOP_RATE,
@@ -72,6 +73,14 @@ def _latency(result: BenchResult, key: str, label: str) -> list[Verdict]:
     else:
         text, ok = _limit(p50, P50_AT_ONE_MS, "ms")
         verdicts.append(Verdict(label, goal, text, ok))
+    goal = f"throughput ≥ {RPS_AT_8:,.0f} req/s at 8 connections (closed loop)"
+    achieved = _median(result.runs(key, "closed", 8), "throughput_rps")
+    if achieved is None:
+        verdicts.append(Verdict(label, goal, "8 connections not run", None))
+    else:
+        short = max(0.0, RPS_AT_8 - achieved) / RPS_AT_8 * 100
+        text = f"{achieved:,.0f} req/s" + (f" ({short:,.0f} % short)" if short else "")
+        verdicts.append(Verdict(label, goal, text, achieved >= RPS_AT_8))
     rate = TOP_RATE if TOP_RATE in result.plan.rates else max(result.plan.rates, default=0.0)
     runs = result.runs(key, "open", rate)
     where = f"at {rate:,.0f} req/s open loop" + ("" if rate == TOP_RATE else " (not 2,000)")
