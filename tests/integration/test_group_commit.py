@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -26,8 +27,9 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield fresh
 
 
-def _record_calls(metrics: Metrics) -> float:
-    labels = {"operation": "record", "outcome": "ok"}
+def _calls(metrics: Metrics, operation: str) -> float:
+    """Round trips of ``operation`` that went through."""
+    labels = {"operation": operation, "outcome": "ok"}
     return metrics.registry.get_sample_value("db_call_latency_seconds_count", labels) or 0.0
 
 
@@ -53,7 +55,7 @@ def test_concurrent_outcomes_are_written_in_fewer_commits_than_requests(url: str
             assert statuses == ["delivered"] * len(ids)
 
     asyncio.run(scenario())
-    commits = _record_calls(metrics)
+    commits = _calls(metrics, "record")
     assert 1 <= commits < len(ids)
     rows = query(url, "SELECT latency_ms, response FROM signals WHERE log_id = $1", ids[7])
     assert [(r["latency_ms"], json.loads(r["response"])) for r in rows] == [(1.5, {"ok": True})]
@@ -122,11 +124,6 @@ def test_every_waiter_of_a_failed_batch_gets_storage_unavailable_quickly() -> No
     assert all(isinstance(r, StorageUnavailable) for r in results), results
 
 
-def _claim_calls(metrics: Metrics) -> float:
-    labels = {"operation": "claim", "outcome": "ok"}
-    return metrics.registry.get_sample_value("db_call_latency_seconds_count", labels) or 0.0
-
-
 def test_concurrent_claims_share_round_trips_and_each_keeps_its_own_row(url: str) -> None:
     ids = [f"claims-{n}" for n in range(40)]
     metrics = Metrics()
@@ -142,7 +139,7 @@ def test_concurrent_claims_share_round_trips_and_each_keeps_its_own_row(url: str
             return [c.won for c in claims]
 
     assert asyncio.run(scenario()) == [True] * len(ids)
-    assert 1 <= _claim_calls(metrics) < len(ids)
+    assert 1 <= _calls(metrics, "claim") < len(ids)
     rows = query(
         url, "SELECT log_id, sender_id, trace_id, status FROM signals WHERE log_id LIKE 'claims-%'"
     )
@@ -153,7 +150,8 @@ def test_concurrent_claims_share_round_trips_and_each_keeps_its_own_row(url: str
     assert leases == [{"n": len(ids)}]
 
 
-def _refuse(url: str, event: str, log_id: str) -> None:
+@contextmanager
+def refusing(url: str, event: str, log_id: str) -> Iterator[None]:
     """A trigger that makes Postgres refuse ``event`` (INSERT or UPDATE) of one log row."""
     query(
         url,
@@ -165,17 +163,16 @@ def _refuse(url: str, event: str, log_id: str) -> None:
         f"CREATE TRIGGER refuse_row BEFORE {event} ON signals FOR EACH ROW "
         f"WHEN (NEW.log_id = '{log_id}') EXECUTE FUNCTION refuse_row()",
     )
-
-
-def _stop_refusing(url: str) -> None:
-    query(url, "DROP TRIGGER refuse_row ON signals")
+    try:
+        yield
+    finally:
+        query(url, "DROP TRIGGER refuse_row ON signals")
 
 
 def test_a_claim_refused_in_a_batch_fails_only_its_own_request(url: str) -> None:
     # The first claim is written alone; the other five queue meanwhile and go as one batch,
     # which the refused row fails: each is then written alone.
     ids = ["alone-first", "batch-a", "batch-poison", "batch-b", "batch-c", "batch-d"]
-    _refuse(url, "INSERT", "batch-poison")
 
     async def scenario() -> list[object]:
         async with open_store(url) as store:
@@ -184,10 +181,8 @@ def test_a_claim_refused_in_a_batch_fails_only_its_own_request(url: str) -> None
                 return_exceptions=True,
             )
 
-    try:
+    with refusing(url, "INSERT", "batch-poison"):
         results = asyncio.run(scenario())
-    finally:
-        _stop_refusing(url)
     assert isinstance(results[2], StorageUnavailable), results
     assert [getattr(r, "won", None) for r in results] == [True, True, None, True, True, True]
     rows = query(url, "SELECT log_id FROM idempotency_keys WHERE log_id = ANY($1)", ids)
@@ -197,7 +192,7 @@ def test_a_claim_refused_in_a_batch_fails_only_its_own_request(url: str) -> None
 def test_an_outcome_refused_in_a_batch_fails_only_its_own_request(url: str) -> None:
     ids = ["out-first", "out-a", "out-poison", "out-b"]
 
-    async def scenario() -> list[object]:
+    async def claim_all() -> dict[str, datetime]:
         async with open_store(url) as store:
             claimed_at = {}
             for log_id in ids:
@@ -205,17 +200,19 @@ def test_an_outcome_refused_in_a_batch_fails_only_its_own_request(url: str) -> N
                 row = await store.get(log_id)
                 assert row is not None
                 claimed_at[log_id] = row.created_at
-            await asyncio.to_thread(_refuse, url, "UPDATE", "out-poison")
+            return claimed_at
+
+    async def record_all(claimed_at: dict[str, datetime]) -> list[object]:
+        async with open_store(url) as store:
             # As with claims: the first alone, the other three one batch, refused, then alone.
             return await asyncio.gather(
                 *(store.record(i, claimed_at[i], PLAN, DELIVERED, 2.0) for i in ids),
                 return_exceptions=True,
             )
 
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        _stop_refusing(url)
+    claimed_at = asyncio.run(claim_all())
+    with refusing(url, "UPDATE", "out-poison"):
+        results = asyncio.run(record_all(claimed_at))
     assert isinstance(results[2], StorageUnavailable), results
     assert [results[0], results[1], results[3]] == [0, 0, 0]
     rows = query(url, "SELECT log_id, status FROM signals WHERE log_id = ANY($1) ORDER BY 1", ids)
