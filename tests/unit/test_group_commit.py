@@ -29,9 +29,20 @@ class Database:
             raise self.error(f"refused {self.poison}")
         return [row.upper() for row in rows]
 
+    async def write_one(self, row: str) -> str:
+        [result] = await self.write([row])
+        return result
+
+    def group_commit(self, isolate: bool = False) -> GroupCommit[str, str]:
+        return GroupCommit(self.write, self.write_one, isolate=_isolate if isolate else _never)
+
 
 def _isolate(exc: Exception) -> bool:
     return isinstance(exc, RowRefused)
+
+
+def _never(_exc: Exception) -> bool:
+    return False
 
 
 async def _submit_all(commit: GroupCommit[str, str], rows: list[str]) -> list[object]:
@@ -40,7 +51,7 @@ async def _submit_all(commit: GroupCommit[str, str], rows: list[str]) -> list[ob
 
 def test_concurrent_rows_share_a_batch_and_get_their_own_results() -> None:
     db = Database()
-    results = asyncio.run(_submit_all(GroupCommit(db.write), ["a", "b", "c", "d"]))
+    results = asyncio.run(_submit_all(db.group_commit(), ["a", "b", "c", "d"]))
     assert results == ["A", "B", "C", "D"]
     # The first is written at once, alone; the three that came meanwhile share one batch.
     assert db.batches == [["a"], ["b", "c", "d"]]
@@ -48,7 +59,7 @@ def test_concurrent_rows_share_a_batch_and_get_their_own_results() -> None:
 
 def test_a_row_refused_in_a_batch_fails_only_its_own_caller() -> None:
     db = Database(poison="c")
-    commit = GroupCommit(db.write, isolate=_isolate)
+    commit = db.group_commit(isolate=True)
     results = asyncio.run(_submit_all(commit, ["a", "b", "c", "d"]))
     assert results[:2] == ["A", "B"]
     assert results[3] == "D"
@@ -59,7 +70,7 @@ def test_a_row_refused_in_a_batch_fails_only_its_own_caller() -> None:
 
 def test_a_batch_failing_for_another_reason_fails_every_caller_once() -> None:
     db = Database(poison="c", error=ConnectionError)
-    commit = GroupCommit(db.write, isolate=_isolate)
+    commit = db.group_commit(isolate=True)
     results = asyncio.run(_submit_all(commit, ["a", "b", "c", "d"]))
     assert results[0] == "A"
     assert all(isinstance(r, ConnectionError) for r in results[1:])
@@ -68,7 +79,7 @@ def test_a_batch_failing_for_another_reason_fails_every_caller_once() -> None:
 
 def test_a_lone_row_that_fails_raises_to_its_caller() -> None:
     db = Database(poison="a")
-    commit = GroupCommit(db.write, isolate=_isolate)
+    commit = db.group_commit(isolate=True)
     with pytest.raises(RowRefused):
         asyncio.run(commit.submit("a"))
     assert db.batches == [["a"]]

@@ -30,11 +30,14 @@ class GroupCommit(Generic[Row, Result]):
     def __init__(
         self,
         write: Callable[[list[Row]], Awaitable[list[Result]]],
+        write_one: Callable[[Row], Awaitable[Result]],
         isolate: Callable[[Exception], bool] = _never,
     ) -> None:
         """``write`` commits a batch of rows durably and returns one result per row, in order,
-        or raises."""
+        or raises; ``write_one`` does the same for a row written alone (a single statement
+        costs the client less than a batch of one)."""
         self._write = write
+        self._write_one = write_one
         self._isolate = isolate
         self._queue: list[tuple[Row, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -49,8 +52,7 @@ class GroupCommit(Generic[Row, Result]):
         if not self._writing:
             self._writing = True
             try:
-                [result] = await self._write([row])
-                return result
+                return await self._write_one(row)
             finally:
                 self._hand_over()
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
@@ -82,11 +84,11 @@ class GroupCommit(Generic[Row, Result]):
     async def _outcomes(self, rows: list[Row]) -> list[Result | _Failed]:
         """One result or failure per row."""
         try:
-            return list(await self._write(rows))
+            return [*(await self._write(rows))]
         except Exception as exc:
             if len(rows) == 1 or not self._isolate(exc):
                 return [_Failed(exc)] * len(rows)
-        alone = await asyncio.gather(*(self._write([row]) for row in rows), return_exceptions=True)
+        alone = await asyncio.gather(*map(self._write_one, rows), return_exceptions=True)
         outcomes: list[Result | _Failed] = []
         for one in alone:
             if isinstance(one, Exception):
@@ -94,7 +96,7 @@ class GroupCommit(Generic[Row, Result]):
             elif isinstance(one, BaseException):  # cancelled: as an exception of the writer
                 raise one
             else:
-                outcomes.append(one[0])
+                outcomes.append(one)
         return outcomes
 
 

@@ -35,7 +35,7 @@ class PgClaims:
     def __init__(self, pool: PgPool) -> None:
         self._pool = pool
         self._batches: GroupCommit[ClaimParams, ClaimWrite] = GroupCommit(
-            self._write, isolate=refused_rows
+            self._write, self._write_one, isolate=refused_rows
         )
 
     async def close(self) -> None:
@@ -44,13 +44,14 @@ class PgClaims:
     async def claim(self, params: ClaimParams) -> ClaimWrite:
         return await self._batches.submit(params)
 
+    async def _write_one(self, params: ClaimParams) -> ClaimWrite:
+        taken, retried = await self._pool.run_twice(
+            "claim", lambda conn: conn.fetchval(sql.CLAIM, *params)
+        )
+        return ClaimWrite(taken is not None, retried)
+
     async def _write(self, batch: Sequence[ClaimParams]) -> list[ClaimWrite]:
-        if len(batch) == 1:
-            taken, retried = await self._pool.run_twice(
-                "claim", lambda conn: conn.fetchval(sql.CLAIM, *batch[0])
-            )
-            return [ClaimWrite(taken is not None, retried)]
-        ordered = sorted(batch, key=lambda params: str(params[0]))
+        ordered = sorted(batch, key=lambda params: params[0])
         rows, retried = await self._pool.run_twice(
             "claim", lambda conn: conn.fetchmany(sql.CLAIM, ordered)
         )

@@ -69,7 +69,7 @@ class PgStore(PgReplayJobs):
         self._pool = pool
         self._claims = PgClaims(pool)
         self._outcomes: GroupCommit[OutcomeRow, None] = GroupCommit(
-            self._write_outcomes, isolate=refused_rows
+            self._write_outcomes, self._write_outcome, isolate=refused_rows
         )
 
     async def close(self) -> None:
@@ -177,11 +177,12 @@ class PgStore(PgReplayJobs):
     async def _write_outcomes(self, rows: list[OutcomeRow]) -> list[None]:
         # In key order: concurrent writers (other processes) lock rows in the same order.
         params = [_outcome_params(r) for r in sorted(rows, key=lambda r: r.log_id)]
-        if len(params) == 1:  # alone: a plain execute costs the client less than executemany
-            await self._pool.run_twice("record", lambda conn: conn.execute(sql.RECORD, *params[0]))
-        else:
-            await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
+        await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
         return [None] * len(rows)
+
+    async def _write_outcome(self, row: OutcomeRow) -> None:
+        params = _outcome_params(row)
+        await self._pool.run_twice("record", lambda conn: conn.execute(sql.RECORD, *params))
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
         where = sql.Filters()
