@@ -1,4 +1,4 @@
-"""Migration 0003 on a database with data, on both backends: up from 0002, and back down."""
+"""The migrations on a database with data, on both backends: up from 0002, and back down."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from router_service.adapters.db.tables import dead_letters, signals
 from router_service.domain.errors import SchemaOutOfDate
 from router_service.domain.outcome import Status
 from router_service.runtime.startup import wait_for_schema
+from router_service.service.records import DeadLetterQuery
 from tests.support.db import query, scratch_database, service_url
 from tests.support.store import PLAN, keys, open_engine, open_store, signal
 
@@ -128,7 +129,7 @@ def test_upgrade_from_0002_backfills_the_keys_and_still_refuses_duplicates(url: 
             "signal_leases",
             "signals",
         ],
-        "signals_pk": ["log_id", "created_at"],
+        "signals_pk": ["created_at", "log_id"],
         "dead_letters_refer_to": ("idempotency_keys", ["log_id"]),
     }
     backfilled = query(url, "SELECT log_id, created_at FROM idempotency_keys ORDER BY log_id")
@@ -224,3 +225,59 @@ def test_0005_adds_the_routing_version_and_the_replay_tables_and_back(url: str) 
     assert "replay_attempts" not in _schema(url)["tables"]
     upgrade_to(url, "head")
     assert asyncio.run(_revision(url)) == SCHEMA_HEAD
+
+
+def _keys_and_indexes(url: str) -> dict[str, Any]:
+    def read(conn: Connection) -> dict[str, Any]:
+        inspector = inspect(conn)
+        found: dict[str, Any] = {}
+        for table in ("signals", "signal_leases"):
+            found[f"{table} key"] = inspector.get_pk_constraint(table)["constrained_columns"]
+            for index in inspector.get_indexes(table):
+                # Descending columns (the older indexes) show in column_sorting, where reported.
+                sorting = index.get("column_sorting") or {}
+                found[index["name"]] = [
+                    f"{c} {' '.join(sorting.get(c, ())) or 'asc'}" for c in index["column_names"]
+                ]
+        return found
+
+    async def run() -> dict[str, Any]:
+        async with open_engine(url) as engine, engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    return asyncio.run(run())
+
+
+def test_0006_keys_the_log_and_its_leases_in_time_order_and_back(url: str) -> None:
+    upgrade_to(url, "0005")
+    before = _keys_and_indexes(url)
+    upgrade_to(url, "head")
+    assert _keys_and_indexes(url) == {
+        "signals key": ["created_at", "log_id"],
+        "signal_leases key": ["created_at", "log_id"],
+        "ix_signals_sender_created": ["sender_id asc", "created_at asc", "log_id asc"],
+        "ix_signals_kind_created": ["kind asc", "created_at asc"],
+        "ix_signal_leases_expires": ["expires_at asc"],
+    }
+
+    async def use() -> tuple[Status | None, bool, list[str], list[str]]:
+        async with open_store(url) as store:
+            done = await store.get("m-done")  # found through its key
+            flying = await store.claim(signal("m-flying"), PLAN, "f" * 32, "gone", -1)
+            taken = await store.reclaim_expired("replica-b", 30, 10)  # its lease had expired
+            letters = await store.list_dead_letters(DeadLetterQuery(limit=10))
+            return (
+                done.status if done else None,
+                flying.won,
+                [r.log_id for r in taken],
+                [e.log_id for e in letters.items],
+            )
+
+    assert asyncio.run(use()) == (Status.DELIVERED, True, ["m-flying"], ["m-parked"])
+    downgrade_to(url, "0005")
+    assert _keys_and_indexes(url) == before
+    rows = query(url, "SELECT log_id FROM signals ORDER BY log_id")
+    assert [r["log_id"] for r in rows] == ["m-done", "m-flying", "m-parked"]
+    assert query(url, "SELECT log_id, owner FROM signal_leases") == [
+        {"log_id": "m-flying", "owner": "replica-b"}
+    ]

@@ -5,9 +5,11 @@ keeps prepared statements for the life of a connection, and Postgres switches a 
 statement to a generic plan after five executions and keeps it. A generic plan made while
 ``signals`` was empty (or never analyzed) is free to scan the whole table, and would stay that
 way as the log grows. So every statement on the hot path looks its rows up by a full unique key
-(``log_id`` for keys and leases, ``(log_id, created_at)`` for the log): an equality on a unique
-index is an index lookup in every plan, whatever the statistics say, and on a log partitioned by
-``created_at`` it touches one partition. ``tests/integration/test_plan_stability.py`` holds this.
+(``log_id`` for keys, ``(created_at, log_id)`` for the log and its leases): an equality on a
+unique index is an index lookup in every plan, whatever the statistics say, and on a log
+partitioned by ``created_at`` it touches one partition. ``tests/integration/test_plan_stability.py``
+holds this. A lookup by ``log_id`` alone goes through the key, which holds ``created_at``
+(``SIGNAL_BY_KEY``).
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ RETURNING log_id
 # twice (taken over after a crash) keeps the first. None of the columns it sets is indexed, so
 # the update is HOT; the lease goes with it.
 RECORD = """
-WITH released AS (DELETE FROM signal_leases WHERE log_id = $1)
+WITH released AS (DELETE FROM signal_leases WHERE created_at = $2 AND log_id = $1)
 UPDATE signals
    SET status = $3, results = $4::jsonb, response = $5::jsonb, latency_ms = $6, updated_at = $7
- WHERE log_id = $1 AND created_at = $2 AND status = 'in_progress'
+ WHERE created_at = $2 AND log_id = $1 AND status = 'in_progress'
 RETURNING log_id
 """
 
@@ -64,7 +66,19 @@ SIGNAL_COLUMNS = (
     "s.created_at, s.updated_at, s.routing_version"
 )
 
-GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE s.log_id = $1 LIMIT 1"  # noqa: S608
+# The log row of ``$1``: the log is keyed by time first, and the key holds the time. Equality on
+# the whole primary key, so the plan is an index lookup whatever the statistics say (as a join,
+# a plan made on an empty log scans it for ``log_id``).
+SIGNAL_BY_KEY = (
+    "s.created_at = (SELECT created_at FROM idempotency_keys WHERE log_id = $1) AND s.log_id = $1"
+)
+# The log row of a dead letter ``d``, through its key.
+SIGNAL_OF_DEAD_LETTER = (
+    "JOIN idempotency_keys AS k ON k.log_id = d.log_id "
+    "JOIN signals AS s ON s.created_at = k.created_at AND s.log_id = k.log_id"
+)
+
+GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE {SIGNAL_BY_KEY}"  # noqa: S608
 
 # ``list_logs`` adds its filters (``postgres.log_filters``) between these two.
 LIST_LOGS_HEAD = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE TRUE"  # noqa: S608
@@ -75,8 +89,7 @@ DEAD_LETTER_COLUMNS = (
     "d.created_at, d.last_attempt_at, s.payload, s.sender_id, s.metadata, s.signal_ts, s.trace_id"
 )
 LIST_DEAD_LETTERS_HEAD = (
-    f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters AS d "  # noqa: S608
-    "JOIN signals AS s ON s.log_id = d.log_id WHERE TRUE"
+    f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters AS d {SIGNAL_OF_DEAD_LETTER} WHERE TRUE"  # noqa: S608
 )
 LIST_DEAD_LETTERS_TAIL = " ORDER BY d.id LIMIT {limit}"
 
@@ -95,7 +108,7 @@ WITH picked AS MATERIALIZED (
       FROM picked WHERE d.id = picked.id
     RETURNING d.*
 )
-SELECT {columns} FROM claimed AS d JOIN signals AS s ON s.log_id = d.log_id ORDER BY d.id
+SELECT {columns} FROM claimed AS d {signal} ORDER BY d.id
 """
 
 DEFER_REPLAY = """
@@ -110,33 +123,33 @@ UPDATE dead_letters
  WHERE id = $1
 """
 
-REPLAYED_SIGNAL = """
+REPLAYED_SIGNAL = f"""
 SELECT s.created_at, s.response, s.results,
        (SELECT count(*) FROM dead_letters d WHERE d.log_id = s.log_id AND d.status <> 'replayed')
        AS outstanding
-  FROM signals AS s WHERE s.log_id = $1
+  FROM signals AS s WHERE {SIGNAL_BY_KEY}
    FOR UPDATE
-"""
+"""  # noqa: S608
 
 UPDATE_REPLAYED_SIGNAL = """
 UPDATE signals SET status = $3, response = $4::jsonb, results = $5::jsonb, updated_at = $6
- WHERE log_id = $1 AND created_at = $2
+ WHERE created_at = $2 AND log_id = $1
 """
 
 # Signals whose owner died mid-flight: their leases expired. Taken over a few at a time, each
 # lease picked once and skipped by other sweepers while held.
 RECLAIM_EXPIRED = f"""
 WITH picked AS MATERIALIZED (
-    SELECT log_id FROM signal_leases WHERE expires_at < $1
+    SELECT created_at, log_id FROM signal_leases WHERE expires_at < $1
      ORDER BY expires_at LIMIT $2
        FOR UPDATE SKIP LOCKED
 ), taken AS (
     UPDATE signal_leases AS l SET owner = $3, expires_at = $4
-      FROM picked WHERE l.log_id = picked.log_id
+      FROM picked WHERE l.created_at = picked.created_at AND l.log_id = picked.log_id
     RETURNING l.log_id, l.created_at
 )
 SELECT {SIGNAL_COLUMNS} FROM taken AS t
-  JOIN signals AS s ON s.log_id = t.log_id AND s.created_at = t.created_at
+  JOIN signals AS s ON s.created_at = t.created_at AND s.log_id = t.log_id
  WHERE s.status = 'in_progress'
 """  # noqa: S608
 
@@ -144,14 +157,17 @@ RELEASE_LEASES = "UPDATE signal_leases SET expires_at = $2 WHERE owner = $1"
 
 # Retention: one batch of finished signals older than $1 with no pending dead letter.
 PRUNE_PICK = """
-SELECT s.log_id FROM signals AS s
+SELECT s.log_id, s.created_at FROM signals AS s
  WHERE s.created_at < $1 AND s.status <> 'in_progress'
    AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.log_id = s.log_id AND d.status = 'pending')
  ORDER BY s.created_at
  LIMIT $2
 """
 PRUNE_DEAD_LETTERS = "DELETE FROM dead_letters WHERE log_id = ANY($1::text[])"
-PRUNE_SIGNALS = "DELETE FROM signals WHERE log_id = ANY($1::text[])"
+PRUNE_SIGNALS = (
+    "DELETE FROM signals WHERE (created_at, log_id) IN "
+    "(SELECT * FROM unnest($1::timestamptz[], $2::text[]))"
+)
 PRUNE_KEYS = "DELETE FROM idempotency_keys WHERE log_id = ANY($1::text[])"
 
 DLQ_BACKLOG = "SELECT count(*) FROM dead_letters WHERE status = 'pending'"
@@ -162,9 +178,7 @@ SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 # --- replay jobs (``pg_replay_jobs.py``); none of these is on the hot path ----------------------
 
 # A replay's selection: pending entries, with the filters of ``DEAD_LETTER_FILTERS`` appended.
-SELECTED_DEAD_LETTERS = (
-    "FROM dead_letters AS d JOIN signals AS s ON s.log_id = d.log_id WHERE d.status = 'pending'"
-)
+SELECTED_DEAD_LETTERS = f"FROM dead_letters AS d {SIGNAL_OF_DEAD_LETTER} WHERE d.status = 'pending'"
 SURVEY_HEAD = "SELECT NULLIF(d.agent, '') AS agent, d.kind, count(*) AS n " + SELECTED_DEAD_LETTERS
 SURVEY_TAIL = " GROUP BY 1, 2 ORDER BY 1, 2"
 SELECT_HEAD = f"SELECT {DEAD_LETTER_COLUMNS} " + SELECTED_DEAD_LETTERS

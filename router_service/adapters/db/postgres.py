@@ -257,6 +257,7 @@ class PgStore(PgReplayJobs):
             filters=where.text,
             limit=f"LIMIT {int(limit)}" if limit is not None else "",
             columns=sql.DEAD_LETTER_COLUMNS,
+            signal=sql.SIGNAL_OF_DEAD_LETTER,
         )
         params = (now, owner, now + timedelta(seconds=lease_s), *where.params)
         rows = await self._pool.run(
@@ -344,10 +345,11 @@ class PgStore(PgReplayJobs):
 
         async def delete(conn: Any) -> int:
             async with conn.transaction():
-                ids = [r[0] for r in await conn.fetch(sql.PRUNE_PICK, as_utc(older_than), batch)]
+                picked = await conn.fetch(sql.PRUNE_PICK, as_utc(older_than), batch)
+                ids = [r["log_id"] for r in picked]
                 if ids:
                     await conn.execute(sql.PRUNE_DEAD_LETTERS, ids)
-                    await conn.execute(sql.PRUNE_SIGNALS, ids)
+                    await conn.execute(sql.PRUNE_SIGNALS, [r["created_at"] for r in picked], ids)
                     await conn.execute(sql.PRUNE_KEYS, ids)
                 return len(ids)
 

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, literal_column, or_, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import ColumnClause
 
 from router_service.adapters.db.records import (
     already_decoded,
@@ -30,6 +31,7 @@ from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
 from router_service.adapters.db.tables import (
     dead_letters,
     idempotency_keys,
+    signal_by_key,
     signal_leases,
     signals,
 )
@@ -147,7 +149,7 @@ class SqliteStore(SqliteDeadLetters):
     async def get(self, log_id: str) -> LogRecord | None:
         async with self._connect("get") as conn:
             row = (
-                (await conn.execute(select(signals).where(signals.c.log_id == log_id)))
+                (await conn.execute(select(signals).where(signal_by_key(log_id))))
                 .mappings()
                 .first()
             )
@@ -157,14 +159,22 @@ class SqliteStore(SqliteDeadLetters):
         self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
     ) -> int:
         """The outcome, the lease's end and the dead letters in one transaction; returns dead
-        letters created. SQLite keys the log by ``log_id`` alone, so ``created_at`` is unused."""
+        letters created."""
         now = utcnow()
         async with self._connect("record", transaction=True) as conn:
-            await conn.execute(signal_leases.delete().where(signal_leases.c.log_id == log_id))
+            await conn.execute(
+                signal_leases.delete().where(
+                    signal_leases.c.created_at == created_at, signal_leases.c.log_id == log_id
+                )
+            )
             updated = await conn.execute(
                 update(signals)
                 # The first final outcome wins (a reclaimed signal may be finished twice).
-                .where(signals.c.log_id == log_id, signals.c.status == Status.IN_PROGRESS.value)
+                .where(
+                    signals.c.created_at == created_at,
+                    signals.c.log_id == log_id,
+                    signals.c.status == Status.IN_PROGRESS.value,
+                )
                 .values(
                     status=outcome.status.value,
                     results=[r.as_dict() for r in outcome.results],
@@ -243,17 +253,17 @@ class SqliteStore(SqliteDeadLetters):
             .where(signal_leases.c.log_id.in_(expired.scalar_subquery()))
             .where(signal_leases.c.expires_at < now)
             .values(owner=owner, expires_at=now + timedelta(seconds=lease_s))
-            .returning(signal_leases.c.log_id)
+            .returning(signal_leases.c.created_at, signal_leases.c.log_id)
         )
         async with self._connect("reclaim_expired", transaction=True) as conn:
-            taken = [r[0] for r in (await conn.execute(take)).all()]
+            taken = [tuple(r) for r in (await conn.execute(take)).all()]
             if not taken:
                 return []
             rows = (
                 (
                     await conn.execute(
                         select(signals).where(
-                            signals.c.log_id.in_(taken),
+                            tuple_(signals.c.created_at, signals.c.log_id).in_(taken),
                             signals.c.status == Status.IN_PROGRESS.value,
                         )
                     )
@@ -284,8 +294,10 @@ class SqliteStore(SqliteDeadLetters):
             .where(dead_letters.c.status == "pending")
             .where(dead_letters.c.log_id == signals.c.log_id)
         )
+        # By rowid: exact whatever text the time was stored as, and no scan by ``log_id``.
+        rowid: ColumnClause[int] = literal_column("signals.rowid")
         doomed = (
-            select(signals.c.log_id)
+            select(rowid, signals.c.log_id)
             .where(
                 signals.c.created_at < as_utc(older_than),
                 signals.c.status != Status.IN_PROGRESS.value,
@@ -295,10 +307,11 @@ class SqliteStore(SqliteDeadLetters):
             .limit(batch)
         )
         async with self._connect("prune", transaction=True) as conn:
-            ids = [r[0] for r in (await conn.execute(doomed)).all()]
-            if not ids:
+            picked = (await conn.execute(doomed)).all()
+            if not picked:
                 return 0
+            ids = [log_id for _, log_id in picked]
             await conn.execute(dead_letters.delete().where(dead_letters.c.log_id.in_(ids)))
-            await conn.execute(signals.delete().where(signals.c.log_id.in_(ids)))
+            await conn.execute(signals.delete().where(rowid.in_([r for r, _ in picked])))
             await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.log_id.in_(ids)))
         return len(ids)

@@ -21,7 +21,12 @@ from router_service.adapters.db.records import (
     utcnow,
 )
 from router_service.adapters.db.sqlite_replay_jobs import DLQ_COLUMNS, SqliteReplayJobs
-from router_service.adapters.db.tables import dead_letters, signals
+from router_service.adapters.db.tables import (
+    dead_letters,
+    dead_letters_with_signals,
+    signal_by_key,
+    signals,
+)
 from router_service.domain.outcome import Status
 from router_service.service.records import DeadLetterQuery, DeadLetterRecord, Page, ReplayResult
 
@@ -43,7 +48,7 @@ class SqliteDeadLetters(SqliteReplayJobs):
             conditions.append(dead_letters.c.id > dead_letter_cursor_bound(query.cursor))
         statement = (
             select(*DLQ_COLUMNS)
-            .join(signals, signals.c.log_id == dead_letters.c.log_id)
+            .select_from(dead_letters_with_signals())
             .where(*conditions)
             .order_by(dead_letters.c.id)
             .limit(query.limit + 1)
@@ -98,7 +103,7 @@ class SqliteDeadLetters(SqliteReplayJobs):
                 (
                     await conn.execute(
                         select(*DLQ_COLUMNS)
-                        .join(signals, signals.c.log_id == dead_letters.c.log_id)
+                        .select_from(dead_letters_with_signals())
                         .where(dead_letters.c.id.in_(claimed))
                         .order_by(dead_letters.c.id)
                     )
@@ -145,7 +150,7 @@ class SqliteDeadLetters(SqliteReplayJobs):
     async def _after_successful_replay(
         self, conn: AsyncConnection, entry: DeadLetterRecord, result: ReplayResult, now: datetime
     ) -> None:
-        this_signal = signals.c.log_id == entry.log_id
+        this_signal = signal_by_key(entry.log_id)
         row = (
             (await conn.execute(select(signals.c.response, signals.c.results).where(this_signal)))
             .mappings()

@@ -29,7 +29,13 @@ from router_service.adapters.db.records import (
     replay_job_record,
     utcnow,
 )
-from router_service.adapters.db.tables import dead_letters, replay_attempts, replay_jobs, signals
+from router_service.adapters.db.tables import (
+    dead_letters,
+    dead_letters_with_signals,
+    replay_attempts,
+    replay_jobs,
+    signals,
+)
 from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
@@ -81,10 +87,6 @@ def _conditions(flt: DeadLetterFilter, after_id: int | None = None) -> list[Colu
     return found
 
 
-def _joined() -> Any:
-    return dead_letters.join(signals, signals.c.log_id == dead_letters.c.log_id)
-
-
 class SqliteReplayJobs:
     def _connect(
         self, operation: str, *, transaction: bool = False
@@ -94,7 +96,7 @@ class SqliteReplayJobs:
     async def survey_dead_letters(self, flt: DeadLetterFilter) -> DeadLetterSurvey:
         counted = (
             select(dead_letters.c.agent, dead_letters.c.kind, func.count())
-            .select_from(_joined())
+            .select_from(dead_letters_with_signals())
             .where(*_conditions(flt))
             .group_by(dead_letters.c.agent, dead_letters.c.kind)
             .order_by(dead_letters.c.agent, dead_letters.c.kind)
@@ -112,7 +114,7 @@ class SqliteReplayJobs:
     ) -> list[DeadLetterRecord]:
         statement = (
             select(*DLQ_COLUMNS)
-            .select_from(_joined())
+            .select_from(dead_letters_with_signals())
             .where(*_conditions(flt, after_id))
             .order_by(dead_letters.c.id)
             .limit(limit)

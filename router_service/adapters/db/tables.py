@@ -2,10 +2,14 @@
 
 "Never dispatch twice" is the primary key of ``idempotency_keys`` plus an atomic claim that
 inserts the key and the log row together. The key table is small and never partitioned, so the
-log itself can be: ``signals`` is keyed by ``(log_id, created_at)``, a key that includes the time
+log itself can be: ``signals`` is keyed by ``(created_at, log_id)``, a key that includes the time
 it would be partitioned by (Postgres enforces uniqueness on a partitioned table only on keys
 that include the partition key), and dead letters reference the key, not the log row.
-Lookups by ``log_id`` use the leading column of that key. See docs/scaling.md.
+
+Only ``idempotency_keys`` leads with ``log_id`` (a SHA-256, so its inserts land on random
+pages): the log, its leases and their indexes lead with time or a bounded column, so they grow
+at one end and their working set stays small as they grow (migration 0006). A lookup by
+``log_id`` alone reads ``created_at`` from the key first. See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.expression import ColumnElement, Join
 
 metadata = MetaData()
 
@@ -67,30 +74,29 @@ signals = Table(
     Column("updated_at", Timestamp, nullable=False),
     # The routing file version (content hash) that routed it; NULL before revision 0005.
     Column("routing_version", String(16), nullable=True),
-    PrimaryKeyConstraint("log_id", "created_at", name="signals_pkey"),
+    PrimaryKeyConstraint("created_at", "log_id", name="signals_pkey"),
     # Room in each page for the outcome's new row version: with no indexed column changed, the
     # update is HOT (no new index entries). Postgres only.
     postgresql_with={"fillfactor": 70},
 )
-Index("ix_signals_created", signals.c.created_at.desc(), signals.c.log_id.desc())
-Index(
-    "ix_signals_sender_created",
-    signals.c.sender_id,
-    signals.c.created_at.desc(),
-    signals.c.log_id.desc(),
-)
-Index("ix_signals_kind_created", signals.c.kind, signals.c.created_at.desc())
+# Ascending: a new row goes at the end of its sender's or kind's range, where Postgres splits
+# pages to fill them. The primary key serves the newest-first listing, read backwards.
+Index("ix_signals_sender_created", signals.c.sender_id, signals.c.created_at, signals.c.log_id)
+Index("ix_signals_kind_created", signals.c.kind, signals.c.created_at)
 
 # One row per signal in flight: who holds it and until when. Kept apart from ``signals`` so that
-# the outcome changes no indexed column of the log (see migration 0004).
+# the outcome changes no indexed column of the log (see migration 0004). Keyed like the log: a
+# lease is inserted only with a key just taken, so ``idempotency_keys`` keeps it unique.
 signal_leases = Table(
     "signal_leases",
     metadata,
-    Column("log_id", String(128), primary_key=True),
+    Column("log_id", String(128), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("owner", String(64), nullable=False),
     Column("expires_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("created_at", "log_id", name="signal_leases_pkey"),
 )
+Index("ix_signal_leases_expires", signal_leases.c.expires_at)
 
 dead_letters = Table(
     "dead_letters",
@@ -167,3 +173,22 @@ replay_attempts = Table(
 )
 Index("ix_replay_attempts_log", replay_attempts.c.log_id, replay_attempts.c.id)
 Index("ix_replay_attempts_job", replay_attempts.c.job_id, replay_attempts.c.id)
+
+
+def signal_by_key(log_id: str) -> ColumnElement[bool]:
+    """The log row of ``log_id``, found through its key: the log leads with ``created_at``."""
+    created = select(idempotency_keys.c.created_at).where(idempotency_keys.c.log_id == log_id)
+    return and_(signals.c.created_at == created.scalar_subquery(), signals.c.log_id == log_id)
+
+
+def dead_letters_with_signals() -> Join:
+    """Dead letters joined to their log rows, through their keys."""
+    return dead_letters.join(
+        idempotency_keys, idempotency_keys.c.log_id == dead_letters.c.log_id
+    ).join(
+        signals,
+        and_(
+            signals.c.created_at == idempotency_keys.c.created_at,
+            signals.c.log_id == idempotency_keys.c.log_id,
+        ),
+    )
