@@ -9,7 +9,6 @@ docs/performance-analysis.md, "The agent client".
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -138,8 +137,7 @@ class HttpAgentClient:
             raise PermanentAgentError(f"request refused by the client: {exc}") from exc
         try:
             # One deadline for the whole attempt: connect, headers and every body byte.
-            async with asyncio.timeout(timeout_s):
-                response = await self._pool.exchange(target, request)
+            response = await self._pool.exchange(target, request, timeout_s)
         except TimeoutError as exc:
             raise RetryableAgentError(f"timed out after {timeout_s * 1000:.0f} ms") from exc
         except ResponseTooLarge as exc:

@@ -45,8 +45,9 @@ class ConnectionPool:
     def open_connections(self) -> int:
         return len(self._open) + self._connecting
 
-    async def exchange(self, target: Target, request: bytes) -> Response:
-        """Send ``request`` and read the whole response.
+    async def exchange(self, target: Target, request: bytes, timeout_s: float) -> Response:
+        """Send ``request`` and read the whole response, all within ``timeout_s`` (connecting,
+        waiting for a slot, every response byte), else ``TimeoutError``.
 
         An idle connection already known to be closed is swapped for a new one before anything
         is written. Once the request is written it is never sent again here: a failure is
@@ -54,12 +55,20 @@ class ConnectionPool:
         an idle connection as the request went out) from other failures. The agent may have
         read the request either way, so a re-send is the caller's: a counted, bounded attempt.
         """
-        conn, reused = await self._acquire(target, reuse=True)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        # The usual case, a keep-alive connection idle: nothing to wait for, no timer but the
+        # connection's own for the exchange.
+        conn = None if self._closed else self._take_idle(target.origin)
+        reused = conn is not None
+        if conn is None:
+            async with asyncio.timeout_at(deadline):
+                conn, reused = await self._acquire(target, reuse=True)
         if reused and not conn.writable:
             conn.abort()
-            conn, reused = await self._acquire(target, reuse=False)
+            async with asyncio.timeout_at(deadline):
+                conn, reused = await self._acquire(target, reuse=False)
         try:
-            return await self._run(conn, request)
+            return await self._run(conn, request, deadline)
         except ConnectionFailed as exc:
             exc.reused = reused
             raise
@@ -91,9 +100,9 @@ class ConnectionPool:
             self._idle[conn.origin].remove(conn)
         self._wake()
 
-    async def _run(self, conn: Connection, request: bytes) -> Response:
+    async def _run(self, conn: Connection, request: bytes, deadline: float) -> Response:
         try:
-            response = await conn.send(request)
+            response = await conn.send(request, deadline)
         except BaseException:
             conn.abort()
             raise

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router_service import __version__
 from router_service.api.admin import router as admin_router
@@ -47,10 +48,11 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
             limits = {
                 "header_timeout_s": settings.header_timeout_s,
                 "max_header_bytes": settings.max_header_bytes,
+                "body_timeout_s": settings.body_timeout_s,
             }
             yield {HTTP_LIMITS: limits}
 
-    app = FastAPI(
+    app = RouterApp(
         title="router-service",
         version=__version__,
         description="Classifies signals and routes them to HTTP agents, durably.",
@@ -64,6 +66,24 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     app.include_router(explain_router)
     app.include_router(admin_router)
     app.include_router(replay_jobs_router)
-    app.add_middleware(RouteFastPath)
-    app.add_middleware(TraceMiddleware, metrics=metrics)  # added last: the outermost
+    app.add_middleware(TraceMiddleware, metrics=metrics)  # every other request
+    app.hot_path = TraceMiddleware(RouteFastPath(), metrics=metrics)
     return app
+
+
+class RouterApp(FastAPI):
+    """FastAPI, with ``POST /route`` served in front of its middleware stack by ``hot_path``.
+
+    Every signal would otherwise pass FastAPI's own layers (server errors, exception telemetry,
+    the body limit), each an extra coroutine and ``send`` wrapper, before reaching a handler
+    that needs none of them: the fast path maps its own errors and reads its own body limit."""
+
+    hot_path: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.hot_path
+        if hot is not None and RouteFastPath.serves(scope):
+            scope["app"] = self
+            await hot(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from router_service.api.errors import describe_validation
+from router_service.api.protocol import BODY_DEADLINE
 from router_service.domain.errors import (
+    ClientGone,
     InvalidJson,
     PayloadTooLarge,
     RequestTimeout,
@@ -78,22 +80,34 @@ class BodyLimits:
 
 async def read_body(request: Request, limits: BodyLimits) -> bytes:
     """The body, refused with 413 as soon as it is known to be too large (never all read),
-    and with 408 when it does not arrive within the body timeout."""
+    and with 408 when it does not arrive within the body timeout: timed by the HTTP protocol
+    when it says so (``protocol.BODY_DEADLINE``), else here."""
     max_bytes = limits.max_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
+    if BODY_DEADLINE in request.scope.get("extensions", ()):
+        return await _read(request, max_bytes)
+    try:
+        async with asyncio.timeout(limits.timeout_s):
+            return await _read(request, max_bytes)
+    except TimeoutError as exc:
+        raise RequestTimeout(f"body not received within {limits.timeout_s:g} s") from exc
+
+
+async def _read(request: Request, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(limits.timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
-                chunks.append(chunk)
-    except TimeoutError as exc:
-        raise RequestTimeout(f"body not received within {limits.timeout_s:g} s") from exc
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"body larger than {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        # Closed by the client, or by the protocol when the body was too slow (it has answered
+        # 408 already): nobody is left to read this answer, and it is no failure of ours.
+        raise ClientGone("the connection closed before the body was complete") from exc
     return b"".join(chunks)
 
 

@@ -77,19 +77,20 @@ def _route_name(scope: Scope) -> str:
 
 
 class RouteFastPath:
-    """Serves ``POST /route`` (the hot path) straight from the ASGI scope, without FastAPI's
-    router, dependency solving and exception middleware around it. The handler and the error
-    mapping are the same ones the documented FastAPI route uses."""
+    """Serves ``POST /route`` (the hot path) straight from the ASGI scope, in front of FastAPI:
+    none of its middleware stack, router, dependency solving and exception middleware around
+    it (``api/app.py``: ``RouterApp``). The handler and the error mapping are the same ones
+    the documented FastAPI route uses; any exception becomes its JSON answer here."""
 
     marker = SimpleNamespace(path="/route")
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    @staticmethod
+    def serves(scope: Scope) -> bool:
+        return bool(
+            scope["type"] == "http" and scope["path"] == "/route" and scope["method"] == "POST"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/route" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
         from router_service.api.routes import handle_route  # routes imports this module
 
         scope["route"] = self.marker

@@ -11,7 +11,8 @@
     │   ├── PayloadTooLarge         413 payload_too_large
     │   ├── ValidationFailed        422 validation_error
     │   ├── IdempotencyKeyReused    422 idempotency_key_reused
-    │   └── RequestTimeout          408 request_timeout (the body arrived too slowly)
+    │   ├── RequestTimeout          408 request_timeout (the body arrived too slowly)
+    │   └── ClientGone              400 client_gone (the connection closed mid-body; unread)
     ├── AuthError                   401 unauthorized
     │   ├── Forbidden               403 forbidden (the key lacks the endpoint's scope)
     │   └── TooManyAuthFailures     429 too_many_auth_failures (per client address)
@@ -117,6 +118,13 @@ class IdempotencyKeyReused(BadRequest):
 class RequestTimeout(_CloseConnection, BadRequest):
     status = 408
     code = "request_timeout"
+
+
+class ClientGone(_CloseConnection, BadRequest):
+    """The connection closed while the body was being read: the answer reaches nobody."""
+
+    status = 400
+    code = "client_gone"
 
 
 class AuthError(RouterError):

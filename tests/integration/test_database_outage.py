@@ -67,7 +67,8 @@ def test_database_outage_is_503_then_recovers_without_restart(
         assert client.get("/logs").status_code == 503
 
         proxy.restore()
-        assert client.post("/route", json=signal).status_code == 200
+        r = client.post("/route", json=signal)
+        assert r.status_code == 200, r.text
         assert client.get("/health").status_code == 200
         assert len(agents.received("alpha")) == 2
 

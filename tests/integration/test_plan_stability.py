@@ -58,20 +58,27 @@ async def _grow_log(url: str, rows: int) -> None:
 
 
 async def _cached_plans(store: PgStore) -> dict[str, str]:
-    """The plan each prepared statement of the store's connection would run now."""
+    """The plan each prepared statement would run now, on the connection that ran it: the
+    outcome's on the connection its group commit keeps (``pg_lane.py``), the read's on the
+    pool's."""
+    plans: dict[str, str] = {}
+    await store._outcome_lane.run_twice(lambda conn: _explain(conn, plans))
+    async with store._pool.connection("explain") as conn:
+        await _explain(conn, plans)
+    return plans
+
+
+async def _explain(conn: Any, plans: dict[str, str]) -> None:
     arguments = {
         sql.RECORD: "('x', now(), 'delivered', '[]', 'null', 1.0, now())",
         sql.GET: "('x')",
     }
-    plans: dict[str, str] = {}
-    async with store._pool.connection("explain") as conn:  # the connection that ran them
-        prepared = await conn.fetch("SELECT name, statement FROM pg_prepared_statements")
-        for row in prepared:
-            for statement, args in arguments.items():
-                if row["statement"].strip() == statement.strip():
-                    lines = await conn.fetch(f"EXPLAIN EXECUTE {row['name']}{args}")
-                    plans[statement] = "\n".join(line[0] for line in lines)
-    return plans
+    prepared = await conn.fetch("SELECT name, statement FROM pg_prepared_statements")
+    for row in prepared:
+        for statement, args in arguments.items():
+            if row["statement"].strip() == statement.strip():
+                lines = await conn.fetch(f"EXPLAIN EXECUTE {row['name']}{args}")
+                plans[statement] = "\n".join(line[0] for line in lines)
 
 
 def test_outcome_plans_made_on_an_empty_log_stay_index_lookups_as_it_grows(url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,6 +161,22 @@ def test_slow_body_is_cut_with_408(strict: RouterServer) -> None:
     )
     answer = _raw(port, head)
     assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_a_body_still_missing_after_the_answer_ends_the_connection_at_the_body_timeout(
+    strict: RouterServer,
+) -> None:
+    port = int(strict.base_url.rsplit(":", 1)[1])
+    head = (
+        b"POST /route HTTP/1.1\r\nHost: x\r\nX-API-Key: not-a-key\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    started = time.perf_counter()
+    answer = _raw(port, head)  # until the router closes the connection
+    elapsed = time.perf_counter() - started
+    assert answer.startswith(b"HTTP/1.1 401")  # answered before the body was read
+    assert answer.count(b"HTTP/1.1 ") == 1  # and no 408 written after that answer
+    assert elapsed < 3.0  # BODY_TIMEOUT_S (0.3 s), not the 5-s keep-alive timeout
 
 
 def test_huge_headers_are_431(strict: RouterServer) -> None:

@@ -62,8 +62,7 @@ class _Client:
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
         request = self._target.encode(body, self._headers)
-        async with asyncio.timeout(self._timeout_s):
-            response = await self._pool.exchange(self._target, request)
+        response = await self._pool.exchange(self._target, request, self._timeout_s)
         return response.status, response.body
 
     async def close(self) -> None:

@@ -88,15 +88,14 @@ class GroupCommit(Generic[Row, Result]):
         except Exception as exc:
             if len(rows) == 1 or not self._isolate(exc):
                 return [_Failed(exc)] * len(rows)
-        alone = await asyncio.gather(*map(self._write_one, rows), return_exceptions=True)
+        # One after the other: the writes of one group commit never overlap (a lane, in
+        # ``pg_lane.py``, runs one statement at a time).
         outcomes: list[Result | _Failed] = []
-        for one in alone:
-            if isinstance(one, Exception):
-                outcomes.append(_Failed(one))
-            elif isinstance(one, BaseException):  # cancelled: as an exception of the writer
-                raise one
-            else:
-                outcomes.append(one)
+        for row in rows:
+            try:
+                outcomes.append(await self._write_one(row))
+            except Exception as exc:
+                outcomes.append(_Failed(exc))
         return outcomes
 
 

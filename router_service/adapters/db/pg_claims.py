@@ -33,7 +33,7 @@ class ClaimWrite:
 
 class PgClaims:
     def __init__(self, pool: PgPool) -> None:
-        self._pool = pool
+        self._lane = pool.lane("claim")  # the batches run one at a time: one connection kept
         self._batches: GroupCommit[ClaimParams, ClaimWrite] = GroupCommit(
             self._write, self._write_one, isolate=refused_rows
         )
@@ -45,16 +45,12 @@ class PgClaims:
         return await self._batches.submit(params)
 
     async def _write_one(self, params: ClaimParams) -> ClaimWrite:
-        taken, retried = await self._pool.run_twice(
-            "claim", lambda conn: conn.fetchval(sql.CLAIM, *params)
-        )
+        taken, retried = await self._lane.run_twice(lambda conn: conn.fetchval(sql.CLAIM, *params))
         return ClaimWrite(taken is not None, retried)
 
     async def _write(self, batch: Sequence[ClaimParams]) -> list[ClaimWrite]:
         ordered = sorted(batch, key=lambda params: params[0])
-        rows, retried = await self._pool.run_twice(
-            "claim", lambda conn: conn.fetchmany(sql.CLAIM, ordered)
-        )
+        rows, retried = await self._lane.run_twice(lambda conn: conn.fetchmany(sql.CLAIM, ordered))
         taken = {row[0] for row in rows}
         writes = []
         for params in batch:

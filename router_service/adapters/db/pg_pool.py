@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from router_service.adapters.db.pg_lane import PgLane
 from router_service.domain.errors import Overloaded, StorageUnavailable
 from router_service.service.ports import Events
 
@@ -44,8 +45,11 @@ class PgPool:
         self._events = events
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._lanes: list[PgLane] = []
 
     async def close(self) -> None:
+        for lane in self._lanes:
+            await lane.close()
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -79,19 +83,8 @@ class PgPool:
     async def connection(self, operation: str) -> AsyncIterator[Any]:
         started = time.perf_counter()
         ok = False
-        pool = self._pool or await self._open()
         try:
-            # With a connection idle, acquiring cannot wait (and reconnecting has its own
-            # timeout): asyncpg's timeout would only cost two timers per statement.
-            timeout = None if pool.get_idle_size() else self._settings.connect_timeout_s
-            try:
-                conn = await pool.acquire(timeout=timeout)
-            except TimeoutError as exc:
-                # Either every connection is busy, or connecting itself timed out.
-                if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
-                    raise Overloaded("every database connection is busy; retry shortly") from exc
-                raise
-            self._events.db_pool(in_use=1)
+            pool, conn = await self.acquire()
             try:
                 yield conn
                 ok = True
@@ -101,23 +94,53 @@ class PgPool:
                 conn.terminate()
                 raise
             finally:
-                self._events.db_pool(in_use=-1)
-                await pool.release(conn)
+                await self.release(pool, conn)
         except (Overloaded, StorageUnavailable):
             raise
         except Exception as exc:
-            # Any driver error: asyncpg also raises bare ``InternalClientError`` for a connection
-            # whose backend was killed mid-protocol.
-            if not isinstance(exc, asyncpg.PostgresError) or isinstance(
-                exc, asyncpg.PostgresConnectionError
-            ):
-                # The server restarted or dropped us: the idle connections are just as dead.
-                await pool.expire_connections()
-            raise StorageUnavailable("the database is unavailable; try again shortly") from exc
+            raise await self.unavailable(exc) from exc
         finally:
-            self._events.db_call(
-                operation=operation, latency_s=time.perf_counter() - started, ok=ok
-            )
+            self.called(operation, started, ok)
+
+    def lane(self, operation: str) -> PgLane:
+        """A connection of this pool kept for one writer that runs one statement at a time
+        (a group commit), when the pool has room for it: see ``pg_lane.py``."""
+        lane = PgLane(self, operation, pinned=self._settings.max_size - len(self._lanes) > 2)
+        self._lanes.append(lane)
+        return lane
+
+    async def acquire(self) -> tuple[asyncpg.Pool, Any]:
+        """A connection out of the pool (``release`` gives it back), counted as in use."""
+        pool = self._pool or await self._open()
+        # With a connection idle, acquiring cannot wait (and reconnecting has its own
+        # timeout): asyncpg's timeout would only cost two timers per statement.
+        timeout = None if pool.get_idle_size() else self._settings.connect_timeout_s
+        try:
+            conn = await pool.acquire(timeout=timeout)
+        except TimeoutError as exc:
+            # Either every connection is busy, or connecting itself timed out.
+            if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+                raise Overloaded("every database connection is busy; retry shortly") from exc
+            raise
+        self._events.db_pool(in_use=1)
+        return pool, conn
+
+    async def release(self, pool: asyncpg.Pool, conn: Any) -> None:
+        self._events.db_pool(in_use=-1)
+        await pool.release(conn)
+
+    def called(self, operation: str, started: float, ok: bool) -> None:
+        self._events.db_call(operation=operation, latency_s=time.perf_counter() - started, ok=ok)
+
+    async def unavailable(self, exc: Exception) -> StorageUnavailable:
+        """Any driver error as ours. asyncpg also raises a bare ``InternalClientError`` for a
+        connection whose backend was killed mid-protocol."""
+        if (not isinstance(exc, asyncpg.PostgresError) or isinstance(
+            exc, asyncpg.PostgresConnectionError
+        )) and self._pool is not None:  # fmt: skip
+            # The server restarted or dropped us: the idle connections are just as dead.
+            await self._pool.expire_connections()
+        return StorageUnavailable("the database is unavailable; try again shortly")
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:

@@ -68,6 +68,7 @@ class PgStore(PgReplayJobs):
     def __init__(self, pool: PgPool) -> None:
         self._pool = pool
         self._claims = PgClaims(pool)
+        self._outcome_lane = pool.lane("record")  # the batches run one at a time
         self._outcomes: GroupCommit[OutcomeRow, None] = GroupCommit(
             self._write_outcomes, self._write_outcome, isolate=refused_rows
         )
@@ -177,12 +178,12 @@ class PgStore(PgReplayJobs):
     async def _write_outcomes(self, rows: list[OutcomeRow]) -> list[None]:
         # In key order: concurrent writers (other processes) lock rows in the same order.
         params = [_outcome_params(r) for r in sorted(rows, key=lambda r: r.log_id)]
-        await self._pool.run_twice("record", lambda conn: conn.executemany(sql.RECORD, params))
+        await self._outcome_lane.run_twice(lambda conn: conn.executemany(sql.RECORD, params))
         return [None] * len(rows)
 
     async def _write_outcome(self, row: OutcomeRow) -> None:
         params = _outcome_params(row)
-        await self._pool.run_twice("record", lambda conn: conn.execute(sql.RECORD, *params))
+        await self._outcome_lane.run_twice(lambda conn: conn.execute(sql.RECORD, *params))
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
         where = sql.Filters()
