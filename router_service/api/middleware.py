@@ -36,7 +36,9 @@ class TraceMiddleware:
                 break
         trace = TraceContext.from_header(incoming)
         scope.setdefault("state", {})["trace"] = trace
-        structlog.contextvars.bind_contextvars(trace_id=trace.trace_id, span_id=trace.span_id)
+        bound = structlog.contextvars.bind_contextvars(
+            trace_id=trace.trace_id, span_id=trace.span_id
+        )
         header = (b"traceparent", trace.traceparent.encode())
         status = 500
         started = time.perf_counter()
@@ -57,7 +59,8 @@ class TraceMiddleware:
             self._responses(route, f"{status // 100}xx").inc()
             if route != "/route":
                 self._access(scope, route, status, started)
-            structlog.contextvars.clear_contextvars()
+            # Back to what was bound before: two resets, not a pass over the whole context.
+            structlog.contextvars.reset_contextvars(**bound)
 
     def _access(self, scope: Scope, route: str, status: int, started: float) -> None:
         self.log.info(

@@ -86,7 +86,12 @@ class Dispatcher:
         """Run the plan; ``deadline`` is a ``time.perf_counter()`` instant. ``probe``: an
         operator's "try now", whose first attempt to each agent goes out even through an open
         circuit, as its half-open probe."""
-        fanout = asyncio.Semaphore(self._fanout_concurrency)
+        # A bound on concurrent calls only where there are more agents than it allows.
+        fanout = (
+            asyncio.Semaphore(self._fanout_concurrency)
+            if len(plan.agents) > self._fanout_concurrency
+            else None
+        )
         if plan.mode is Mode.FALLBACK:
             return await self._fallback(plan.agents, envelope, trace, deadline, probe)
         if plan.mode is Mode.HEDGE and len(plan.agents) > 1:
@@ -143,12 +148,12 @@ class Dispatcher:
         envelope: Envelope,
         trace: TraceContext,
         deadline: float,
-        fanout: asyncio.Semaphore,
+        fanout: asyncio.Semaphore | None,
         probe: bool,
     ) -> list[AgentResult]:
-        if len(agents) == 1:  # nothing to race: no tasks to create, cancel or gather
+        if len(agents) == 1:  # nothing to race or bound: no tasks, no semaphore
             single = _Progress(probe=probe)
-            return [await self._bounded(agents[0], envelope, trace, deadline, fanout, single)]
+            return [await self.call_with_retries(agents[0], envelope, trace, deadline, single)]
         progress = {a.name: _Progress(probe=probe) for a in agents}
         tasks = [
             asyncio.create_task(
@@ -206,11 +211,13 @@ class Dispatcher:
         envelope: Envelope,
         trace: TraceContext,
         deadline: float,
-        fanout: asyncio.Semaphore,
+        fanout: asyncio.Semaphore | None,
         progress: _Progress | None = None,
     ) -> AgentResult:
+        state = progress or _Progress()
+        if fanout is None:
+            return await self.call_with_retries(agent, envelope, trace, deadline, state)
         async with fanout:
-            state = progress or _Progress()
             return await self.call_with_retries(agent, envelope, trace, deadline, state)
 
     def guard(self, agent: str) -> AgentGuard:
