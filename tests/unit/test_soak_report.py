@@ -137,3 +137,12 @@ def test_raw_figures_render_the_same_section_again(tmp_path: Path) -> None:
     )
     dump(result, tmp_path / "soak.json")
     assert load(tmp_path / "soak.json") == result
+
+
+def test_the_machine_table_gives_a_cpu_speed_to_compare_runs_by() -> None:
+    from bench.environment import cpu_speed
+
+    text = cpu_speed(additions=200_000)
+    seconds, _, rest = text.partition(" s per 10 million Python additions")
+    assert float(seconds) > 0
+    assert rest == " (lower is faster)"

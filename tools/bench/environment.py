@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import platform
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -100,6 +102,7 @@ def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
         ("kernel", platform.release()),
         ("OS", osname),
         ("Python", platform.python_version()),
+        ("CPU speed, one core", cpu_speed()),
         ("nginx", _first_line(["nginx", "-v"])),
         ("wrk", _first_line(["wrk", "-v"]).split(" Copyright")[0]),
         ("Postgres", pg),
@@ -109,6 +112,22 @@ def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
     if peers:
         rows.append(("node", _first_line(["node", "--version"])))
     return rows
+
+
+def cpu_speed(additions: int = 5_000_000) -> str:
+    """A fixed loop of Python additions, best of two, per 10 million: the figure to compare
+    machines by (these shared machines differed by close to three times between sessions, and a
+    run's absolute figures move with it)."""
+    best = math.inf
+    for _ in range(2):
+        started = time.perf_counter()
+        total = 0
+        for i in range(additions):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return (
+        f"{best * 10_000_000 / additions:.2f} s per 10 million Python additions (lower is faster)"
+    )
 
 
 def pinned_text(text: str) -> str:
