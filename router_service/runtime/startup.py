@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator
 
@@ -72,6 +73,12 @@ async def running_services(
     try:
         await wait_for_schema(services.store, settings.startup_db_wait_s)
         services.start_background(redelivery=redelivery or settings.dlq_worker_enabled)
+        # What is loaded by now (modules, settings, routing, clients) lives as long as the
+        # process: kept out of the cyclic collector's full passes, which otherwise walk all of
+        # it (about 90,000 objects, 58-73 ms each on the benchmark machine) while every
+        # request in flight waits. (Freezing is a list splice; what startup left as garbage
+        # stays until the process stops serving.)
+        gc.freeze()
         # One line per process once it serves and reloads on SIGHUP: under --workers N, a
         # signal sent before every worker has logged this restarts the late ones instead.
         get_logger("startup").info(
@@ -79,4 +86,5 @@ async def running_services(
         )
         yield services
     finally:
+        gc.unfreeze()  # collectable again once the process stops serving
         await services.close()
