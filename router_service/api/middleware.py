@@ -6,12 +6,11 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router_service.api.errors import response_for
-from router_service.observability.logging import get_logger
+from router_service.observability.logging import bind_trace, get_logger, reset_trace
 from router_service.observability.metrics import Metrics, children
 from router_service.observability.tracing import TraceContext
 
@@ -36,9 +35,7 @@ class TraceMiddleware:
                 break
         trace = TraceContext.from_header(incoming)
         scope.setdefault("state", {})["trace"] = trace
-        bound = structlog.contextvars.bind_contextvars(
-            trace_id=trace.trace_id, span_id=trace.span_id
-        )
+        bound = bind_trace(trace.trace_id, trace.span_id)
         header = (b"traceparent", trace.traceparent.encode())
         status = 500
         started = time.perf_counter()
@@ -59,8 +56,7 @@ class TraceMiddleware:
             self._responses(route, f"{status // 100}xx").inc()
             if route != "/route":
                 self._access(scope, route, status, started)
-            # Back to what was bound before: two resets, not a pass over the whole context.
-            structlog.contextvars.reset_contextvars(**bound)
+            reset_trace(bound)  # back to what was bound before
 
     def _access(self, scope: Scope, route: str, status: int, started: float) -> None:
         self.log.info(

@@ -54,10 +54,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._header_timer = None
 
     def _headers_too_slow(self) -> None:
-        if not self.transport.is_closing():
-            message = f"request headers not received within {self.header_timeout_s:g} s"
+        self._too_slow(f"request headers not received within {self.header_timeout_s:g} s")
+
+    def _too_slow(self, message: str, *, answer: bool = True) -> None:
+        """A 408 with ``message`` (unless the app has answered already), then the close."""
+        if self.transport.is_closing():
+            return
+        if answer:
             self.transport.write(raw_refusal(408, "Request Timeout", "request_timeout", message))
-            self.transport.close()
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -81,13 +86,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _body_too_slow(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
-            return
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
-            message = f"body not received within {self.body_timeout_s:g} s"
-            self.transport.write(raw_refusal(408, "Request Timeout", "request_timeout", message))
-        self.transport.close()  # the app's read ends as a disconnect
+        unanswered = cycle is None or not cycle.response_started
+        # The close ends the app's read as a disconnect.
+        self._too_slow(f"body not received within {self.body_timeout_s:g} s", answer=unanswered)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -1,26 +1,28 @@
-"""``LoopTurnStream``: the log lines of one turn of the event loop leave in one flush; outside a
-loop every flush goes through at once; a loop that ended owing a flush strands nothing."""
+"""``LoopTurnStream``: the log lines of one turn of the event loop leave in one write, also to
+a stream with no buffer of its own (``PYTHONUNBUFFERED``); outside a loop every line is written
+at once; a loop that ended owing a write strands nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from router_service.observability.logging import LoopTurnStream
 
 
-class _Stream:
+class _RawStream:
+    """A stream with no buffer, as ``sys.stdout.buffer`` is under ``PYTHONUNBUFFERED``: every
+    ``write`` is a system call, recorded here."""
+
     def __init__(self) -> None:
-        self.buffer = b""
-        self.flushed: list[bytes] = []  # what each flush sent out
+        self.flushed: list[bytes] = []  # what each write sent out
 
     def write(self, data: bytes) -> int:
-        self.buffer += data
+        self.flushed.append(bytes(data))
         return len(data)
 
     def flush(self) -> None:
-        if self.buffer:
-            self.flushed.append(self.buffer)
-            self.buffer = b""
+        pass
 
 
 async def _next_turn() -> None:
@@ -32,20 +34,19 @@ async def _next_turn() -> None:
 
 
 def _line(stream: LoopTurnStream, text: bytes) -> None:
-    stream.write(text + b"\n")
-    stream.flush()  # as structlog's BytesLogger does after every line
+    stream.msg(text + b"\n")  # as structlog calls its logger, once a line
 
 
-def test_outside_a_loop_every_line_is_flushed_at_once() -> None:
-    raw = _Stream()
+def test_outside_a_loop_every_line_is_written_at_once() -> None:
+    raw = _RawStream()
     stream = LoopTurnStream(raw)  # type: ignore[arg-type]
     _line(stream, b"a")
     _line(stream, b"b")
     assert raw.flushed == [b"a\n", b"b\n"]
 
 
-def test_the_lines_of_one_loop_turn_leave_in_one_flush() -> None:
-    raw = _Stream()
+def test_the_lines_of_one_loop_turn_leave_in_one_write() -> None:
+    raw = _RawStream()
     stream = LoopTurnStream(raw)  # type: ignore[arg-type]
 
     async def scenario() -> list[list[bytes]]:
@@ -66,8 +67,8 @@ def test_the_lines_of_one_loop_turn_leave_in_one_flush() -> None:
     assert later == [b"a\nb\nc\n", b"d\n"]
 
 
-def test_a_loop_that_ended_owing_a_flush_strands_no_later_line() -> None:
-    raw = _Stream()
+def test_a_loop_that_ended_owing_a_write_strands_no_later_line() -> None:
+    raw = _RawStream()
     stream = LoopTurnStream(raw)  # type: ignore[arg-type]
 
     async def last_words() -> None:
@@ -83,3 +84,30 @@ def test_a_loop_that_ended_owing_a_flush_strands_no_later_line() -> None:
     assert b"".join(raw.flushed) == b"a\nb\n"
     _line(stream, b"c")  # and outside any loop, at once
     assert raw.flushed[-1] == b"c\n"
+
+
+def test_lines_from_threads_and_a_loop_are_each_written_once() -> None:
+    raw = _RawStream()
+    stream = LoopTurnStream(raw)  # type: ignore[arg-type]
+
+    def from_thread(name: str) -> None:
+        for i in range(2000):
+            _line(stream, f"{name}{i}".encode())
+
+    async def from_loop() -> None:
+        threads = [threading.Thread(target=from_thread, args=(name,)) for name in "tu"]
+        for thread in threads:
+            thread.start()
+        for i in range(2000):
+            _line(stream, f"l{i}".encode())
+            if i % 10 == 0:
+                await _next_turn()
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+
+    asyncio.run(from_loop())
+    lines = b"".join(raw.flushed).splitlines()
+    assert sorted(lines) == sorted(f"{name}{i}".encode() for name in "tlu" for i in range(2000))
+    for name in "tlu":  # each source's lines in the order it wrote them
+        mine = [line for line in lines if line.startswith(name.encode())]
+        assert mine == [f"{name}{i}".encode() for i in range(2000)]
