@@ -1,6 +1,13 @@
 """A fair share for every sender: five quiet senders measured alone, then again beside a noisy
 sender at 20 times their total rate, all against one slow agent. The quiet senders' p99 must stay
-within 1.5 times their p99 alone, and none of their signals may be refused."""
+within 1.5 times their p99 alone, and none of their signals may be refused.
+
+With 40-50 quiet signals a phase, p99 is their slowest one or two: a single stall of the machine
+(a disk flush, a stolen CPU) in the second phase can put one signal over the bound while the
+median and the router's queue of waiting senders show nothing. So a p99 over the bound is
+measured once more, both phases anew; the verdict is the second measurement's. Unfairness is
+systematic and fails both (``CHAOS_ROUTER_ENV="SENDER_MAX_IN_FLIGHT=0"`` shows it); a stall
+seldom hits twice. Both measurements are in the notes."""
 
 from __future__ import annotations
 
@@ -35,22 +42,36 @@ async def noisy_sender(run: Run) -> None:
         **overrides(),  # CHAOS_ROUTER_ENV="SENDER_MAX_IN_FLIGHT=0" shows the scenario failing
     }
     replica = await stack.start_replica("router-a", env=env)
+    for attempt in (1, 2):
+        alone, together = await _measure(run, replica.base_url, attempt)
+        if _p99_ratio(alone, together) <= P99_BOUND or attempt == 2:
+            break
+        run.notes.append(
+            f"first measurement: quiet p99 {_ms(_latencies(together), 99)} ms beside the noisy "
+            f"sender, {_ms(_latencies(alone), 99)} ms alone "
+            f"({_p99_ratio(alone, together):.2f}x, over {P99_BOUND:g}x): measured once more"
+        )
+    _verdict(run, alone, together)
+
+
+async def _measure(run: Run, base_url: str, attempt: int) -> tuple[list[Answer], list[Answer]]:
+    """The quiet senders alone, then beside the noisy sender; their answers in each phase."""
     alone_s, together_s = run.scale.n(4, 15), run.scale.n(5, 20)
-    alone = await _quiet(run, "alone", alone_s)
+    alone = await _quiet(run, f"alone{attempt}", alone_s)
     stop = asyncio.Event()
-    noisy = asyncio.create_task(_noisy(run, stop, together_s + 2))
-    peak = asyncio.create_task(_peak_waiting(run, replica.base_url, stop))
+    noisy = asyncio.create_task(_noisy(run, stop, together_s + 2, attempt))
+    peak = asyncio.create_task(_peak_waiting(run, base_url, stop))
     try:
         # Phase 2 starts once the noisy sender holds its slots (or was refused: the limit is on).
-        await _noisy_engaged(run)
-        together = await _quiet(run, "together", together_s)
+        await _noisy_engaged(run, attempt)
+        together = await _quiet(run, f"together{attempt}", together_s)
     finally:
         stop.set()
         sent = await noisy
         waiting, refusals = await peak
     await wait_quiet(run)
-    _verdict(run, alone, together)
-    _noisy_notes(run, sent, together_s + 2, waiting, refusals)
+    _noisy_notes(run, sent, together_s + 2, waiting, refusals, attempt)
+    return alone, together
 
 
 async def _quiet(run: Run, phase: str, duration_s: float) -> list[Answer]:
@@ -76,13 +97,14 @@ async def _quiet(run: Run, phase: str, duration_s: float) -> list[Answer]:
     ]
 
 
-async def _noisy(run: Run, stop: asyncio.Event, max_s: float) -> int:
+async def _noisy(run: Run, stop: asyncio.Event, max_s: float, attempt: int) -> int:
     """The noisy sender, open loop: it does not slow down when refused (a retry storm)."""
     stack = run.stack
     rate = NOISY_FACTOR * QUIET_SENDERS * QUIET_RATE
 
     def make(index: int) -> Signal:
-        return Signal(f"noisy-{run.tag}-{index}", {"route": "fast", "n": index}, sender="noisy")
+        log_id = f"{_noisy_prefix(attempt)}{run.tag}-{index}"
+        return Signal(log_id, {"route": "fast", "n": index}, sender="noisy")
 
     # No client-side bound below the router's own MAX_IN_FLIGHT: the router must do the bounding.
     return await steady_load(
@@ -96,9 +118,15 @@ async def _noisy(run: Run, stop: asyncio.Event, max_s: float) -> int:
     )
 
 
-async def _noisy_engaged(run: Run) -> None:
+def _noisy_prefix(attempt: int) -> str:
+    return f"noisy{attempt}-"
+
+
+async def _noisy_engaged(run: Run, attempt: int) -> None:
+    prefix = _noisy_prefix(attempt)
+
     async def engaged() -> bool:
-        noisy = [a for a in run.stack.recorder.answers if a.log_id.startswith("noisy-")]
+        noisy = [a for a in run.stack.recorder.answers if a.log_id.startswith(prefix)]
         return len(noisy) >= SENDER_MAX_IN_FLIGHT
 
     await poll(engaged, timeout_s=5, every_s=0.05)
@@ -128,10 +156,15 @@ async def _metrics(run: Run, base_url: str) -> dict[str, float]:
     return values
 
 
+def _p99_ratio(alone: Sequence[Answer], together: Sequence[Answer]) -> float:
+    p99_alone = percentile(_latencies(alone), 99)
+    return percentile(_latencies(together), 99) / p99_alone if p99_alone else float("inf")
+
+
 def _verdict(run: Run, alone: Sequence[Answer], together: Sequence[Answer]) -> None:
     base, under = _latencies(alone), _latencies(together)
     p99_alone, p99_together = percentile(base, 99), percentile(under, 99)
-    ratio = p99_together / p99_alone if p99_alone else float("inf")
+    ratio = _p99_ratio(alone, together)
     run.notes.append(
         f"quiet senders p50/p99: alone {_ms(base, 50)}/{_ms(base, 99)} ms, beside the noisy "
         f"sender {_ms(under, 50)}/{_ms(under, 99)} ms ({ratio:.2f}x, bound {P99_BOUND:g}x; "
@@ -153,8 +186,11 @@ def _verdict(run: Run, alone: Sequence[Answer], together: Sequence[Answer]) -> N
         )
 
 
-def _noisy_notes(run: Run, sent: int, seconds: float, waiting: int, refusals: int) -> None:
-    noisy = [a for a in run.stack.recorder.answers if a.log_id.startswith("noisy-")]
+def _noisy_notes(
+    run: Run, sent: int, seconds: float, waiting: int, refusals: int, attempt: int
+) -> None:
+    prefix = _noisy_prefix(attempt)
+    noisy = [a for a in run.stack.recorder.answers if a.log_id.startswith(prefix)]
     statuses = Counter(f"{a.status} {a.code or ''}".strip() for a in noisy)
     listed = ", ".join(f"{n}x {what}" for what, n in statuses.most_common())
     run.notes.append(
