@@ -122,7 +122,10 @@ EXPLAINED: Mapping[str, str] = {
         "senders' p99 beside the noisy sender must stay within 1.5 times their p99 alone, and "
         "none of their signals may be refused; the noisy sender must be refused with 429 "
         "`sender_over_limit`. `senders_waiting` and `sender_refusals_total` are read from "
-        "`/metrics` every 50 ms."
+        "`/metrics` every 50 ms. A p99 over the bound is measured once more, both phases "
+        "anew, and the second measurement decides: with 40-50 quiet signals a phase (quick "
+        "run) the p99 is the slowest one or two, and one stall of the machine can put it over "
+        "the bound; unfairness fails both."
     ),
     "flood": (
         "A control client sends one signal at a time, first alone (the baseline), then while "
