@@ -111,18 +111,23 @@ async def _read(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+# The decoder json.loads would build on every call with these options.
+_STRICT = json.JSONDecoder(
+    object_pairs_hook=_unique_keys,
+    parse_constant=_reject_constant,
+    parse_int=_exact_int,
+    parse_float=_finite_float,
+)
+
+
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, no lone surrogates; numbers a
     double or an int can hold exactly as written (422 naming the number otherwise)."""
     try:
         text = raw.decode("utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_keys,
-            parse_constant=_reject_constant,
-            parse_int=_exact_int,
-            parse_float=_finite_float,
-        )
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _STRICT.decode(text)
     except UnicodeDecodeError as exc:
         raise InvalidJson("body is not UTF-8") from exc
     except json.JSONDecodeError as exc:

@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# allow_nan=False) would build on every call (it makes a new encoder when given options).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_JSON_STRING = json.encoder.encode_basestring  # the encoder's own spelling of a string
+
 
 def canonical_json(value: Any) -> str:
     """The one JSON spelling of ``value`` that hashes and storage agree on."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def sha256_hex(text: str) -> str:
@@ -38,7 +43,9 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def derive_log_id(sender_id: str, timestamp: datetime, payload_hash: str) -> str:
-    return sha256_hex(canonical_json([sender_id, format_timestamp(timestamp), payload_hash]))
+    # canonical_json([sender_id, ts, payload_hash]), spelled out: a list of three strings.
+    parts = (sender_id, format_timestamp(timestamp), payload_hash)
+    return sha256_hex("[" + ",".join(map(_JSON_STRING, parts)) + "]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,11 @@ def test_parse_json_rejects_duplicate_keys(raw: bytes) -> None:
         parse_json(raw)
 
 
+def test_parse_json_names_a_byte_order_mark_as_json_loads_does() -> None:
+    with pytest.raises(InvalidJson, match="Unexpected UTF-8 BOM"):
+        parse_json(b'\xef\xbb\xbf{"a": 1}')
+
+
 def test_parse_json_rejects_bytes_that_are_not_utf8() -> None:
     with pytest.raises(InvalidJson, match="not UTF-8"):
         parse_json(b'{"s": "caf\xe9"}')

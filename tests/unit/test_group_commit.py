@@ -83,3 +83,37 @@ def test_a_lone_row_that_fails_raises_to_its_caller() -> None:
     with pytest.raises(RowRefused):
         asyncio.run(commit.submit("a"))
     assert db.batches == [["a"]]
+
+
+class GatedDatabase(Database):
+    """Holds every write until ``gate`` opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def write(self, rows: list[str]) -> list[str]:
+        self.batches.append(list(rows))
+        await self.gate.wait()
+        return [row.upper() for row in rows]
+
+
+def test_a_caller_cancelled_while_queued_leaves_its_row_written_and_its_neighbours_answered() -> (
+    None
+):
+    db = GatedDatabase()
+    commit = db.group_commit()
+
+    async def scenario() -> list[object]:
+        tasks = [asyncio.create_task(commit.submit(r)) for r in ("a", "b", "c", "d")]
+        await asyncio.sleep(0)  # "a" is being written; the others wait in the queue
+        tasks[2].cancel()
+        await asyncio.sleep(0)
+        db.gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert results[:2] == ["A", "B"]
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert results[3] == "D"
+    assert db.batches == [["a"], ["b", "c", "d"]]  # the cancelled caller's row is still written

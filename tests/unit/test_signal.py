@@ -163,3 +163,14 @@ def test_payload_hash_is_invariant_under_key_permutation(
     two = Signal.create(sender_id="s", payload=shuffled, timestamp=MOMENT)
     assert one.payload_hash == two.payload_hash
     assert one.log_id == two.log_id
+
+
+@given(sender_id=st.text(), payload=st.dictionaries(st.text(max_size=6), json_values, max_size=8))
+def test_any_sender_and_payload_give_the_recipes_log_id(
+    sender_id: str, payload: dict[str, Any]
+) -> None:
+    """The recipe through json.dumps, against the module's cached encoder and its spelled-out
+    three-string list: quotes, backslashes, control and non-ASCII characters alike."""
+    signal = Signal.create(sender_id=sender_id, payload=payload, timestamp=MOMENT)
+    assert signal.payload_json == _recipe_canonical(payload)
+    assert signal.log_id == _recipe_log_id(sender_id, "2024-05-01T12:34:56.789012Z", payload)

@@ -58,7 +58,9 @@ class GroupCommit(Generic[Row, Result]):
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieve)  # a cancelled waiter's failure is not "unretrieved"
         self._queue.append((row, done))
-        return await asyncio.shield(done)  # a cancelled request does not cancel its neighbours
+        # A cancelled request cancels only its own future: its row is still written, and the
+        # batch skips the future when the results come (no shield needed, nor its two futures).
+        return await done
 
     def _hand_over(self) -> None:
         if self._queue:
