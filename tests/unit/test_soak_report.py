@@ -3,6 +3,7 @@ docs/performance.md that the soak replaces and the comparison keeps, the raw fig
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from bench.__main__ import write_report
@@ -146,3 +147,34 @@ def test_the_machine_table_gives_a_cpu_speed_to_compare_runs_by() -> None:
     seconds, _, rest = text.partition(" s per 10 million Python additions")
     assert float(seconds) > 0
     assert rest == " (lower is faster)"
+
+
+def test_the_machine_noise_of_each_window_is_shown_and_named_in_the_verdict() -> None:
+    calm = _window("closed", 1, 1000, 10.0)
+    stalled = _window("closed", 2, 1000, 40.0)
+    result = _result(
+        dataclasses.replace(calm, stolen_cores=0.01, io_stalled=0.004, checkpoints=0),
+        dataclasses.replace(stalled, stolen_cores=0.2, io_stalled=0.125, checkpoints=2),
+    )
+    column = {name: index for index, name in enumerate(HEADER)}
+    rows = window_rows(result)
+    assert [r[column["I/O stalled %"]] for r in rows] == ["0.4", "12.5"]
+    assert [r[column["stolen (cores)"]] for r in rows] == ["0.01", "0.20"]
+    assert [r[column["checkpoints"]] for r in rows] == ["0", "2"]
+    line = verdict_line(result)
+    assert "DRIFTED" in line  # the verdict is the rule's; the noise only stands beside it
+    assert "I/O stalled 0.4 → 12.5 % of the window, stolen 0.01 → 0.20 cores" in line
+    unknown = _result(_window("closed", 1, 1000, 10.0), _window("closed", 2, 1000, 10.0))
+    assert "I/O stalled" not in verdict_line(unknown)  # no pressure figures: nothing claimed
+    assert window_rows(unknown)[0][column["I/O stalled %"]] == "\u2013"
+
+
+def test_pressure_stall_seconds_are_read_from_the_full_line() -> None:
+    from bench.probes import full_stall_seconds
+
+    text = (
+        "some avg10=7.18 avg60=10.06 avg300=11.13 total=304594502\n"
+        "full avg10=4.44 avg60=8.70 avg300=9.90 total=231423308\n"
+    )
+    assert full_stall_seconds(text) == 231.423308
+    assert full_stall_seconds("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n") is None

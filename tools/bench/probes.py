@@ -212,6 +212,7 @@ class MachineCpu:
     steal_s: float
     harness_s: float  # this process and the children it waited for (wrk, the open loop)
     at: float
+    io_stalled_s: float | None = None  # every runnable task waiting on I/O (None: no PSI)
 
     @classmethod
     def now(cls) -> MachineCpu:
@@ -221,7 +222,26 @@ class MachineCpu:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         harness = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
         busy = (user + nice + system + irq + softirq) / CLOCK_TICKS
-        return cls(busy, steal / CLOCK_TICKS, harness, time.monotonic())
+        return cls(busy, steal / CLOCK_TICKS, harness, time.monotonic(), io_stalled_seconds())
+
+
+def io_stalled_seconds() -> float | None:
+    """The kernel's pressure stall information for I/O: the time during which every task that
+    could run was waiting on I/O (the ``full`` line of ``/proc/pressure/io``, cumulative), or
+    None where the kernel does not report it."""
+    try:
+        return full_stall_seconds(Path("/proc/pressure/io").read_text())
+    except OSError:
+        return None
+
+
+def full_stall_seconds(text: str) -> float | None:
+    """The ``full`` line's cumulative total (microseconds) of a ``/proc/pressure`` file."""
+    for line in text.splitlines():
+        if line.startswith("full "):
+            total = dict(item.split("=", 1) for item in line.split()[1:])["total"]
+            return int(total) / 1e6
+    return None
 
 
 # --------------------------------------------------------------------------- tables
@@ -278,6 +298,23 @@ async def _table_stats(url: str, tables: Iterable[str]) -> dict[str, TableStats]
         return found
     finally:
         await conn.close()
+
+
+async def _checkpoints(url: str) -> int:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        if await conn.fetchval("SELECT to_regclass('pg_catalog.pg_stat_checkpointer')"):
+            query = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"  # 17 and later
+        else:
+            query = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+def checkpoints(url: str) -> int:
+    """Checkpoints the Postgres server of ``url`` has begun since its statistics were reset."""
+    return asyncio.run(_checkpoints(url))
 
 
 def table_stats(url: str, tables: Iterable[str]) -> dict[str, TableStats]:

@@ -89,6 +89,9 @@ class Window:
     server_cpu_s: float | None = None  # the whole Postgres server, when it runs on this machine
     rss_mb: float = 0.0
     other_cores: float = 0.0  # CPU the rest of the machine used meanwhile (noise)
+    stolen_cores: float = 0.0  # CPU the hypervisor gave to other machines meanwhile (noise)
+    io_stalled: float | None = None  # share of the window every runnable task waited on I/O
+    checkpoints: int | None = None  # checkpoints the Postgres server began in the window
     tables: dict[str, probes.TableStats] = field(default_factory=dict)  # after the window
     error: str | None = None
 
@@ -153,6 +156,7 @@ class _Cpu:
     server: float | None
     upstream: float
     machine: probes.MachineCpu
+    checkpoints: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +191,7 @@ class Soak:
             server=probes.tree_cpu_seconds(self.postmaster) if self.postmaster else None,
             upstream=probes.tree_cpu_seconds(self.upstream.process.pid),
             machine=probes.MachineCpu.now(),
+            checkpoints=probes.checkpoints(self.url),
         )
 
     def tables(self) -> dict[str, probes.TableStats]:
@@ -227,6 +232,9 @@ class Soak:
         ours = router + (server if server is not None else db) + after.upstream - before.upstream
         ours += after.machine.harness_s - before.machine.harness_s
         busy = after.machine.busy_s - before.machine.busy_s
+        stalled = None
+        if after.machine.io_stalled_s is not None and before.machine.io_stalled_s is not None:
+            stalled = (after.machine.io_stalled_s - before.machine.io_stalled_s) / wall
         return Window(
             phase, index, level, ended,
             duration_s=load.duration_s, answered=load.answered, ok=load.ok, failed=load.failed,
@@ -234,6 +242,8 @@ class Soak:
             router_cpu_s=router, db_cpu_s=db, server_cpu_s=server,
             rss_mb=probes.tree_memory(self.router.pid).rss_mb,
             other_cores=max(0.0, (busy - ours) / wall),
+            stolen_cores=(after.machine.steal_s - before.machine.steal_s) / wall,
+            io_stalled=stalled, checkpoints=after.checkpoints - before.checkpoints,
             tables=self.tables(),
         )  # fmt: skip
 
