@@ -1,10 +1,10 @@
 """JSON logs, one object per line on stdout, each with the request's ``trace_id``.
 
 structlog's bound loggers stay the API (``get_logger(name).info("event", key=value)``). Its
-processor chain is replaced by one processor, ``render_line``, that does what the stock chain
+processor chain is replaced by one processor, ``LineRenderer``, that does what the stock chain
 did (trace ids from the context, level, UTC timestamp, exception text, field caps and
 redaction, orjson) in one pass: two lines per signal run it, and the stock chain cost about
-three times as much (``docs/performance-analysis.md``).
+twice as much (``python -m bench.log_cost``; ``docs/performance-analysis.md``).
 """
 
 from __future__ import annotations
