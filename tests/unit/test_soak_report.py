@@ -153,19 +153,26 @@ def test_the_machine_noise_of_each_window_is_shown_and_named_in_the_verdict() ->
     calm = _window("closed", 1, 1000, 10.0)
     stalled = _window("closed", 2, 1000, 40.0)
     result = _result(
-        dataclasses.replace(calm, stolen_cores=0.01, io_stalled=0.004, checkpoints=0),
-        dataclasses.replace(stalled, stolen_cores=0.2, io_stalled=0.125, checkpoints=2),
+        dataclasses.replace(
+            calm, stolen_cores=0.01, io_stalled=0.004, checkpoints=0, slowest_flush_ms=6.25
+        ),
+        dataclasses.replace(
+            stalled, stolen_cores=0.2, io_stalled=0.125, checkpoints=2, slowest_flush_ms=344.9
+        ),
     )
     column = {name: index for index, name in enumerate(HEADER)}
     rows = window_rows(result)
     assert [r[column["I/O stalled %"]] for r in rows] == ["0.4", "12.5"]
     assert [r[column["stolen (cores)"]] for r in rows] == ["0.01", "0.20"]
     assert [r[column["checkpoints"]] for r in rows] == ["0", "2"]
+    assert [r[column["slowest flush ms"]] for r in rows] == ["6.2", "344.9"]
     line = verdict_line(result)
     assert "DRIFTED" in line  # the verdict is the rule's; the noise only stands beside it
     assert "I/O stalled 0.4 → 12.5 % of the window, stolen 0.01 → 0.20 cores" in line
+    assert "slowest disk flush 6.2 → 344.9 ms" in line
     unknown = _result(_window("closed", 1, 1000, 10.0), _window("closed", 2, 1000, 10.0))
     assert "I/O stalled" not in verdict_line(unknown)  # no pressure figures: nothing claimed
+    assert "flush" not in verdict_line(unknown)
     assert window_rows(unknown)[0][column["I/O stalled %"]] == "\u2013"
 
 

@@ -28,6 +28,7 @@ from typing import Literal
 import asyncpg
 
 from bench import probes
+from bench.disk_probe import FlushProbe, probe_path
 from bench.environment import (
     create_database,
     database_url,
@@ -92,6 +93,7 @@ class Window:
     stolen_cores: float = 0.0  # CPU the hypervisor gave to other machines meanwhile (noise)
     io_stalled: float | None = None  # share of the window every runnable task waited on I/O
     checkpoints: int | None = None  # checkpoints the Postgres server began in the window
+    slowest_flush_ms: float | None = None  # the disk under the WAL: its slowest probe flush
     tables: dict[str, probes.TableStats] = field(default_factory=dict)  # after the window
     error: str | None = None
 
@@ -173,8 +175,16 @@ class _Load:
 class Soak:
     """The running router and what is read around each of its windows."""
 
-    def __init__(self, plan: SoakPlan, router: RouterTarget, upstream: Upstream, workdir: Path):
+    def __init__(
+        self,
+        plan: SoakPlan,
+        router: RouterTarget,
+        upstream: Upstream,
+        workdir: Path,
+        flush: FlushProbe | None = None,
+    ) -> None:
         self.plan = plan
+        self.flush = flush
         self.router = router
         self.upstream = upstream
         self.workdir = workdir
@@ -215,11 +225,14 @@ class Soak:
     def window(self, phase: Phase, index: int) -> Window:
         level = self.plan.level(phase)
         before = self.cpu()
+        if self.flush is not None:
+            self.flush.take()  # the pause between windows is not the window's
         try:
             load = self.load(phase)
         except RUN_FAILURES as exc:
             ended = time.monotonic() - self.started
             return Window(phase, index, level, ended, error=f"{type(exc).__name__}: {exc}")
+        slowest_flush = None if self.flush is None else self.flush.take()
         after = self.cpu()
         ended = after.machine.at - self.started
         # A backend that opened during the window counts from zero; one that closed is lost.
@@ -244,6 +257,7 @@ class Soak:
             other_cores=max(0.0, (busy - ours) / wall),
             stolen_cores=(after.machine.steal_s - before.machine.steal_s) / wall,
             io_stalled=stalled, checkpoints=after.checkpoints - before.checkpoints,
+            slowest_flush_ms=slowest_flush,
             tables=self.tables(),
         )  # fmt: skip
 
@@ -298,6 +312,17 @@ def _start(args: argparse.Namespace, workdir: Path, url: str, upstream: Upstream
     return router
 
 
+def _flush_probe(url: str, workdir: Path, result: SoakResult) -> FlushProbe | None:
+    path, how = probe_path(url, workdir)
+    if path is None:
+        result.notes.append(f"the disk's flushes not timed: {how}")
+        return None
+    probe = FlushProbe(path)
+    probe.start()
+    result.notes.append(f"the disk's flushes timed: {how}")
+    return probe
+
+
 def _measure(args: argparse.Namespace, result: SoakResult, workdir: Path) -> None:
     """Database, upstream, router, the windows; every one of them ends here, whatever happens."""
     name = f"router_soak_{secrets.token_hex(4)}"
@@ -305,18 +330,22 @@ def _measure(args: argparse.Namespace, result: SoakResult, workdir: Path) -> Non
     result.notes.append(f"Postgres database `{name}`, created, migrated and dropped by the run")
     upstream = Upstream(workdir)
     router: RouterTarget | None = None
+    flush: FlushProbe | None = None
     try:
         try:
             create_database(args.postgres_url, name)
         except (OSError, asyncpg.PostgresError) as exc:
             raise SoakError(f"could not create the database: {exc}") from exc
         router = _start(args, workdir, url, upstream)
-        soak = Soak(result.plan, router, upstream, workdir)
+        flush = _flush_probe(url, workdir, result)
+        soak = Soak(result.plan, router, upstream, workdir, flush)
         result.baseline = soak.tables()
         _phases(soak, result)
         router.stop()  # in-flight requests finish: the rows can be counted
         result.rows_at_end = probes.count_rows(url)
     finally:
+        if flush is not None:
+            flush.stop()
         if router is not None:
             router.stop()
         upstream.stop()
