@@ -85,11 +85,16 @@ class GroupCommit(Generic[Row, Result]):
 
     async def _outcomes(self, rows: list[Row]) -> list[Result | _Failed]:
         """One result or failure per row."""
+        if len(rows) == 1:  # a batch of one: the single statement, which costs the client less
+            return await self._one_by_one(rows)
         try:
             return [*(await self._write(rows))]
         except Exception as exc:
-            if len(rows) == 1 or not self._isolate(exc):
+            if not self._isolate(exc):
                 return [_Failed(exc)] * len(rows)
+        return await self._one_by_one(rows)
+
+    async def _one_by_one(self, rows: list[Row]) -> list[Result | _Failed]:
         # One after the other: the writes of one group commit never overlap (a lane, in
         # ``pg_lane.py``, runs one statement at a time).
         outcomes: list[Result | _Failed] = []
