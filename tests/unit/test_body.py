@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from router_service.api.body import check_depth, parse_json, validate
+from router_service.api.body import check_depth, parse_json, validate, within_limits_by_size
 from router_service.api.schemas import RouteRequest
 from router_service.domain.errors import InvalidJson, ValidationFailed
 from router_service.domain.routing import Mode
@@ -113,6 +116,41 @@ def test_depth_limit_applies_to_any_branch_not_just_the_first() -> None:
     check_depth(value, 7)
     with pytest.raises(ValidationFailed):
         check_depth(value, 6)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=JSON_VALUES,
+    ensure_ascii=st.booleans(),
+    max_depth=st.integers(1, 8),
+    max_string_chars=st.just(0) | st.integers(1, 200),
+    max_array_items=st.integers(0, 8),
+)
+def test_a_body_whose_bytes_prove_it_within_the_limits_passes_the_walk_too(
+    value: Any, ensure_ascii: bool, max_depth: int, max_string_chars: int, max_array_items: int
+) -> None:
+    raw = json.dumps(value, ensure_ascii=ensure_ascii).encode()
+    if within_limits_by_size(raw, max_depth, max_string_chars, max_array_items):
+        check_depth(value, max_depth, max_string_chars, max_array_items)
+
+
+def test_the_bytes_prove_nothing_once_a_limit_could_be_crossed() -> None:
+    assert within_limits_by_size(json.dumps(_nested_lists(32)).encode(), 32)
+    assert not within_limits_by_size(json.dumps(_nested_lists(33)).encode(), 32)
+    assert not within_limits_by_size(b'{"a": "[[["}', 3)  # a bracket in a string counts
+    assert within_limits_by_size(b"[1, 2, 3]", 1, max_array_items=3)
+    assert not within_limits_by_size(b"[1, 2, 3, 4]", 1, max_array_items=3)
+    assert within_limits_by_size(b'["abcd"]', 1, max_string_chars=8)
+    assert not within_limits_by_size(b'["abcdefgh"]', 1, max_string_chars=8)
 
 
 def test_check_depth_of_a_100000_deep_structure_fails_without_recursion() -> None:
