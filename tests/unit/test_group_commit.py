@@ -60,8 +60,8 @@ def test_concurrent_rows_share_a_batch_and_get_their_own_results() -> None:
 
 
 def test_a_batch_of_one_is_written_by_the_single_statement() -> None:
-    # A batch costs the client a fixed price over the single statement (asyncpg's executemany
-    # against execute: about 100 against 60 µs here); a batch of one is common at low rates.
+    # A batch of one is common at low rates, and the single statement costs the client a little
+    # less than a batch of one (``python -m bench.batch_cost``).
     db = Database()
     results = asyncio.run(_submit_all(db.group_commit(), ["a", "b"]))
     assert results == ["A", "B"]
