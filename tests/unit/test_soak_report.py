@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import write_report
 from bench.probes import TableStats
 from bench.soak import SoakPlan, SoakResult, Window
@@ -147,6 +149,20 @@ def test_the_machine_table_gives_a_cpu_speed_to_compare_runs_by() -> None:
     seconds, _, rest = text.partition(" s per 10 million Python additions")
     assert float(seconds) > 0
     assert rest == " (lower is faster)"
+
+
+@pytest.mark.postgres
+def test_the_machine_table_names_the_postgres_settings_the_figures_depend_on() -> None:
+    from bench.environment import machine
+    from tests.conftest import PG_ADMIN
+
+    settings = dict(machine(PG_ADMIN, peers=False))["Postgres settings"]
+    names = [item.split(" = ")[0] for item in settings.split(", ")]
+    assert names == [
+        *("autovacuum", "checkpoint_timeout", "fsync", "max_wal_size", "shared_buffers"),
+        "synchronous_commit",
+    ]
+    assert "autovacuum = on" in settings or "autovacuum = off" in settings
 
 
 def test_the_machine_noise_of_each_window_is_shown_and_named_in_the_verdict() -> None:

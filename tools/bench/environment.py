@@ -28,7 +28,7 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 async def _admin(url: str, statement: str) -> str:
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        return str(await conn.fetchval(statement) if statement.startswith("SHOW") else
+        return str(await conn.fetchval(statement) if statement.startswith(("SHOW", "SELECT")) else
                    await conn.execute(statement))  # fmt: skip
     finally:
         await conn.close()
@@ -83,6 +83,15 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+# The server settings a reader needs to read the log's figures (no vacuum runs when autovacuum
+# is off; the commit's cost follows fsync and synchronous_commit; checkpoints follow the WAL's).
+PG_SETTINGS = (
+    "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name) "
+    "FROM pg_settings WHERE name IN ('autovacuum', 'checkpoint_timeout', 'fsync', "
+    "'max_wal_size', 'shared_buffers', 'synchronous_commit')"
+)
+
+
 def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next(x.split(":", 1)[1].strip() for x in cpuinfo.splitlines() if "model name" in x)
@@ -93,8 +102,9 @@ def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
     )  # fmt: skip
     try:
         pg = asyncio.run(_admin(postgres_url, "SHOW server_version"))
+        settings = asyncio.run(_admin(postgres_url, PG_SETTINGS))
     except (OSError, asyncpg.PostgresError) as exc:
-        pg = f"unavailable ({exc})"
+        pg = settings = f"unavailable ({exc})"
     rows = [
         ("CPUs (nproc)", str(os.cpu_count())),
         ("CPU model", model),
@@ -106,6 +116,7 @@ def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
         ("nginx", _first_line(["nginx", "-v"])),
         ("wrk", _first_line(["wrk", "-v"]).split(" Copyright")[0]),
         ("Postgres", pg),
+        ("Postgres settings", settings),
         ("SQLite", sqlite3.sqlite_version),
         ("load average at start", loadavg()),
     ]
