@@ -17,8 +17,10 @@ import resource
 import secrets
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import uvloop
@@ -44,33 +46,44 @@ def _claim(n: int) -> tuple[object, ...]:
             "fallback", '["a"]', "owner", now + timedelta(seconds=30), now, "v1")  # fmt: skip
 
 
-async def _claims(conn: asyncpg.Connection, size: int, batched: bool) -> float:
-    """CPU seconds per row over ``ROWS`` claims written ``size`` at a time."""
-    rows = [_claim(n) for n in range(ROWS)]
+async def _timed(
+    rows: list[Any],
+    size: int,
+    batched: bool,
+    single: Callable[[Any], Awaitable[object]],
+    batch: Callable[[list[Any]], Awaitable[object]],
+) -> float:
+    """CPU seconds per row, writing ``rows`` ``size`` at a time: in batches, or row by row."""
     started = _cpu()
-    for r in range(0, ROWS, size):
+    for r in range(0, len(rows), size):
+        chunk = rows[r : r + size]
         if batched:
-            await conn.fetchmany(sql.CLAIM, rows[r : r + size])
+            await batch(chunk)
         else:
-            for row in rows[r : r + size]:
-                await conn.fetchval(sql.CLAIM, *row)
-    return (_cpu() - started) / ROWS
+            for row in chunk:
+                await single(row)
+    return (_cpu() - started) / len(rows)
+
+
+async def _claims(conn: asyncpg.Connection, size: int, batched: bool) -> float:
+    rows = [_claim(n) for n in range(ROWS)]
+    return await _timed(
+        rows, size, batched,
+        lambda row: conn.fetchval(sql.CLAIM, *row),
+        lambda chunk: conn.fetchmany(sql.CLAIM, chunk),
+    )  # fmt: skip
 
 
 async def _outcomes(conn: asyncpg.Connection, size: int, batched: bool) -> float:
-    """CPU seconds per row over ``ROWS`` outcomes written ``size`` at a time."""
     ids = [f"b-{secrets.token_hex(6)}-{n}" for n in range(ROWS)]
     await conn.execute(INSERT, ids, "in_progress", CREATED)
     now = datetime.now(UTC)
     rows = [(i, CREATED, "delivered", '[{"agent":"a"}]', '{"ok":true}', 1.5, now) for i in ids]
-    started = _cpu()
-    for r in range(0, ROWS, size):
-        if batched:
-            await conn.executemany(sql.RECORD, rows[r : r + size])
-        else:
-            for row in rows[r : r + size]:
-                await conn.execute(sql.RECORD, *row)
-    return (_cpu() - started) / ROWS
+    return await _timed(
+        rows, size, batched,
+        lambda row: conn.execute(sql.RECORD, *row),
+        lambda chunk: conn.executemany(sql.RECORD, chunk),
+    )  # fmt: skip
 
 
 WRITES = {"claim": _claims, "outcome": _outcomes}
