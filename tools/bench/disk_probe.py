@@ -4,9 +4,9 @@ Every signal waits for its outcome's commit, and a commit waits for the WAL's fl
 disk stalls, every request in flight waits with it, so one stall of 300 ms puts a few hundred
 requests of a one-minute window at 1,000 req/s behind it, and sets the window's p99.
 ``/proc/pressure/io`` says how much of a window was stalled, not how long one stall lasted. This
-probe does: a thread writes 8 KiB and ``fdatasync``\\ s them every 20 ms, on the filesystem that
-holds the WAL, and each window reports its slowest flush. It is a few dozen small flushes a
-second beside Postgres's thousand, and it measures the disk whatever the router does.
+probe does: every 20 ms a thread writes 8 KiB and flushes them with ``fdatasync``, on the
+filesystem that holds the WAL, and each window reports its slowest flush. That is fifty small
+flushes a second beside Postgres's thousand, and it times the disk whatever the router does.
 """
 
 from __future__ import annotations
