@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.disk_probe import FlushProbe, _wal_directory, probe_path
+from bench.disk_probe import WAL_DIRECTORY, FlushProbe, probe_path
+from bench.environment import server_statement
 from tests.conftest import PG_ADMIN
 
 
@@ -59,7 +60,7 @@ def test_the_thread_flushes_until_stopped(tmp_path: Path) -> None:
 def test_the_probe_writes_in_the_soaks_directory_only_on_the_wals_filesystem(
     tmp_path: Path,
 ) -> None:
-    wal = os.path.realpath(asyncio.run(_wal_directory(PG_ADMIN)))
+    wal = os.path.realpath(asyncio.run(server_statement(PG_ADMIN, WAL_DIRECTORY)))
     path, how = probe_path(PG_ADMIN, tmp_path)
     if os.stat(wal).st_dev == os.stat(tmp_path).st_dev:
         assert path == tmp_path / "flush-probe"

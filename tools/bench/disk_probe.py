@@ -20,6 +20,8 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.environment import server_statement
+
 INTERVAL_S = 0.02
 BLOCK = b"\0" * 8192
 
@@ -86,19 +88,14 @@ class FlushProbe:
             self.path.unlink()
 
 
-async def _wal_directory(url: str) -> str:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        return str(await conn.fetchval("SELECT current_setting('data_directory') || '/pg_wal'"))
-    finally:
-        await conn.close()
+WAL_DIRECTORY = "SELECT current_setting('data_directory') || '/pg_wal'"
 
 
 def probe_path(database_url: str, workdir: Path) -> tuple[Path | None, str]:
     """Where to time flushes: in ``workdir`` when it is on the WAL's filesystem. Otherwise None,
     and why (the probe never writes into Postgres's own directories)."""
     try:
-        wal = os.path.realpath(asyncio.run(_wal_directory(database_url)))
+        wal = os.path.realpath(asyncio.run(server_statement(database_url, WAL_DIRECTORY)))
         wal_device = os.stat(wal).st_dev
     except (OSError, asyncpg.PostgresError) as exc:
         return None, f"the WAL's directory is not readable here ({type(exc).__name__})"

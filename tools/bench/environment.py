@@ -25,7 +25,9 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # --------------------------------------------------------------------------- databases
 
 
-async def _admin(url: str, statement: str) -> str:
+async def server_statement(url: str, statement: str) -> str:
+    """One statement on its own connection: a ``SHOW`` or ``SELECT``'s single value, else the
+    command's status."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
         return str(await conn.fetchval(statement) if statement.startswith(("SHOW", "SELECT")) else
@@ -57,12 +59,12 @@ def migrate(database_url: str, routing_file: Path, workdir: Path) -> str | None:
 
 
 def create_database(admin_url: str, name: str) -> None:
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(server_statement(admin_url, f'CREATE DATABASE "{name}"'))
 
 
 def drop_database(admin_url: str, name: str) -> None:
     try:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(server_statement(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"bench: could not drop database {name}: {exc}", file=sys.stderr)
 
@@ -101,8 +103,8 @@ def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
          if x.startswith("PRETTY_NAME=")), "?",
     )  # fmt: skip
     try:
-        pg = asyncio.run(_admin(postgres_url, "SHOW server_version"))
-        settings = asyncio.run(_admin(postgres_url, PG_SETTINGS))
+        pg = asyncio.run(server_statement(postgres_url, "SHOW server_version"))
+        settings = asyncio.run(server_statement(postgres_url, PG_SETTINGS))
     except (OSError, asyncpg.PostgresError) as exc:
         pg = settings = f"unavailable ({exc})"
     rows = [

@@ -180,21 +180,40 @@ def settled_rows(database_url: str, timeout_s: float = 15.0) -> int:
     return last
 
 
-async def _backend_pids(admin_url: str, database: str) -> list[int]:
+async def _backend_pids(conn: asyncpg.Connection, database: str) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        database,
+    )
+    return [int(row["pid"]) for row in rows]
+
+
+async def _checkpoints(conn: asyncpg.Connection) -> int:
+    if await conn.fetchval("SELECT to_regclass('pg_catalog.pg_stat_checkpointer')"):
+        query = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"  # 17 and later
+    else:
+        query = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+    return int(await conn.fetchval(query))
+
+
+async def _server(admin_url: str, database: str, with_checkpoints: bool) -> tuple[list[int], int]:
     conn = await asyncpg.connect(admin_url, timeout=10)
     try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            database,
-        )
-        return [int(row["pid"]) for row in rows]
+        pids = await _backend_pids(conn, database)
+        return pids, await _checkpoints(conn) if with_checkpoints else 0
     finally:
         await conn.close()
 
 
 def postgres_backends(admin_url: str, database: str) -> list[int]:
     """Server processes serving ``database`` now (the router's pooled connections)."""
-    return asyncio.run(_backend_pids(admin_url, database))
+    return asyncio.run(_server(admin_url, database, with_checkpoints=False))[0]
+
+
+def backends_and_checkpoints(admin_url: str, database: str) -> tuple[list[int], int]:
+    """``postgres_backends``, and the checkpoints the server has begun since its statistics
+    were reset: one connection for both."""
+    return asyncio.run(_server(admin_url, database, with_checkpoints=True))
 
 
 # --------------------------------------------------------------------------- the whole machine
@@ -298,23 +317,6 @@ async def _table_stats(url: str, tables: Iterable[str]) -> dict[str, TableStats]
         return found
     finally:
         await conn.close()
-
-
-async def _checkpoints(url: str) -> int:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        if await conn.fetchval("SELECT to_regclass('pg_catalog.pg_stat_checkpointer')"):
-            query = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"  # 17 and later
-        else:
-            query = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
-        return int(await conn.fetchval(query))
-    finally:
-        await conn.close()
-
-
-def checkpoints(url: str) -> int:
-    """Checkpoints the Postgres server of ``url`` has begun since its statistics were reset."""
-    return asyncio.run(_checkpoints(url))
 
 
 def table_stats(url: str, tables: Iterable[str]) -> dict[str, TableStats]:

@@ -194,14 +194,14 @@ class Soak:
         self.started = time.monotonic()
 
     def cpu(self) -> _Cpu:
-        pids = probes.postgres_backends(self.url, self.name)
+        pids, checkpoints = probes.backends_and_checkpoints(self.url, self.name)
         return _Cpu(
             router=probes.tree_cpu_seconds(self.router.pid),
             backends={pid: probes.cpu_seconds([pid]) for pid in pids},
             server=probes.tree_cpu_seconds(self.postmaster) if self.postmaster else None,
             upstream=probes.tree_cpu_seconds(self.upstream.process.pid),
             machine=probes.MachineCpu.now(),
-            checkpoints=probes.checkpoints(self.url),
+            checkpoints=checkpoints,
         )
 
     def tables(self) -> dict[str, probes.TableStats]:
