@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from alembic import command
 
+from router_service.adapters.db.migrate import alembic_config
 from router_service.domain.outcome import Status
 from router_service.service.records import Claim, DeadLetterQuery, LogQuery, ReplayResult
-from tests.support.db import migrated_database, query
+from tests.support.db import migrated_database, query, service_url
 from tests.support.store import (
     DELIVERED,
     PARKED,
@@ -75,7 +77,7 @@ def partition_signals(url: str, cut: datetime) -> None:
         "ALTER TABLE signals ATTACH PARTITION signals_legacy "
         f"FOR VALUES FROM (MINVALUE) TO ('{cut.isoformat()}')",
         "CREATE TABLE signals_next PARTITION OF signals "
-        f"FOR VALUES FROM ('{cut.isoformat()}') TO (MAXVALUE) WITH (fillfactor = 70)",
+        f"FOR VALUES FROM ('{cut.isoformat()}') TO (MAXVALUE) WITH (fillfactor = 40)",
         "ALTER TABLE signals_legacy DROP CONSTRAINT signals_before_cut",
     ]
     asyncio.run(_in_one_transaction(url, swap))
@@ -236,3 +238,31 @@ def test_retention_drops_a_partition_with_the_keys_and_dead_letters_of_its_signa
         assert not query(url, "SELECT 1 FROM dead_letters")
         assert asyncio.run(_claim(url, "p-new", "i" * 32)).record is not None
         assert asyncio.run(_claim(url, "p-recent", "i" * 32)).won  # past its retention
+
+
+def fillfactors(url: str) -> dict[str, list[str] | None]:
+    rows = query(
+        url,
+        "SELECT c.relname, c.reloptions FROM pg_class c "
+        "WHERE c.relname IN ('signals', 'signals_legacy', 'signals_next') ORDER BY c.relname",
+    )
+    return {r["relname"]: r["reloptions"] for r in rows}
+
+
+def test_migration_0007_gives_each_partition_of_the_log_room_for_the_outcome() -> None:
+    """An operator who partitioned the log at 0006, as docs/scaling.md said then (new
+    partitions at ``fillfactor = 70``): 0007 sets each partition, up and back down; the
+    partitioned table itself holds no pages and takes no setting."""
+    with migrated_database("postgres") as url:
+        config = alembic_config(service_url(url))
+        command.downgrade(config, "0006")
+        partition_signals(url, datetime.now(UTC) + timedelta(days=1))
+        query(url, "ALTER TABLE signals_next SET (fillfactor = 70)")
+        at_70 = ["fillfactor=70"]
+        before = {"signals": None, "signals_legacy": at_70, "signals_next": at_70}
+        assert fillfactors(url) == before
+        command.upgrade(config, "head")
+        at_40 = ["fillfactor=40"]
+        assert fillfactors(url) == {"signals": None, "signals_legacy": at_40, "signals_next": at_40}
+        command.downgrade(config, "0006")
+        assert fillfactors(url) == before

@@ -75,9 +75,10 @@ signals = Table(
     # The routing file version (content hash) that routed it; NULL before revision 0005.
     Column("routing_version", String(16), nullable=True),
     PrimaryKeyConstraint("created_at", "log_id", name="signals_pkey"),
-    # Room in each page for the outcome's new row version: with no indexed column changed, the
-    # update is HOT (no new index entries). Postgres only.
-    postgresql_with={"fillfactor": 70},
+    # Room in each page for every row's outcome version: with no indexed column changed, the
+    # update is HOT (no new index entries), even when no old version can be pruned yet
+    # (migration 0007). Postgres only.
+    postgresql_with={"fillfactor": 40},
 )
 # Ascending: a new row goes at the end of its sender's or kind's range, where Postgres splits
 # pages to fill them. The primary key serves the newest-first listing, read backwards.
