@@ -287,17 +287,19 @@ def test_0007_leaves_room_in_the_logs_pages_for_the_outcome_and_back(url: str) -
     upgrade_to(url, "0006")
     sqlite = url.startswith("sqlite")
 
-    def fillfactor() -> list[str] | None:
-        if sqlite:  # no such setting: the migration leaves the table as it is
+    def storage() -> list[str]:
+        """Postgres: the table's storage settings; SQLite, which has none: its columns, which
+        the migration must leave as they are."""
+        if sqlite:
             return [r["name"] for r in query(url, "SELECT name FROM pragma_table_info('signals')")]
         [row] = query(url, "SELECT reloptions FROM pg_class WHERE relname = 'signals'")
         return list(row["reloptions"] or [])
 
-    before = fillfactor()
+    before = storage()
     assert sqlite or before == ["fillfactor=70"]
     upgrade_to(url, "head")
-    assert fillfactor() == (before if sqlite else ["fillfactor=40"])
+    assert storage() == (before if sqlite else ["fillfactor=40"])
     rows = query(url, "SELECT log_id FROM signals ORDER BY log_id")
     assert [r["log_id"] for r in rows] == ["m-done", "m-parked"]
     downgrade_to(url, "0006")
-    assert fillfactor() == before
+    assert storage() == before
