@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 
 from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.postgres import PgStore
-from router_service.domain.signal import Signal
 from tests.support.db import migrated_database
 from tests.support.store import DELIVERED, PLAN, open_store, signal
 
@@ -142,14 +140,7 @@ def test_the_outcome_update_is_hot_when_no_old_row_version_can_be_pruned(url: st
     payloads are the size of the load generator's mix on average (about 450 bytes). With
     ``fillfactor = 70`` (migration 0004) 36 outcomes of 80 were HOT."""
     ids = [f"full-{n}" for n in range(80)]
-
-    def sized(log_id: str) -> Signal:
-        return Signal.create(
-            sender_id="store-test",
-            payload={"route": "one", "id": log_id, "text": "words " * 75},
-            timestamp=datetime(2026, 1, 1, tzinfo=UTC),
-            log_id=log_id,
-        )
+    words = "words " * 75
 
     async def scenario() -> tuple[int, int]:
         holder = await asyncpg.connect(url)
@@ -158,7 +149,7 @@ def test_the_outcome_update_is_hot_when_no_old_row_version_can_be_pruned(url: st
             await holder.fetchval("SELECT count(*) FROM signals")  # the snapshot, kept
             async with open_store(url) as store:
                 claims = [
-                    await store.claim(sized(log_id), PLAN, "s" * 32, "me", LEASE_S)
+                    await store.claim(signal(log_id, text=words), PLAN, "s" * 32, "me", LEASE_S)
                     for log_id in ids
                 ]
                 for log_id, claim in zip(ids, claims, strict=True):

@@ -61,10 +61,12 @@ async def open_store(url: str, metrics: Metrics | None = None) -> AsyncIterator[
         await store.close()
 
 
-def signal(log_id: str, sender_id: str = "store-test") -> Signal:
+def signal(log_id: str, sender_id: str = "store-test", text: str | None = None) -> Signal:
+    """A signal routed to ``one``; ``text``, when given, makes its payload that much larger."""
+    extra = {} if text is None else {"text": text}
     return Signal.create(
         sender_id=sender_id,
-        payload={"route": "one", "id": log_id},
+        payload={"route": "one", "id": log_id, **extra},
         timestamp=datetime(2026, 1, 1, tzinfo=UTC),
         log_id=log_id,
     )
