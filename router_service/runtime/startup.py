@@ -72,6 +72,8 @@ async def running_services(
     services = build_services(settings, routing, metrics)
     try:
         await wait_for_schema(services.store, settings.startup_db_wait_s)
+        for warning in await services.store.maintenance_warnings():
+            get_logger("startup").warning("startup.maintenance", warning=warning)
         services.start_background(redelivery=redelivery or settings.dlq_worker_enabled)
         # What is loaded by now (modules, settings, routing, clients) lives as long as the
         # process: kept out of the cyclic collector's full passes, which otherwise walk all of

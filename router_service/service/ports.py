@@ -95,6 +95,11 @@ class Store(ReplayJobStore, Protocol):
 
     async def schema_revision(self) -> str | None: ...
 
+    async def maintenance_warnings(self) -> list[str]:
+        """What in the database's own settings will let the log's tables grow without bound
+        (one sentence each, for the startup log); empty when nothing does."""
+        ...
+
     async def claim(
         self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
     ) -> Claim: ...

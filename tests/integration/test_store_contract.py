@@ -69,6 +69,26 @@ def test_ping_and_schema_revision(url: str) -> None:
     assert revision == SCHEMA_HEAD
 
 
+def test_maintenance_warnings_say_when_the_server_vacuums_nothing(url: str) -> None:
+    """Postgres: a warning exactly when autovacuum (or the statistics it needs) is off on the
+    server the test runs on; SQLite reuses freed pages itself."""
+    warnings = run(url, lambda store: store.maintenance_warnings())
+    if url.startswith("sqlite"):
+        assert warnings == []
+        return
+    [settings] = query(
+        url,
+        "SELECT current_setting('autovacuum') AS autovacuum, "
+        "current_setting('track_counts') AS track_counts",
+    )
+    if settings == {"autovacuum": "on", "track_counts": "on"}:
+        assert warnings == []
+    else:
+        [warning] = warnings
+        assert "signal_leases" in warning
+        assert all(name in warning for name, value in settings.items() if value != "on")
+
+
 def test_claim_get_and_record_round_trip(url: str) -> None:
     async def scenario(store: Store) -> tuple[Any, Any, Any]:
         at = await claimed(store, "c-1")

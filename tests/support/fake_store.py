@@ -97,6 +97,9 @@ class FakeStore:
     async def schema_revision(self) -> str | None:
         return "fake"
 
+    async def maintenance_warnings(self) -> list[str]:
+        return []
+
     async def claim(
         self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
     ) -> Claim:

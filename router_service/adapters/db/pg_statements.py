@@ -174,6 +174,9 @@ DLQ_BACKLOG = "SELECT count(*) FROM dead_letters WHERE status = 'pending'"
 
 PING = "SELECT 1"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
+# What keeps the churned tables small: leases are deleted at every outcome, every outcome leaves
+# an old row version behind; only (auto)vacuum gives their space back.
+MAINTENANCE_SETTINGS = "SELECT current_setting('autovacuum'), current_setting('track_counts')"
 
 # --- replay jobs (``pg_replay_jobs.py``); none of these is on the hot path ----------------------
 

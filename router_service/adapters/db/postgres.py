@@ -92,6 +92,12 @@ class PgStore(PgReplayJobs):
 
         return await self._pool.run("schema_revision", read)
 
+    async def maintenance_warnings(self) -> list[str]:
+        row = await self._pool.run(
+            "maintenance", lambda conn: conn.fetchrow(sql.MAINTENANCE_SETTINGS)
+        )
+        return unreclaimed_space(autovacuum=row[0], track_counts=row[1])
+
     async def claim(
         self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
     ) -> Claim:
@@ -359,6 +365,22 @@ class PgStore(PgReplayJobs):
     async def dlq_backlog(self) -> int:
         count = await self._pool.run("dlq_backlog", lambda conn: conn.fetchval(sql.DLQ_BACKLOG))
         return int(count)
+
+
+def unreclaimed_space(*, autovacuum: str, track_counts: str) -> list[str]:
+    """The server settings under which nothing vacuums the router's tables by itself."""
+    off = [
+        name
+        for name, value in (("autovacuum", autovacuum), ("track_counts", track_counts))
+        if value != "on"
+    ]
+    if not off:
+        return []
+    return [
+        f"{' and '.join(off)} off on this Postgres server: nothing vacuums signal_leases (a row "
+        "inserted and deleted per signal) or the old row versions of signals, so both grow with "
+        "every signal routed; turn autovacuum on or VACUUM them on a schedule"
+    ]
 
 
 def _outcome_params(row: OutcomeRow) -> tuple[Any, ...]:

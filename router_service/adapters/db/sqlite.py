@@ -100,6 +100,9 @@ class SqliteStore(SqliteDeadLetters):
                 return None
             return result.scalar_one_or_none()
 
+    async def maintenance_warnings(self) -> list[str]:
+        return []  # SQLite reuses a deleted row's space itself: there is no vacuum to miss
+
     async def claim(
         self, signal: Signal, plan: Plan, trace_id: str, lease_owner: str, lease_s: float
     ) -> Claim:
