@@ -46,7 +46,10 @@ def test_quick_bench_writes_a_report_with_every_target_and_passing_checks(tmp_pa
     assert "FAIL" not in checks.replace("**passed**", "")
     for heading in ("## How to run", "## Machine", "## Targets"):
         assert heading in report
-    assert "nproc" in _section(report, "Machine")
+    machine = _section(report, "Machine")
+    assert "nproc" in machine
+    # What a message to a process on the other core costs: measured, not "not measured".
+    assert "µs on the other core" in machine
     # Every target of the issue has its verdict row, measured (the quick run has 8 connections).
     targets = _section(report, "Targets")
     for goal in (

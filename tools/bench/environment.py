@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.targets import ROOT, VENV_BIN, router_environment
+from bench.wake_cost import wake_cost_text
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -115,6 +116,7 @@ def machine(postgres_url: str, peers: bool) -> list[tuple[str, str]]:
         ("OS", osname),
         ("Python", platform.python_version()),
         ("CPU speed, one core", cpu_speed()),
+        ("a message to another process", wake_cost_text()),
         ("nginx", _first_line(["nginx", "-v"])),
         ("wrk", _first_line(["wrk", "-v"]).split(" Copyright")[0]),
         ("Postgres", pg),
