@@ -14,6 +14,7 @@ read: nothing here depends on how the store works.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import shutil
 import sys
@@ -36,6 +37,7 @@ from bench.environment import (
     loadavg,
     machine,
     migrate,
+    server_statement,
     snapshot_source,
 )
 from bench.install import CACHE, ensure_debian_tools
@@ -284,8 +286,23 @@ def describe(window: Window) -> str:
     return text + f", RSS {window.rss_mb:.1f} MB"
 
 
+def settle(url: str) -> str:
+    """``CHECKPOINT`` on the soak's server: what one phase dirtied is on disk before the next
+    phase starts, so a phase's first window does not pay the last one's writes. Says what it
+    did, for the report's notes."""
+    started = time.monotonic()
+    try:
+        asyncio.run(server_statement(url, "CHECKPOINT"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"no CHECKPOINT between the phases: {type(exc).__name__}: {exc}"
+    return f"CHECKPOINT between the phases: {time.monotonic() - started:.1f} s"
+
+
 def _phases(soak: Soak, result: SoakResult) -> None:
-    for phase in PHASES:
+    for number, phase in enumerate(p for p in PHASES if soak.plan.windows(p)):
+        if number:
+            result.notes.append(settle(soak.url))
+            _log(result.notes[-1])
         for index in range(1, soak.plan.windows(phase) + 1):
             window = soak.window(phase, index)
             result.windows.append(window)

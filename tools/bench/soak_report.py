@@ -47,7 +47,10 @@ signal, nothing warmed up. The closed loop runs wrk once per window, back to bac
 once per run); the open loop runs the project's load generator once per window (request *i* due
 at *i*/rate, latency from that intended time). Between two windows the load pauses for the
 readings and the next tool's start, about a second; the requests still in flight at a window's
-end are answered before the next one starts. The verdict compares each phase's last window with
+end are answered before the next one starts. Between the two phases the harness runs
+`CHECKPOINT` (its time is in the notes), so the open loop's first window does not pay for the
+closed loop's dirty pages: Postgres would otherwise write them back through the open loop's
+first minutes, beside its commits. The verdict compares each phase's last window with
 its first: throughput within ±10 %, p99 within 1.5x either way (a first window much slower than
 the last is no stable start either)."""
 
