@@ -14,7 +14,8 @@ from bench.wake_cost import RoundTrip, WakeCost, wake_cost
 def test_the_probe_times_round_trips_on_the_same_core_and_on_the_other() -> None:
     found = wake_cost(round_trips=400)
     assert found.same_core.cpu_us > 0
-    assert found.same_core.wall_us >= found.same_core.cpu_us * 0.5  # a round trip takes time
+    # The sender is one thread: its CPU cannot exceed the wall time (the echo's is not its own).
+    assert found.same_core.cpu_us <= found.same_core.wall_us * 1.05
     cores = {int(TARGET_CPU), int(LOAD_CPU)}
     if cores <= os.sched_getaffinity(0):
         assert found.other_core is not None

@@ -48,11 +48,10 @@ once per run); the open loop runs the project's load generator once per window (
 at *i*/rate, latency from that intended time). Between two windows the load pauses for the
 readings and the next tool's start, about a second; the requests still in flight at a window's
 end are answered before the next one starts. Between the two phases the harness runs
-`CHECKPOINT` (its time is in the notes), so the open loop's first window does not pay for the
-closed loop's dirty pages: Postgres would otherwise write them back through the open loop's
-first minutes, beside its commits. The verdict compares each phase's last window with
-its first: throughput within ±10 %, p99 within 1.5x either way (a first window much slower than
-the last is no stable start either)."""
+`CHECKPOINT`, so that the open loop does not start by writing back the closed loop's dirty
+pages; the time it took, in the notes, says how much the closed loop left. The verdict compares
+each phase's last window with its first: throughput within ±10 %, p99 within 1.5x either way
+(a first window much slower than the last is no stable start either)."""
 
 COLUMNS = """\
 - **req/s, p50, p99**: what the load tool saw in that window (answers per second; latency

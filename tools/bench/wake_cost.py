@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from bench.targets import LOAD_CPU, ROOT, TARGET_CPU
 
@@ -60,11 +60,17 @@ class WakeCost:
 
 
 def _echo(listener: socket.socket, cpu: int) -> None:
-    os.sched_setaffinity(0, {cpu})
-    conn, _ = listener.accept()
-    while data := conn.recv(4096):
-        conn.sendall(data)
-    os._exit(0)
+    """The forked echo: answers until the sender closes, then leaves the process whatever
+    happened (it must never return into the sender's code)."""
+    status = 1
+    try:
+        os.sched_setaffinity(0, {cpu})
+        conn, _ = listener.accept()
+        while data := conn.recv(4096):
+            conn.sendall(data)
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def _round_trips(conn: socket.socket, count: int) -> RoundTrip:
@@ -105,14 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     if sender not in allowed:
         sender = other = min(allowed)
     same = measure(sender, sender, args.round_trips)
-    found: dict[str, object] = {"same_core": _fields(same), "other_core": None}
+    found: dict[str, object] = {"same_core": asdict(same), "other_core": None}
     if other != sender and other in allowed:
-        found["other_core"] = _fields(measure(sender, other, args.round_trips))
+        found["other_core"] = asdict(measure(sender, other, args.round_trips))
     print(json.dumps(found))
-
-
-def _fields(trip: RoundTrip) -> dict[str, float]:
-    return {"cpu_us": trip.cpu_us, "wall_us": trip.wall_us}
 
 
 # --------------------------------------------------------------------------- parent
