@@ -27,8 +27,9 @@ def is_sqlite(database_url: str) -> bool:
 
 def open_store(settings: StoreSettings, events: Events) -> Store:
     if is_sqlite(settings.database_url):
-        from router_service.adapters.db.engine import sqlite_engine
+        from router_service.adapters.db.engine import sqlite_engine, sqlite_writer_engine
         from router_service.adapters.db.sqlite import SqliteStore
+        from router_service.adapters.db.sqlite_writer import SqliteWriter
 
         engine = sqlite_engine(
             settings.database_url,
@@ -37,7 +38,13 @@ def open_store(settings: StoreSettings, events: Events) -> Store:
             timeout_s=settings.connect_timeout_s,
             busy_timeout_ms=settings.statement_timeout_ms,
         )
-        return SqliteStore(engine, events, settings.sqlite_pool_size)
+        writer = SqliteWriter(
+            sqlite_writer_engine(
+                settings.database_url, busy_timeout_ms=settings.statement_timeout_ms
+            ),
+            wait_s=settings.statement_timeout_ms / 1000,
+        )
+        return SqliteStore(engine, writer, events, settings.sqlite_pool_size)
     from router_service.adapters.db.pg_pool import PgPool, PoolSettings, asyncpg_dsn
     from router_service.adapters.db.postgres import PgStore
 

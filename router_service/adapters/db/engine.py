@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
@@ -45,7 +45,7 @@ def migration_engine(
 def sqlite_engine(
     database_url: str, *, pool_size: int, max_overflow: int, timeout_s: float, busy_timeout_ms: int
 ) -> AsyncEngine:
-    """The SQLite store's engine: WAL, durable commits, foreign keys on."""
+    """The SQLite store's engine (aiosqlite): WAL, durable commits, foreign keys on."""
     database = make_url(database_url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +58,27 @@ def sqlite_engine(
         json_deserializer=loads,
         connect_args={"timeout": busy_timeout_ms / 1000},
     )
+    _durable(engine.sync_engine, busy_timeout_ms)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def sqlite_writer_engine(database_url: str, *, busy_timeout_ms: int) -> Engine:
+    """The same database through the synchronous driver (pysqlite), for the store's writer
+    thread (``sqlite_writer.py``): one connection, the same pragmas and column formats."""
+    engine = create_engine(
+        make_url(database_url).set(drivername="sqlite"),
+        pool_size=1,
+        max_overflow=0,
+        json_serializer=json_column,
+        json_deserializer=loads,
+        connect_args={"timeout": busy_timeout_ms / 1000},
+    )
+    _durable(engine, busy_timeout_ms)
+    return engine
+
+
+def _durable(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         # WAL lets readers run beside the writer; FULL makes every commit durable on disk.
@@ -68,8 +87,6 @@ def sqlite_engine(
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
-
-    return engine
 
 
 _DB_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")

@@ -1,4 +1,6 @@
-"""The ``Store`` on SQLite, the embedded default: SQLAlchemy Core over aiosqlite.
+"""The ``Store`` on SQLite, the embedded default: SQLAlchemy Core over aiosqlite for reads and
+the rarer writes, and the hot path's claim and outcome on the writer's thread
+(``sqlite_writer.py``), which also gives every transaction of the process its turn.
 
 SQLite has one writer at a time, so an ``UPDATE`` is itself an atomic claim, and every commit is
 durable (``synchronous=FULL``, see ``engine.py``). Driver errors become ``StorageUnavailable``
@@ -8,17 +10,19 @@ here and nowhere else.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import and_, literal_column, or_, select, text, tuple_, update
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnClause
 
+from router_service.adapters.db import sqlite_statements as sql
 from router_service.adapters.db.records import (
     already_decoded,
     as_utc,
@@ -28,6 +32,7 @@ from router_service.adapters.db.records import (
     utcnow,
 )
 from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
+from router_service.adapters.db.sqlite_writer import SqliteWriter
 from router_service.adapters.db.tables import (
     dead_letters,
     idempotency_keys,
@@ -42,13 +47,18 @@ from router_service.domain.signal import Signal
 from router_service.service.ports import Events
 from router_service.service.records import Claim, LogQuery, LogRecord, Page
 
+T = TypeVar("T")
+
 
 class SqliteStore(SqliteDeadLetters):
     """The ``Store`` protocol on SQLite: the log here, dead letters in ``sqlite_dead_letters.py``,
     replay jobs in ``sqlite_replay_jobs.py``."""
 
-    def __init__(self, engine: AsyncEngine, events: Events, pool_size: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, writer: SqliteWriter, events: Events, pool_size: int
+    ) -> None:
         self._engine = engine
+        self._writer = writer  # the process's writes, one at a time (``sqlite_writer.py``)
         self._events = events
         self._pool_size = pool_size
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -56,23 +66,38 @@ class SqliteStore(SqliteDeadLetters):
 
     async def close(self) -> None:
         self._events.db_pool(size=-self._pool_size)
+        await self._writer.close()
         await self._engine.dispose()
 
     @asynccontextmanager
     async def _connect(
         self, operation: str, *, transaction: bool = False
     ) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection; ``transaction`` for work that must commit together, autocommit
-        otherwise."""
+        """A pooled connection; ``transaction`` for work that must commit together (in its
+        turn among the process's writes), autocommit otherwise (reads)."""
+        async with self._call(operation):
+            if transaction:
+                async with self._writer.turn(), self._engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._autocommit.connect() as conn:
+                    yield conn
+
+    async def _write(
+        self, operation: str, work: Callable[[Connection], T], *, durable: bool = True
+    ) -> T:
+        """``work`` in a transaction on the writer's thread (the hot path's writes)."""
+        async with self._call(operation):
+            return await self._writer.run(work, durable=durable)
+
+    @asynccontextmanager
+    async def _call(self, operation: str) -> AsyncIterator[None]:
+        """Times the call; driver errors become the store's here and nowhere else."""
         started = time.perf_counter()
         ok = False
         self._events.db_pool(in_use=1)
         try:
-            ctx: AbstractAsyncContextManager[AsyncConnection] = (
-                self._engine.begin() if transaction else self._autocommit.connect()
-            )
-            async with ctx as conn:
-                yield conn
+            yield
             ok = True
         except PoolTimeout as exc:
             raise Overloaded("every database connection is busy; retry shortly") from exc
@@ -108,41 +133,34 @@ class SqliteStore(SqliteDeadLetters):
     ) -> Claim:
         """The key, the lease and the log row in one transaction, all or none."""
         now = utcnow()
-        take_key = (
-            insert(idempotency_keys)
-            .values(log_id=signal.log_id, created_at=now)
-            .on_conflict_do_nothing(index_elements=["log_id"])
-            .returning(idempotency_keys.c.log_id)
-        )
-        lease = signal_leases.insert().values(
-            log_id=signal.log_id,
-            created_at=now,
-            owner=lease_owner,
-            expires_at=now + timedelta(seconds=lease_s),
-        )
-        row = signals.insert().values(
-            log_id=signal.log_id,
-            sender_id=signal.sender_id,
-            payload_hash=signal.payload_hash,
-            payload=signal.payload_json,
-            metadata=signal.metadata,
-            signal_ts=signal.timestamp,
-            trace_id=trace_id,
-            kind=plan.kind,
-            rule=plan.rule,
-            mode=plan.mode.value,
-            routed_agents=plan.agent_names,
-            status=Status.IN_PROGRESS.value,
-            created_at=now,
-            updated_at=now,
-            routing_version=plan.version or None,
-        )
-        async with self._connect("claim", transaction=True) as conn:
-            won = (await conn.execute(take_key)).first() is not None
+        key = {"log_id": signal.log_id, "created_at": now}
+        lease = {**key, "owner": lease_owner, "expires_at": now + timedelta(seconds=lease_s)}
+        row = {
+            **key,
+            "sender_id": signal.sender_id,
+            "payload_hash": signal.payload_hash,
+            "payload": signal.payload_json,
+            "metadata": signal.metadata,
+            "signal_ts": signal.timestamp,
+            "trace_id": trace_id,
+            "kind": plan.kind,
+            "rule": plan.rule,
+            "mode": plan.mode.value,
+            "routed_agents": plan.agent_names,
+            "status": Status.IN_PROGRESS.value,
+            "updated_at": now,
+            "routing_version": plan.version or None,
+        }
+
+        def take(conn: Connection) -> bool:
+            won = conn.execute(sql.TAKE_KEY, key).first() is not None
             if won:
-                await conn.execute(lease)
-                await conn.execute(row)
-        if won:
+                conn.execute(sql.ADD_LEASE, lease)
+                conn.execute(sql.ADD_SIGNAL, row)
+            return won
+
+        # Not flushed by itself: the outcome's durable commit flushes it before any answer.
+        if await self._write("claim", take, durable=False):
             return Claim(claimed_at=now)
         existing = await self.get(signal.log_id)
         if existing is None:  # pragma: no cover - rows are never deleted while claimed
@@ -164,51 +182,38 @@ class SqliteStore(SqliteDeadLetters):
         """The outcome, the lease's end and the dead letters in one transaction; returns dead
         letters created."""
         now = utcnow()
-        async with self._connect("record", transaction=True) as conn:
-            await conn.execute(
-                signal_leases.delete().where(
-                    signal_leases.c.created_at == created_at, signal_leases.c.log_id == log_id
-                )
-            )
-            updated = await conn.execute(
-                update(signals)
-                # The first final outcome wins (a reclaimed signal may be finished twice).
-                .where(
-                    signals.c.created_at == created_at,
-                    signals.c.log_id == log_id,
-                    signals.c.status == Status.IN_PROGRESS.value,
-                )
-                .values(
-                    status=outcome.status.value,
-                    results=[r.as_dict() for r in outcome.results],
-                    response=outcome.response,
-                    latency_ms=latency_ms,
-                    updated_at=now,
-                )
-            )
-            if not outcome.dead_letters or updated.rowcount == 0:
+        key = {"key_created_at": created_at, "key_log_id": log_id}
+        finished = {
+            **key,
+            "new_status": outcome.status.value,
+            "new_results": [r.as_dict() for r in outcome.results],
+            "new_response": outcome.response,
+            "new_latency_ms": latency_ms,
+            "new_updated_at": now,
+        }
+        letters = [
+            {
+                "log_id": log_id,
+                "agent": letter.agent or "",  # '' when the whole signal is parked
+                "kind": plan.kind,
+                "mode": plan.mode.value,
+                "error": letter.error,
+                "attempts": letter.attempts,
+                "replay_count": 0,
+                "status": "pending",
+                "created_at": now,
+                "last_attempt_at": now,
+            }
+            for letter in outcome.dead_letters
+        ]
+
+        def write(conn: Connection) -> int:
+            conn.execute(sql.END_LEASE, key)
+            if conn.execute(sql.FINISH_SIGNAL, finished).rowcount == 0:
                 return 0
-            statement = (
-                insert(dead_letters)
-                .on_conflict_do_nothing(index_elements=["log_id", "agent"])
-                .returning(dead_letters.c.id)
-            )
-            created = 0
-            for letter in outcome.dead_letters:
-                values = {
-                    "log_id": log_id,
-                    "agent": letter.agent or "",  # '' when the whole signal is parked
-                    "kind": plan.kind,
-                    "mode": plan.mode.value,
-                    "error": letter.error,
-                    "attempts": letter.attempts,
-                    "replay_count": 0,
-                    "status": "pending",
-                    "created_at": now,
-                    "last_attempt_at": now,
-                }
-                created += len((await conn.execute(statement.values(**values))).all())
-            return created
+            return sum(len(conn.execute(sql.PARK, values).all()) for values in letters)
+
+        return await self._write("record", write)
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
         conditions = []

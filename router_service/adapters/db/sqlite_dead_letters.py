@@ -129,7 +129,7 @@ class SqliteDeadLetters(SqliteReplayJobs):
         released = {"next_attempt_at": due, "claimed_by": None, "claim_expires_at": None}
         this_entry = update(dead_letters).where(dead_letters.c.id == entry.id)
         if not result.attempted:
-            async with self._connect("finish_replay") as conn:
+            async with self._connect("finish_replay", transaction=True) as conn:
                 await conn.execute(this_entry.values(**released))
             return "pending"
         status, replay_count = replayed_entry(entry, result.ok, max_replays)
