@@ -20,4 +20,8 @@ and the LiteLLM proxy. Modules, in the order a run uses them:
 ``python -m bench --soak`` (``make soak``) is the soak: the router alone on a fresh Postgres
 database, a closed then an open loop, read window by window (``soak``), written into its own
 delimited section of the report with a verdict on drift (``soak_report``).
+
+One part alone, each its own ``python -m bench.<name>``: ``agent_client``, ``batch_cost``,
+``console``, ``hedge``, ``log_cost``, ``outcome_plan``, ``shadow_cost``, ``store_cost`` (the
+store's claim and outcome, per signal, on SQLite or Postgres) and ``wake_cost``.
 """
