@@ -5,6 +5,7 @@ not flushed on its own, a refused row failing alone, a caller that stops waiting
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -13,15 +14,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from router_service.adapters.db.engine import sqlite_engine, sqlite_writer_engine
 from router_service.adapters.db.sqlite import SqliteStore
 from router_service.adapters.db.sqlite_writer import SqliteWriter
-from router_service.domain.errors import Overloaded
+from router_service.config.settings import Settings
+from router_service.domain.errors import Overloaded, StorageUnavailable
 from router_service.observability.events import Telemetry
 from router_service.observability.metrics import Metrics
+from router_service.runtime.services import build_store
 from tests.support.db import migrated_database, query, service_url
 from tests.support.store import DELIVERED, PLAN, signal
 
@@ -178,3 +181,30 @@ def test_a_transaction_whose_caller_stops_waiting_commits_before_the_next_turn(u
             await writer.close()
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_lock_held_by_another_process_is_unavailable_and_the_writer_recovers(url: str) -> None:
+    """Another process (a second worker, a command) holds SQLite's write lock past the busy
+    timeout: the claim fails as ``StorageUnavailable`` (503) and keeps nothing; once the lock
+    is gone the same signal is claimed, and the turn and the group commit were left free."""
+    holder = sqlite3.connect(str(make_url(url).database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> bool:
+        settings = Settings(_env_file=None, database_url=url, db_statement_timeout_ms=100)  # type: ignore[call-arg]
+        store = build_store(settings, Telemetry(Metrics()))
+        try:
+            with pytest.raises(StorageUnavailable):
+                await store.claim(signal("locked-out"), PLAN, "c" * 32, "owner-a", 30)
+            holder.execute("ROLLBACK")
+            claim = await store.claim(signal("locked-out"), PLAN, "c" * 32, "owner-a", 30)
+            return claim.won
+        finally:
+            await store.close()
+
+    try:
+        assert asyncio.run(scenario())
+    finally:
+        holder.close()
+    [row] = query(url, "SELECT count(*) AS n FROM signals WHERE log_id = 'locked-out'")
+    assert row["n"] == 1

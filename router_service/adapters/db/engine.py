@@ -81,7 +81,8 @@ def _durable(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the writer; FULL makes every commit durable on disk.
+        # WAL lets readers run beside the writer; FULL makes every commit durable on disk (the
+        # store's writer sets NORMAL for a claim's transaction alone: sqlite_writer.py).
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")

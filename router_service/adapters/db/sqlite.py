@@ -2,9 +2,10 @@
 the rarer writes, and the hot path's claim and outcome on the writer's thread
 (``sqlite_writer.py``), which also gives every transaction of the process its turn.
 
-SQLite has one writer at a time, so an ``UPDATE`` is itself an atomic claim, and every commit is
-durable (``synchronous=FULL``, see ``engine.py``). Driver errors become ``StorageUnavailable``
-here and nowhere else.
+SQLite has one writer at a time, so an ``UPDATE`` is itself an atomic claim. Every commit is
+durable (``synchronous=FULL``, see ``engine.py``) but the claim's, whose frames the outcome's
+commit flushes before any answer leaves. Driver errors become ``StorageUnavailable`` here and
+nowhere else.
 """
 
 from __future__ import annotations
