@@ -43,7 +43,9 @@ def commits(engine: Engine) -> list[int]:
 
 
 @asynccontextmanager
-async def store_without_busy_handler(url: str) -> AsyncIterator[tuple[SqliteStore, list[int]]]:
+async def store_without_busy_handler(
+    url: str, metrics: Metrics | None = None
+) -> AsyncIterator[tuple[SqliteStore, list[int]]]:
     """The store as ``open_store`` builds it, but SQLite's busy handler off on every connection:
     two of our transactions that met inside SQLite would fail at once ("database is locked")."""
     engine = sqlite_engine(
@@ -51,7 +53,8 @@ async def store_without_busy_handler(url: str) -> AsyncIterator[tuple[SqliteStor
     )
     writer_engine = sqlite_writer_engine(service_url(url), busy_timeout_ms=0)
     seen = commits(writer_engine)
-    store = SqliteStore(engine, SqliteWriter(writer_engine, wait_s=10), Telemetry(Metrics()), 10)
+    writer = SqliteWriter(writer_engine, wait_s=10)
+    store = SqliteStore(engine, writer, Telemetry(metrics or Metrics()), 10)
     try:
         yield store, seen
     finally:
@@ -208,3 +211,28 @@ def test_a_lock_held_by_another_process_is_unavailable_and_the_writer_recovers(u
         holder.close()
     [row] = query(url, "SELECT count(*) AS n FROM signals WHERE log_id = 'locked-out'")
     assert row["n"] == 1
+
+
+def test_writes_waiting_for_their_turn_are_not_counted_as_pool_connections(url: str) -> None:
+    """``db_pool_connections_in_use`` counts connections checked out of the pool: 16 claims
+    queued for the writer's one connection hold none of them."""
+    metrics = Metrics()
+
+    def in_use() -> float | None:
+        return metrics.registry.get_sample_value("db_pool_connections_in_use")
+
+    async def scenario() -> tuple[float | None, float | None]:
+        async with store_without_busy_handler(url, metrics) as (store, _seen):
+            async with store._writer.turn():
+                claims = [
+                    asyncio.ensure_future(
+                        store.claim(signal(f"queued-{n}"), PLAN, "c" * 32, "owner-a", 30)
+                    )
+                    for n in range(16)
+                ]
+                await asyncio.sleep(0)  # one turn of the loop: each waits behind this turn
+                queued = in_use()
+            await asyncio.gather(*claims)
+            return queued, in_use()
+
+    assert asyncio.run(scenario()) == (0.0, 0.0)

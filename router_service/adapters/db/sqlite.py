@@ -88,15 +88,17 @@ class SqliteStore(SqliteDeadLetters):
         self, operation: str, work: Callable[[Connection], T], *, durable: bool = True
     ) -> T:
         """``work`` in a transaction on the writer's thread (the hot path's writes)."""
-        async with self._call(operation):
+        async with self._call(operation, pooled=False):
             return await self._writer.run(work, durable=durable)
 
     @asynccontextmanager
-    async def _call(self, operation: str) -> AsyncIterator[None]:
-        """Times the call; driver errors become the store's here and nowhere else."""
+    async def _call(self, operation: str, *, pooled: bool = True) -> AsyncIterator[None]:
+        """Times the call; driver errors become the store's here and nowhere else. A ``pooled``
+        call counts as a pool connection in use (the writer's connection is not the pool's)."""
         started = time.perf_counter()
         ok = False
-        self._events.db_pool(in_use=1)
+        in_use = 1 if pooled else 0
+        self._events.db_pool(in_use=in_use)
         try:
             yield
             ok = True
@@ -107,7 +109,7 @@ class SqliteStore(SqliteDeadLetters):
         except SQLAlchemyError as exc:
             raise StorageError(f"database error during {operation}") from exc
         finally:
-            self._events.db_pool(in_use=-1)
+            self._events.db_pool(in_use=-in_use)
             self._events.db_call(
                 operation=operation, latency_s=time.perf_counter() - started, ok=ok
             )
