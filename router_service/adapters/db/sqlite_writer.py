@@ -117,6 +117,7 @@ class SqliteWriter:
     def _transaction(self, job: _Job) -> Any:
         with self._engine.connect() as conn:
             if self._flushing is not job.durable:  # outside a transaction, as SQLite requires
+                self._flushing = None  # unknown until the pragma has run (a new connection: FULL)
                 conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if job.durable else 'NORMAL'}")
                 conn.commit()  # (SQLAlchemy's own; pysqlite began nothing for a PRAGMA)
                 self._flushing = job.durable
