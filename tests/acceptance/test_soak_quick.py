@@ -89,6 +89,7 @@ def test_quick_soak_writes_its_table_and_verdict_into_a_copy_of_the_report(
     last = dict(zip(HEADER, rows[-1], strict=True))
     assert float(last["rows"].replace(",", "")) > 0
     assert float(last["heap MB"]) > 0
+    assert float(last["keys index MB"]) > 0  # the deduplication index is read as well
 
     verdict = next(line for line in section.splitlines() if line.startswith("**Soak verdict:"))
     assert "closed loop at 8 connections:" in verdict

@@ -48,6 +48,7 @@ def _window(phase: str, index: int, rps: float, p99: float, **tables: TableStats
         db_cpu_s=10.0,
         server_cpu_s=12.0,
         rss_mb=70.0,
+        blocks_read=int(rps * 60 * 2.5),
         tables=tables or {"signals": _stats(0, 0)},
     )
 
@@ -92,10 +93,12 @@ def test_drift_counts_either_way_and_one_window_is_not_measured() -> None:
 
 def test_hot_ratio_is_cumulative_and_per_window_and_leases_show_when_the_table_exists() -> None:
     leases = TableStats(2**20, 2**20, 3 * 2**20, 5, 0, 0, 0, 0, 0)
+    keys = TableStats(2**20, 7 * 2**20, 8 * 2**20, 5, 0, 0, 0, 0, 0)
+    grown = {"signals": _stats(300, 150), "signal_leases": leases, "idempotency_keys": keys}
     rows = window_rows(
         _result(
             _window("closed", 1, 1000, 10.0, signals=_stats(100, 0)),
-            _window("closed", 2, 1000, 10.0, signals=_stats(300, 150), signal_leases=leases),
+            _window("closed", 2, 1000, 10.0, **grown),
         )
     )
     column = {name: index for index, name in enumerate(HEADER)}
@@ -103,6 +106,8 @@ def test_hot_ratio_is_cumulative_and_per_window_and_leases_show_when_the_table_e
     assert [r[column["HOT % cum."]] for r in rows] == ["0.0", "50.0"]
     assert [r[column["HOT % win."]] for r in rows] == ["0.0", "75.0"]
     assert [r[column["leases MB"]] for r in rows] == ["\u2013", "3.0"]
+    assert [r[column["keys index MB"]] for r in rows] == ["\u2013", "7.0"]  # its indexes only
+    assert rows[0][column["PG reads/signal"]] == "2.5"
     assert rows[0][column["router CPU µs/signal"]] == "333"  # 20 s over 60,000 signals
     assert rows[0][column["total MB"]] == "13.0"
 

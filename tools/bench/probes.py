@@ -196,11 +196,22 @@ async def _checkpoints(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval(query))
 
 
-async def _server(admin_url: str, database: str, with_checkpoints: bool) -> tuple[list[int], int]:
+async def _blocks_read(conn: asyncpg.Connection, database: str) -> int:
+    """Blocks the server read into its buffers for ``database`` (from the OS's cache or the
+    disk): what did not fit in ``shared_buffers``."""
+    query = "SELECT blks_read FROM pg_stat_database WHERE datname = $1"
+    return int(await conn.fetchval(query, database) or 0)
+
+
+async def _server(
+    admin_url: str, database: str, with_checkpoints: bool
+) -> tuple[list[int], int, int]:
     conn = await asyncpg.connect(admin_url, timeout=10)
     try:
         pids = await _backend_pids(conn, database)
-        return pids, await _checkpoints(conn) if with_checkpoints else 0
+        if not with_checkpoints:
+            return pids, 0, 0
+        return pids, await _checkpoints(conn), await _blocks_read(conn, database)
     finally:
         await conn.close()
 
@@ -210,9 +221,9 @@ def postgres_backends(admin_url: str, database: str) -> list[int]:
     return asyncio.run(_server(admin_url, database, with_checkpoints=False))[0]
 
 
-def backends_and_checkpoints(admin_url: str, database: str) -> tuple[list[int], int]:
-    """``postgres_backends``, and the checkpoints the server has begun since its statistics
-    were reset: one connection for both."""
+def backends_and_checkpoints(admin_url: str, database: str) -> tuple[list[int], int, int]:
+    """``postgres_backends``, the checkpoints the server has begun since its statistics were
+    reset, and the blocks it has read for ``database``: one connection for all three."""
     return asyncio.run(_server(admin_url, database, with_checkpoints=True))
 
 

@@ -7,8 +7,9 @@ answering at once; every request a new signal. First the closed loop (wrk, one r
 back to back), then the open loop (the project's load generator, one run per window). Around
 every window: the CPU time of the router and of the Postgres backends serving its database (and
 of the whole Postgres server when it runs here), the router's RSS, and the size and statistics
-of ``signals`` (and ``signal_leases`` when the schema has it). Only the public table names are
-read: nothing here depends on how the store works.
+of ``signals`` (and of ``signal_leases`` and ``idempotency_keys`` when the schema has them), and
+the blocks Postgres had to read into its buffers. Only the public table names are read: nothing
+here depends on how the store works.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ Phase = Literal["closed", "open"]
 PHASES: tuple[Phase, ...] = ("closed", "open")
 SIGNALS = "signals"
 LEASES = "signal_leases"  # may not exist: then it is left out
+KEYS = "idempotency_keys"  # the deduplication keys (may not exist either)
 
 
 class SoakError(RuntimeError):
@@ -95,6 +97,7 @@ class Window:
     stolen_cores: float = 0.0  # CPU the hypervisor gave to other machines meanwhile (noise)
     io_stalled: float | None = None  # share of the window every runnable task waited on I/O
     checkpoints: int | None = None  # checkpoints the Postgres server began in the window
+    blocks_read: int | None = None  # blocks Postgres read into shared_buffers for the database
     slowest_flush_ms: float | None = None  # the disk under the WAL: its slowest probe flush
     tables: dict[str, probes.TableStats] = field(default_factory=dict)  # after the window
     error: str | None = None
@@ -161,6 +164,7 @@ class _Cpu:
     upstream: float
     machine: probes.MachineCpu
     checkpoints: int
+    blocks_read: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +200,7 @@ class Soak:
         self.started = time.monotonic()
 
     def cpu(self) -> _Cpu:
-        pids, checkpoints = probes.backends_and_checkpoints(self.url, self.name)
+        pids, checkpoints, blocks_read = probes.backends_and_checkpoints(self.url, self.name)
         return _Cpu(
             router=probes.tree_cpu_seconds(self.router.pid),
             backends={pid: probes.cpu_seconds([pid]) for pid in pids},
@@ -204,10 +208,11 @@ class Soak:
             upstream=probes.tree_cpu_seconds(self.upstream.process.pid),
             machine=probes.MachineCpu.now(),
             checkpoints=checkpoints,
+            blocks_read=blocks_read,
         )
 
     def tables(self) -> dict[str, probes.TableStats]:
-        return probes.table_stats(self.url, (SIGNALS, LEASES))
+        return probes.table_stats(self.url, (SIGNALS, LEASES, KEYS))
 
     def load(self, phase: Phase) -> _Load:
         if phase == "closed":
@@ -259,6 +264,7 @@ class Soak:
             other_cores=max(0.0, (busy - ours) / wall),
             stolen_cores=(after.machine.steal_s - before.machine.steal_s) / wall,
             io_stalled=stalled, checkpoints=after.checkpoints - before.checkpoints,
+            blocks_read=after.blocks_read - before.blocks_read,
             slowest_flush_ms=slowest_flush,
             tables=self.tables(),
         )  # fmt: skip

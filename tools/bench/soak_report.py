@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.probes import TableStats
-from bench.soak import LEASES, PHASES, SIGNALS, Phase, SoakPlan, SoakResult, Window
+from bench.soak import KEYS, LEASES, PHASES, SIGNALS, Phase, SoakPlan, SoakResult, Window
 from bench.tables import DASH, markdown_table
 
 BEGIN = "<!-- soak:begin -->"
@@ -63,11 +63,16 @@ COLUMNS = """\
   missing). **PG server CPU**: the whole Postgres server's process tree, reaped children
   included, so autovacuum, the WAL writer and the checkpointer count; it also holds whatever
   other databases on the server did meanwhile, so it is an upper bound (a dash when Postgres
-  does not run on this machine).
+  does not run on this machine). **PG reads/signal**: blocks Postgres read into its
+  `shared_buffers` for the soak's database during the window (`blks_read` of
+  `pg_stat_database`, from the OS's cache or the disk), per 2xx answer: near 0 while the pages
+  the writes touch fit in the buffers, rising when they no longer do.
 - **heap, indexes, total MB**: `pg_relation_size`, `pg_indexes_size` and
   `pg_total_relation_size` of `signals` (summed over partitions, if it has any) after the window;
-  **leases MB**: `pg_total_relation_size` of `signal_leases` (a dash when the schema has no such
-  table).
+  **leases MB**: `pg_total_relation_size` of `signal_leases`; **keys index MB**:
+  `pg_indexes_size` of `idempotency_keys`, the deduplication index, keyed by a hash, so its
+  inserts land on random pages and all of it is the writes' working set (each a dash when the
+  schema has no such table).
 - **rows**: `n_live_tup` of `signals` (the statistics' estimate); **dead**: `n_dead_tup`.
 - **HOT % cum.**: `n_tup_hot_upd / n_tup_upd` of `signals` since the start; **HOT % win.**: the
   same over this window alone (a dash when nothing was updated). The statistics views lag the writes
@@ -92,8 +97,8 @@ GENERATED = (
 )
 HEADER = (
     *("phase", "window", "req/s", "p50 ms", "p99 ms", "failed"),
-    *("router CPU µs/signal", "PG CPU µs/signal", "PG server CPU µs/signal"),
-    *("heap MB", "indexes MB", "total MB", "leases MB", "rows", "dead"),
+    *("router CPU µs/signal", "PG CPU µs/signal", "PG server CPU µs/signal", "PG reads/signal"),
+    *("heap MB", "indexes MB", "total MB", "leases MB", "keys index MB", "rows", "dead"),
     *("HOT % cum.", "HOT % win.", "autovac", "autoanalyze", "RSS MB", "other load (cores)"),
     *("stolen (cores)", "I/O stalled %", "checkpoints", "slowest flush ms"),
 )
@@ -197,16 +202,23 @@ def _mb(value: int | None) -> str:
     return DASH if value is None else f"{value / 2**20:,.1f}"
 
 
+def _per_signal(count: int | None, signals: int) -> float | None:
+    return None if count is None or not signals else count / signals
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole * 100 if whole > 0 else None
 
 
 def _table_cells(
-    stats: TableStats | None, before: TableStats | None, leases: TableStats | None
+    stats: TableStats | None,
+    before: TableStats | None,
+    leases: TableStats | None,
+    keys: TableStats | None,
 ) -> list[str]:
     """The columns from heap MB to autoanalyze."""
     if stats is None:
-        return [DASH] * 10
+        return [DASH] * 11
     hot_window = None
     if before is not None:
         updates = stats.updates - before.updates
@@ -214,6 +226,7 @@ def _table_cells(
     return [
         *(_mb(stats.heap_bytes), _mb(stats.index_bytes), _mb(stats.total_bytes)),
         _mb(leases.total_bytes if leases else None),
+        _mb(keys.index_bytes if keys else None),
         *(_num(stats.live_rows), _num(stats.dead_rows)),
         *(_num(_ratio(stats.hot_updates, stats.updates), 1), _num(hot_window, 1)),
         *(str(stats.autovacuums), str(stats.autoanalyzes)),
@@ -230,7 +243,8 @@ def window_rows(result: SoakResult) -> list[list[str]]:
             rows.append([*head, f"error: {window.error}", *([DASH] * (len(HEADER) - 3))])
             continue
         signals = window.tables.get(SIGNALS)
-        cells = _table_cells(signals, before, window.tables.get(LEASES))
+        tables = window.tables
+        cells = _table_cells(signals, before, tables.get(LEASES), tables.get(KEYS))
         before = signals or before
         rows.append(
             [
@@ -240,6 +254,7 @@ def window_rows(result: SoakResult) -> list[list[str]]:
                 _num(window.per_signal_us(window.router_cpu_s)),
                 _num(window.per_signal_us(window.db_cpu_s)),
                 _num(window.per_signal_us(window.server_cpu_s)),
+                _num(_per_signal(window.blocks_read, window.ok), 1),
                 *cells,
                 _num(window.rss_mb, 1),
                 _num(window.other_cores, 2),
