@@ -56,5 +56,7 @@ def test_compare_alternates_a_grown_and_an_empty_log_and_drops_both(tmp_path: Pa
     assert all(w.rows >= 2_000 for w in windows if w.log == "grown")
     assert all(w.rows == 0 for w in windows if w.log == "empty")  # emptied before each window
     assert all(w.throughput_rps > 0 and w.router_cpu_us > 0 and w.reads >= 0 for w in windows)
+    # New pages of the log count as reads: each window shows the log's heap among its relations.
+    assert all(w.reads_by_relation.get("signals", 0) > 0 for w in windows)
     left = query(PG_ADMIN, "SELECT datname FROM pg_database WHERE datname LIKE 'router_logsize_%'")
     assert left == []

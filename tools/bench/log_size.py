@@ -90,6 +90,13 @@ class LogWindow:
     router_cpu_us: float  # per 2xx answer
     db_cpu_us: float  # the backends serving this log's database, per 2xx answer
     reads: float  # blocks read into shared_buffers for this database, per 2xx answer
+    reads_by_relation: dict[str, float]  # the same for each table's heap and each index
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    connections: int
+    seconds: int
 
 
 async def fill(url: str, rows: int) -> None:
@@ -117,37 +124,51 @@ async def _execute(url: str, statement: str) -> None:
         await conn.close()
 
 
-async def _count_and_reads(url: str, database: str) -> tuple[int, int]:
+# Blocks read into shared_buffers: the database's total, and each table's heap and each index.
+READS = """
+SELECT 'all' AS name, blks_read AS n FROM pg_stat_database WHERE datname = current_database()
+UNION ALL SELECT relname, heap_blks_read FROM pg_statio_user_tables
+UNION ALL SELECT indexrelname, idx_blks_read FROM pg_statio_user_indexes
+"""
+
+
+async def _reading(url: str) -> tuple[int, dict[str, int]]:
+    """The log's rows, and the blocks read so far by relation (``all``: the whole database)."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
         rows = await conn.fetchval("SELECT count(*) FROM idempotency_keys")
-        reads = await conn.fetchval(
-            "SELECT blks_read FROM pg_stat_database WHERE datname = $1", database
-        )
-        return int(rows), int(reads or 0)
+        reads = {row["name"]: int(row["n"] or 0) for row in await conn.fetch(READS)}
+        return int(rows), reads
     finally:
         await conn.close()
 
 
 def _window(
-    log: Log, router: RouterTarget, url: str, database: str, connections: int, seconds: int
+    log: Log, router: RouterTarget, url: str, admin_url: str, plan: WindowPlan
 ) -> LogWindow:
     assert router.process is not None
-    pids = probes.postgres_backends(ADMIN_URL, database)
+    database = url.rsplit("/", 1)[1]
+    pids = probes.postgres_backends(admin_url, database)
     db_before = {pid: probes.cpu_seconds([pid]) for pid in pids}
     router_before = probes.tree_cpu_seconds(router.process.pid)
-    rows, reads_before = asyncio.run(_count_and_reads(url, database))
-    done = run_wrk(router.base_url, router.request, connections, seconds)
+    rows, reads_before = asyncio.run(_reading(url))
+    done = run_wrk(router.base_url, router.request, plan.connections, plan.seconds)
     router_s = probes.tree_cpu_seconds(router.process.pid) - router_before
     db_s = sum(
         probes.cpu_seconds([pid]) - db_before.get(pid, 0.0)
-        for pid in probes.postgres_backends(ADMIN_URL, database)
+        for pid in probes.postgres_backends(admin_url, database)
     )
-    reads = asyncio.run(_count_and_reads(url, database))[1] - reads_before
+    reads = asyncio.run(_reading(url))[1]
     ok = max(done.ok, 1)
+    by_relation = {
+        name: (count - reads_before.get(name, 0)) / ok
+        for name, count in reads.items()
+        if name != "all" and count > reads_before.get(name, 0)
+    }
     return LogWindow(
         log, rows, done.throughput_rps, done.p50_ms, done.p99_ms,
-        router_s / ok * 1e6, db_s / ok * 1e6, reads / ok,
+        router_s / ok * 1e6, db_s / ok * 1e6, (reads["all"] - reads_before["all"]) / ok,
+        by_relation,
     )  # fmt: skip
 
 
@@ -164,6 +185,7 @@ def compare(
     names: dict[Log, str] = {log: f"router_logsize_{log}_{secrets.token_hex(3)}"
                              for log in ("grown", "empty")}  # fmt: skip
     urls = {log: database_url(admin_url, name) for log, name in names.items()}
+    plan = WindowPlan(connections, seconds)
     upstream = Upstream(workdir)
     routers: dict[Log, RouterTarget] = {}
     try:
@@ -185,7 +207,7 @@ def compare(
         for log in order(rounds):
             if log == "empty":
                 asyncio.run(_execute(urls[log], EMPTY))
-            window = _window(log, routers[log], urls[log], names[log], connections, seconds)
+            window = _window(log, routers[log], urls[log], admin_url, plan)
             _log(line(window))
             windows.append(window)
         return windows
@@ -220,9 +242,17 @@ def summary(windows: list[LogWindow]) -> list[str]:
             f"p99 {median(w.p99_ms for w in mine):.2f} ms, router "
             f"{median(w.router_cpu_us for w in mine):,.0f} µs/signal, PG "
             f"{median(w.db_cpu_us for w in mine):,.0f} µs/signal, PG reads "
-            f"{median(w.reads for w in mine):.2f}/signal"
+            f"{median(w.reads for w in mine):.2f}/signal ({_where(mine)})"
         )
     return lines
+
+
+def _where(windows: list[LogWindow], top: int = 3) -> str:
+    """The relations read most, per signal over these windows."""
+    names = {name for w in windows for name in w.reads_by_relation}
+    mean = {n: statistics.fmean(w.reads_by_relation.get(n, 0.0) for w in windows) for n in names}
+    ranked = sorted(mean.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{name} {value:.2f}" for name, value in ranked) or "none"
 
 
 def _log(text: str) -> None:
