@@ -37,13 +37,19 @@ from typing import Literal
 import asyncpg
 
 from bench import probes
-from bench.environment import create_database, database_url, drop_database, migrate
+from bench.environment import (
+    DEFAULT_POSTGRES,
+    create_database,
+    database_url,
+    drop_database,
+    migrate,
+    server_statement,
+)
 from bench.install import ensure_debian_tools
 from bench.targets import RouterTarget, Upstream, routing_yaml
 from bench.wrk import run_wrk
 
 Log = Literal["grown", "empty"]
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BATCH = 200_000
 
 # Finished signals and their keys, as the router leaves them: the key's hash order is random,
@@ -116,14 +122,6 @@ async def fill(url: str, rows: int) -> None:
         await conn.close()
 
 
-async def _execute(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 # Blocks read into shared_buffers: the database's total, and each table's heap and each index.
 READS = """
 SELECT 'all' AS name, blks_read AS n FROM pg_stat_database WHERE datname = current_database()
@@ -132,28 +130,27 @@ UNION ALL SELECT indexrelname, idx_blks_read FROM pg_statio_user_indexes
 """
 
 
-async def _reading(url: str, *, count: bool) -> tuple[int | None, dict[str, int]]:
-    """The blocks read so far by relation (``all``: the whole database), then, when asked, the
-    log's rows: counting them reads the key table, so a window's second reading does not."""
+async def _reading(url: str, *, count: bool) -> tuple[int, dict[str, int]]:
+    """When asked, the log's rows (0 otherwise), then the blocks read so far by relation
+    (``all``: the whole database): counting reads the key table, so it comes first."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
+        rows = await conn.fetchval("SELECT count(*) FROM idempotency_keys") if count else 0
         reads = {row["name"]: int(row["n"] or 0) for row in await conn.fetch(READS)}
-        rows = await conn.fetchval("SELECT count(*) FROM idempotency_keys") if count else None
-        return rows, reads
+        return int(rows), reads
     finally:
         await conn.close()
 
 
 def _window(
-    log: Log, router: RouterTarget, url: str, admin_url: str, plan: WindowPlan
+    log: Log, router: RouterTarget, admin_url: str, database: str, plan: WindowPlan
 ) -> LogWindow:
     assert router.process is not None
-    database = url.rsplit("/", 1)[1]
+    url = database_url(admin_url, database)
     pids = probes.postgres_backends(admin_url, database)
     db_before = {pid: probes.cpu_seconds([pid]) for pid in pids}
     router_before = probes.tree_cpu_seconds(router.process.pid)
-    rows, _ = asyncio.run(_reading(url, count=True))
-    reads_before = asyncio.run(_reading(url, count=False))[1]
+    rows, reads_before = asyncio.run(_reading(url, count=True))
     done = run_wrk(router.base_url, router.request, plan.connections, plan.seconds)
     router_s = probes.tree_cpu_seconds(router.process.pid) - router_before
     db_s = sum(
@@ -168,7 +165,7 @@ def _window(
         if name != "all" and count > reads_before.get(name, 0)
     }
     return LogWindow(
-        log, rows or 0, done.throughput_rps, done.p50_ms, done.p99_ms,
+        log, rows, done.throughput_rps, done.p50_ms, done.p99_ms,
         router_s / ok * 1e6, db_s / ok * 1e6, (reads["all"] - reads_before["all"]) / ok,
         by_relation,
     )  # fmt: skip
@@ -208,8 +205,8 @@ def compare(
         windows = []
         for log in order(rounds):
             if log == "empty":
-                asyncio.run(_execute(urls[log], EMPTY))
-            window = _window(log, routers[log], urls[log], admin_url, plan)
+                asyncio.run(server_statement(urls[log], EMPTY))
+            window = _window(log, routers[log], admin_url, names[log], plan)
             _log(line(window))
             windows.append(window)
         return windows
@@ -267,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="windows of each log")
     parser.add_argument("--window", type=int, default=40, help="seconds per window")
     parser.add_argument("--connections", type=int, default=8, help="wrk's connections")
-    parser.add_argument("--postgres-url", default=ADMIN_URL, help="the server (admin URL)")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="the server (admin URL)")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.rounds < 1 or args.window < 1 or args.connections < 1:
         parser.error("--rows, --rounds, --window and --connections are at least 1")
