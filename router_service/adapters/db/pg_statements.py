@@ -137,10 +137,12 @@ UPDATE signals SET status = $3, response = $4::jsonb, results = $5::jsonb, updat
 """
 
 # Signals whose owner died mid-flight: their leases expired. Taken over a few at a time, each
-# lease picked once and skipped by other sweepers while held.
+# lease picked once and skipped by other sweepers while held. The walk of the expiry index starts
+# at ``$5`` (``pg_sweep.py``: below it lie the entries of deleted leases); ``-infinity`` walks it
+# all. Every lease taken is returned, with its signal's status: the caller counts them all.
 RECLAIM_EXPIRED = f"""
 WITH picked AS MATERIALIZED (
-    SELECT created_at, log_id FROM signal_leases WHERE expires_at < $1
+    SELECT created_at, log_id FROM signal_leases WHERE expires_at < $1 AND expires_at >= $5
      ORDER BY expires_at LIMIT $2
        FOR UPDATE SKIP LOCKED
 ), taken AS (
@@ -150,7 +152,6 @@ WITH picked AS MATERIALIZED (
 )
 SELECT {SIGNAL_COLUMNS} FROM taken AS t
   JOIN signals AS s ON s.created_at = t.created_at AND s.log_id = t.log_id
- WHERE s.status = 'in_progress'
 """  # noqa: S608
 
 RELEASE_LEASES = "UPDATE signal_leases SET expires_at = $2 WHERE owner = $1"

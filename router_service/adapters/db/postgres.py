@@ -20,6 +20,7 @@ from router_service.adapters.db.group_commit import GroupCommit
 from router_service.adapters.db.pg_claims import PgClaims
 from router_service.adapters.db.pg_pool import PgPool, refused_rows
 from router_service.adapters.db.pg_replay_jobs import PgReplayJobs
+from router_service.adapters.db.pg_sweep import WALK_FROM_BOTTOM, SweepFloor
 from router_service.adapters.db.records import (
     as_utc,
     dead_letter_cursor_bound,
@@ -72,6 +73,7 @@ class PgStore(PgReplayJobs):
         self._outcomes: GroupCommit[OutcomeRow, None] = GroupCommit(
             self._write_outcomes, self._write_outcome, isolate=refused_rows
         )
+        self._sweep_floor = SweepFloor()
 
     async def close(self) -> None:
         await self._claims.close()
@@ -330,11 +332,18 @@ class PgStore(PgReplayJobs):
         """Take over signals whose owner died mid-flight (their lease expired)."""
         now = utcnow()
         until = now + timedelta(seconds=lease_s)
+        floor = self._sweep_floor.lower()
         rows = await self._pool.run(
             "reclaim_expired",
-            lambda conn: conn.fetch(sql.RECLAIM_EXPIRED, now, limit, owner, until),
+            lambda conn: conn.fetch(
+                sql.RECLAIM_EXPIRED, now, limit, owner, until, floor or WALK_FROM_BOTTOM
+            ),
         )
-        return [log_record(r, decode_json_text) for r in rows]
+        self._sweep_floor.swept(
+            cutoff=now, lease_s=lease_s, picked=len(rows), limit=limit, full=floor is None
+        )
+        records = (log_record(r, decode_json_text) for r in rows)
+        return [record for record in records if record.status is Status.IN_PROGRESS]
 
     async def release_leases(self, owner: str) -> int:
         """On shutdown: what this process leaves unfinished is reclaimable at once elsewhere."""
