@@ -132,10 +132,16 @@ UNION ALL SELECT indexrelname, idx_blks_read FROM pg_statio_user_indexes
 
 async def _reading(url: str, *, count: bool) -> tuple[int, dict[str, int]]:
     """When asked, the log's rows (0 otherwise), then the blocks read so far by relation
-    (``all``: the whole database): counting reads the key table, so it comes first."""
+    (``all``: the whole database). Counting reads the key table, so it comes first, and its
+    reads are flushed to the counters before they are read: a backend flushes its statistics
+    at most once a second otherwise, and the rest when it exits, which would charge them to
+    the window."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        rows = await conn.fetchval("SELECT count(*) FROM idempotency_keys") if count else 0
+        rows = 0
+        if count:
+            rows = await conn.fetchval("SELECT count(*) FROM idempotency_keys")
+            await conn.execute("SELECT pg_stat_force_next_flush()")  # flushed once idle
         reads = {row["name"]: int(row["n"] or 0) for row in await conn.fetch(READS)}
         return int(rows), reads
     finally:
