@@ -17,6 +17,7 @@ from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.pg_sweep import FULL_WALK_EVERY_S, WALK_FROM_BOTTOM, SweepFloor
 from router_service.adapters.db.postgres import PgStore
 from tests.support.db import migrated_database
+from tests.support.fake_clock import FakeClock
 from tests.support.store import PLAN, open_store, signal
 
 pytestmark = pytest.mark.postgres
@@ -39,16 +40,8 @@ def url(tmp_path: Path) -> Iterator[str]:
         yield fresh
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_lease_below_the_floor_waits_for_the_next_full_walk(url: str) -> None:
-    clock = Clock()
+    clock = FakeClock()
 
     async def sweep(store: PgStore) -> list[str]:
         return sorted(r.log_id for r in await store.reclaim_expired("sweeper", LEASE_S, 10))
@@ -62,7 +55,7 @@ def test_a_lease_below_the_floor_waits_for_the_next_full_walk(url: str) -> None:
                 claim = await store.claim(signal(log_id), PLAN, "t" * 32, "dead-owner", lease_s)
                 assert claim.won
             floored = await sweep(store)
-            clock.now += FULL_WALK_EVERY_S
+            clock.advance(FULL_WALK_EVERY_S)
             full = await sweep(store)
             return first, floored, full
 
