@@ -206,3 +206,19 @@ def test_pressure_stall_seconds_are_read_from_the_full_line() -> None:
     )
     assert full_stall_seconds(text) == 231.423308
     assert full_stall_seconds("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n") is None
+
+
+def test_each_window_s_failures_are_named_by_kind_and_survive_the_raw_figures(
+    tmp_path: Path,
+) -> None:
+    failing = dataclasses.replace(
+        _window("open", 4, 1000, 19.5),
+        failed=3,
+        failures={"timeout": 1, "HTTP 503": 2},
+    )
+    result = _result(_window("closed", 1, 1000, 10.0), failing)
+    section = render_section(result)
+    assert "- failed requests: open 4: 3 (2 HTTP 503, 1 timeout)" in section
+    assert "- failed requests: none" in render_section(_result(_window("closed", 1, 1000, 10.0)))
+    dump(result, tmp_path / "soak.json")
+    assert load(tmp_path / "soak.json").windows[1].failures == {"timeout": 1, "HTTP 503": 2}

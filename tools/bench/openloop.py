@@ -15,7 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ class OpenLoopResult:
     window_s: float
     status_codes: dict[str, int]
     router_statuses: dict[str, int]
+    # Sent and not answered, by kind (the load generator's names: a timeout, a refused or reset
+    # connection, ...); their sum is ``errors``.
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def drift(self) -> float | None:
@@ -112,6 +115,7 @@ def _result(data: dict[str, Any], rate: float) -> OpenLoopResult:
     latency = data.get("latency") or {}
     codes: dict[str, int] = data["status_codes"]
     errors: dict[str, int] = data["errors"]
+    unanswered = {k: n for k, n in errors.items() if k not in {"dropped", "non_json_body"}}
     return OpenLoopResult(
         rate=rate,
         duration_s=data["duration_s"],
@@ -120,7 +124,7 @@ def _result(data: dict[str, Any], rate: float) -> OpenLoopResult:
         ok=sum(n for code, n in codes.items() if code.startswith("2")),
         duplicates=data["duplicates_answered"],
         dropped=errors.get("dropped", 0),
-        errors=sum(n for name, n in errors.items() if name not in {"dropped", "non_json_body"}),
+        errors=sum(unanswered.values()),
         throughput_rps=data["throughput_rps"],
         p50_ms=latency.get("p50_ms"),
         p90_ms=latency.get("p90_ms"),
@@ -131,6 +135,7 @@ def _result(data: dict[str, Any], rate: float) -> OpenLoopResult:
         window_s=data["window_s"],
         status_codes=codes,
         router_statuses=data["router_statuses"],
+        error_kinds=unanswered,
     )
 
 

@@ -101,6 +101,7 @@ class Window:
     slowest_flush_ms: float | None = None  # the disk under the WAL: its slowest probe flush
     tables: dict[str, probes.TableStats] = field(default_factory=dict)  # after the window
     error: str | None = None
+    failures: dict[str, int] = field(default_factory=dict)  # ``failed`` by kind
 
     def per_signal_us(self, seconds: float | None) -> float | None:
         return None if seconds is None or not self.ok else seconds / self.ok * 1e6
@@ -172,10 +173,14 @@ class _Load:
     duration_s: float
     answered: int
     ok: int
-    failed: int
+    failures: dict[str, int]  # by kind, only the kinds seen
     throughput_rps: float
     p50_ms: float | None
     p99_ms: float | None
+
+
+def _seen(counts: dict[str, int]) -> dict[str, int]:
+    return {kind: n for kind, n in counts.items() if n}
 
 
 class Soak:
@@ -219,14 +224,21 @@ class Soak:
             closed = run_wrk(
                 self.router.base_url, self.router.request, self.plan.connections, self.plan.window_s
             )
-            failed = closed.non2xx + closed.socket_errors
-            return _Load(closed.duration_s, closed.requests, closed.ok, failed,
+            failures = {
+                "non-2xx": closed.non2xx,
+                "socket error (connect, read, write, timeout)": closed.socket_errors,
+            }
+            return _Load(closed.duration_s, closed.requests, closed.ok, _seen(failures),
                          closed.throughput_rps, closed.p50_ms, closed.p99_ms)  # fmt: skip
         opened = run_open_loop(
             self.router.base_url, API_KEY, self.plan.rate, self.plan.window_s, cwd=self.workdir
         )
-        failed = opened.dropped + opened.errors + opened.answered - opened.ok
-        return _Load(opened.duration_s, opened.answered, opened.ok, failed,
+        failures = {
+            **{f"HTTP {code}": n for code, n in opened.status_codes.items() if code[0] != "2"},
+            **opened.error_kinds,
+            "dropped (never sent)": opened.dropped,
+        }
+        return _Load(opened.duration_s, opened.answered, opened.ok, _seen(failures),
                      opened.throughput_rps, opened.p50_ms, opened.p99_ms)  # fmt: skip
 
     def window(self, phase: Phase, index: int) -> Window:
@@ -257,7 +269,8 @@ class Soak:
             stalled = (after.machine.io_stalled_s - before.machine.io_stalled_s) / wall
         return Window(
             phase, index, level, ended,
-            duration_s=load.duration_s, answered=load.answered, ok=load.ok, failed=load.failed,
+            duration_s=load.duration_s, answered=load.answered, ok=load.ok,
+            failed=sum(load.failures.values()), failures=load.failures,
             throughput_rps=load.throughput_rps, p50_ms=load.p50_ms, p99_ms=load.p99_ms,
             router_cpu_s=router, db_cpu_s=db, server_cpu_s=server,
             rss_mb=probes.tree_memory(self.router.pid).rss_mb,

@@ -56,7 +56,8 @@ each phase's last window with its first: throughput within ±10 %, p99 within 1.
 COLUMNS = """\
 - **req/s, p50, p99**: what the load tool saw in that window (answers per second; latency
   percentiles measured by the client). **failed**: non-2xx answers, socket errors, timeouts and
-  (open loop) requests dropped because 1,024 were outstanding.
+  (open loop) requests dropped because 1,024 were outstanding; "This run" names them by kind
+  and window.
 - **router CPU**: utime + stime of the router's process tree from `/proc` during the window,
   per 2xx answer. **PG CPU**: the same for the Postgres backends serving the soak's database
   (listed in `pg_stat_activity` before and after the window; a backend that closed meanwhile is
@@ -287,7 +288,20 @@ def _this_run(result: SoakResult) -> list[str]:
     ok = sum(w.ok for w in result.windows)
     rows = DASH if result.rows_at_end is None else f"{result.rows_at_end:,}"
     lines.append(f"- rows in `signals` at the end: {rows}; 2xx answers: {ok:,}")
+    lines.append(f"- failed requests: {failures_text(result)}")
     return lines + [f"- {note}" for note in result.notes]
+
+
+def failures_text(result: SoakResult) -> str:
+    """Each window's failures by kind, or "none"."""
+    parts = []
+    for window in result.windows:
+        if window.failed:
+            kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(window.failures.items()))
+            parts.append(
+                f"{window.phase} {window.index}: {window.failed:,} ({kinds or 'kind not recorded'})"
+            )
+    return "; ".join(parts) or "none"
 
 
 def render_section(result: SoakResult) -> str:
