@@ -33,6 +33,24 @@ SELECT 'dead-' || n, $1::timestamptz, 'gone', $1::timestamptz + n * interval '1 
 """
 GIVE_BACK = "DELETE FROM signal_leases WHERE owner = 'gone'"
 
+# A log of GROWN signals in flight written behind the statistics' back, five of them expired.
+GROWN = 100_000
+GROW_KEYS = """
+INSERT INTO idempotency_keys (log_id, created_at)
+SELECT 'grown-' || n, now() FROM generate_series(1, $1) AS n
+"""
+GROW_LOG = """
+INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id, kind,
+                     rule, mode, routed_agents, status, created_at, updated_at)
+SELECT log_id, 's', 'h', '{}', '{}', now(), 't', 'k', 'r', 'm', '[]', 'in_progress', created_at,
+       created_at
+  FROM idempotency_keys
+"""
+EXPIRE_SOME = """
+INSERT INTO signal_leases (log_id, created_at, owner, expires_at)
+SELECT log_id, created_at, 'dead-owner', now() - interval '1 minute' FROM signals LIMIT 5
+"""
+
 
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
@@ -102,3 +120,33 @@ def test_a_sweep_from_the_floor_does_not_read_the_deleted_leases(url: str) -> No
     full, floored = asyncio.run(scenario())
     assert full > 100, full  # 50,000 dead entries: the whole index, every sweep
     assert floored <= 10, (full, floored)
+
+
+def test_the_sweep_s_plan_made_on_an_empty_log_stays_index_lookups_as_it_grows(url: str) -> None:
+    """The statement as a pool connection keeps it: prepared while the log is empty, its
+    generic plan (forced here) reused after the log grew behind the statistics' back."""
+
+    async def scenario() -> str:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            await conn.execute(
+                "PREPARE sweep(timestamptz, int, text, timestamptz, timestamptz) AS "
+                + sql.RECLAIM_EXPIRED
+            )
+            await conn.execute("EXECUTE sweep(now(), 10, 's', now(), '-infinity')")
+            await conn.execute(GROW_KEYS, GROWN)
+            await conn.execute(GROW_LOG)
+            await conn.execute(EXPIRE_SOME)
+            lines = await conn.fetch(
+                "EXPLAIN EXECUTE sweep(now(), 10, 's', now() + interval '1 minute', "
+                "now() - interval '1 hour')"
+            )
+            return "\n".join(line[0] for line in lines)
+        finally:
+            await conn.close()
+
+    plan = asyncio.run(scenario())
+    assert "Seq Scan" not in plan, plan
+    assert "Index Scan using ix_signal_leases_expires" in plan, plan
+    assert "Index Scan using signals_pkey" in plan, plan
