@@ -15,7 +15,7 @@ import pytest
 from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.postgres import PgStore
 from tests.support.db import migrated_database
-from tests.support.store import DELIVERED, PLAN, open_store, signal
+from tests.support.store import DELIVERED, PLAN, grow_log, open_store, signal
 
 pytestmark = pytest.mark.postgres
 
@@ -51,27 +51,6 @@ async def _hot_updates(url: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _grow_log(url: str, rows: int) -> None:
-    """Rows written behind the router's back, without ANALYZE: the statistics still say empty."""
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            "INSERT INTO idempotency_keys (log_id, created_at) "
-            "SELECT 'grown-' || n, now() FROM generate_series(1, $1) AS n",
-            rows,
-        )
-        await conn.execute(
-            "INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, "
-            "trace_id, kind, rule, mode, routed_agents, status, results, response, latency_ms, "
-            "created_at, updated_at) "
-            "SELECT log_id, 's', repeat('0', 64), '{\"n\":1}', '{}', now(), repeat('a', 32), "
-            "'one', 'r', 'fallback', '[\"alpha\"]', 'delivered', '[]', 'null', 1.0, created_at, "
-            "created_at FROM idempotency_keys WHERE log_id LIKE 'grown-%'"
-        )
-    finally:
-        await conn.close()
-
-
 async def _cached_plans(store: PgStore) -> dict[str, str]:
     """The plan each prepared statement would run now, on the connection that ran it: the
     outcome's on the connection its group commit keeps (``pg_lane.py``), the read's on the
@@ -103,7 +82,7 @@ def test_outcome_plans_made_on_an_empty_log_stay_index_lookups_as_it_grows(url: 
             for n in range(WARM_UP):  # one at a time: one connection runs them all
                 await _claim_and_record(store, f"warm-{n}")
                 assert await store.get(f"warm-{n}") is not None
-            await _grow_log(url, GROWN)
+            await grow_log(url, GROWN)
             await _claim_and_record(store, "after-growth")
             return await _cached_plans(store)
 

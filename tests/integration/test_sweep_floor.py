@@ -18,7 +18,7 @@ from router_service.adapters.db.pg_sweep import FULL_WALK_EVERY_S, WALK_FROM_BOT
 from router_service.adapters.db.postgres import PgStore
 from tests.support.db import migrated_database
 from tests.support.fake_clock import FakeClock
-from tests.support.store import PLAN, open_store, signal
+from tests.support.store import PLAN, grow_log, open_store, signal
 
 pytestmark = pytest.mark.postgres
 
@@ -33,19 +33,8 @@ SELECT 'dead-' || n, $1::timestamptz, 'gone', $1::timestamptz + n * interval '1 
 """
 GIVE_BACK = "DELETE FROM signal_leases WHERE owner = 'gone'"
 
-# A log of GROWN signals in flight written behind the statistics' back, five of them expired.
+# A grown log's signals, five of them left in flight by a dead owner.
 GROWN = 100_000
-GROW_KEYS = """
-INSERT INTO idempotency_keys (log_id, created_at)
-SELECT 'grown-' || n, now() FROM generate_series(1, $1) AS n
-"""
-GROW_LOG = """
-INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id, kind,
-                     rule, mode, routed_agents, status, created_at, updated_at)
-SELECT log_id, 's', 'h', '{}', '{}', now(), 't', 'k', 'r', 'm', '[]', 'in_progress', created_at,
-       created_at
-  FROM idempotency_keys
-"""
 EXPIRE_SOME = """
 INSERT INTO signal_leases (log_id, created_at, owner, expires_at)
 SELECT log_id, created_at, 'dead-owner', now() - interval '1 minute' FROM signals LIMIT 5
@@ -135,8 +124,7 @@ def test_the_sweep_s_plan_made_on_an_empty_log_stays_index_lookups_as_it_grows(u
                 + sql.RECLAIM_EXPIRED
             )
             await conn.execute("EXECUTE sweep(now(), 10, 's', now(), '-infinity')")
-            await conn.execute(GROW_KEYS, GROWN)
-            await conn.execute(GROW_LOG)
+            await grow_log(url, GROWN)
             await conn.execute(EXPIRE_SOME)
             lines = await conn.fetch(
                 "EXPLAIN EXECUTE sweep(now(), 10, 's', now() + interval '1 minute', "

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router_service.adapters.db.engine import migration_engine
@@ -90,3 +91,24 @@ async def record_outcome(
     row = await store.get(log_id)
     assert row is not None, log_id
     return await store.record(log_id, row.created_at, plan, outcome, latency_ms)
+
+
+async def grow_log(url: str, rows: int) -> None:
+    """Rows written behind the router's back, without ANALYZE: the statistics still say empty."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (log_id, created_at) "
+            "SELECT 'grown-' || n, now() FROM generate_series(1, $1) AS n",
+            rows,
+        )
+        await conn.execute(
+            "INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, "
+            "trace_id, kind, rule, mode, routed_agents, status, results, response, latency_ms, "
+            "created_at, updated_at) "
+            "SELECT log_id, 's', repeat('0', 64), '{\"n\":1}', '{}', now(), repeat('a', 32), "
+            "'one', 'r', 'fallback', '[\"alpha\"]', 'delivered', '[]', 'null', 1.0, created_at, "
+            "created_at FROM idempotency_keys WHERE log_id LIKE 'grown-%'"
+        )
+    finally:
+        await conn.close()
