@@ -15,6 +15,7 @@ from router_service.api.auth import KeyRing
 from router_service.api.edge import Edge
 from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
+from router_service.api.keep_alive import IdleConnections
 from router_service.api.middleware import RouteFastPath, TraceMiddleware
 from router_service.api.protocol import HTTP_LIMITS
 from router_service.api.replay_jobs import router as replay_jobs_router
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
                 "header_timeout_s": settings.header_timeout_s,
                 "max_header_bytes": settings.max_header_bytes,
                 "body_timeout_s": settings.body_timeout_s,
+                "keep_alive_s": settings.keep_alive_s,
+                "idle_connections": IdleConnections(settings.max_idle_connections),
             }
             yield {HTTP_LIMITS: limits}
 

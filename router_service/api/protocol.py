@@ -6,7 +6,9 @@ exceed ``MAX_HEADER_BYTES`` (answered 431); the body must arrive within ``BODY_T
 headers (answered 408, or the connection closed when the app has answered already). The body's
 timer is armed only when a read leaves the body incomplete: a request that arrives whole, as
 nearly all do, costs no timer at all. The protocol says so in the request's ASGI extensions
-(``BODY_DEADLINE``), and ``api/body.py`` then keeps no timer of its own.
+(``BODY_DEADLINE``), and ``api/body.py`` then keeps no timer of its own. Between requests, a
+connection is kept ``KEEP_ALIVE_S``, and a process keeps at most ``MAX_IDLE_CONNECTIONS`` idle
+(``api/keep_alive.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from router_service.api.errors import raw_refusal
+from router_service.api.keep_alive import IdleConnections
 
 HTTP_LIMITS = "http_limits"
 BODY_DEADLINE = "router.body_deadline"  # in scope["extensions"]: the protocol times the body
@@ -30,6 +33,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s: float = 10.0
     max_header_bytes: int = 16 * 1024
     body_timeout_s: float = 10.0
+    keep_alive_s: float = 75.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -37,6 +41,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.header_timeout_s = limits.get("header_timeout_s", self.header_timeout_s)
         self.max_header_bytes = limits.get("max_header_bytes", self.max_header_bytes)
         self.body_timeout_s = limits.get("body_timeout_s", self.body_timeout_s)
+        self.timeout_keep_alive = limits.get("keep_alive_s", self.keep_alive_s)
+        self._idle_connections: IdleConnections | None = limits.get("idle_connections")
         self._header_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
         self._body_pending = False  # headers parsed, the body not yet complete
@@ -70,10 +76,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._idle_connections is not None:
+            self._idle_connections.busy(self)
         self._body_done()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.timeout_keep_alive_task is not None and self._idle_connections is not None:
+            self._idle_connections.busy(self)
         super().data_received(data)
         if self._body_pending and self._body_timer is None and not self.transport.is_closing():
             self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_too_slow)
@@ -139,6 +149,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             transport.flush()  # a response with no body write (HEAD)
         super().on_response_complete()
         self._header_timer = None  # the keep-alive timeout covers the idle gap until next bytes
+        if self.timeout_keep_alive_task is not None and self._idle_connections is not None:
+            self._idle_connections.idle(self)
+
+    def close_idle(self) -> None:
+        """Closed while idle, over ``MAX_IDLE_CONNECTIONS`` (``api/keep_alive.py``)."""
+        self.timeout_keep_alive_handler()
 
 
 class OneWrite:

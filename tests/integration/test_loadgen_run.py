@@ -236,3 +236,39 @@ def test_cli_prints_a_table_and_fails_when_nothing_answers() -> None:
     assert result.exit_code == 1
     assert "throughput" in result.stdout
     assert "errors" in result.stdout
+
+
+def test_a_kept_connection_closed_under_a_request_is_counted_as_its_own_kind() -> None:
+    """The keep-alive race, made certain: the server answers a connection's first request and
+    closes it, unanswered, when the next one arrives on it."""
+    answer = orjson.dumps({"status": "delivered", "duplicate": False})
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+
+    async def one_answer_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        for answered in (False, True):
+            headers = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in headers.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            if answered:
+                break
+            writer.write(head % len(answer) + answer)
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> LoadReport:
+        server = await asyncio.start_server(one_answer_per_connection, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            options = LoadOptions(url=f"http://127.0.0.1:{port}", requests=2, concurrency=1)
+            return await run_load(options)
+
+    report = asyncio.run(scenario())
+
+    assert report.answered == 1
+    assert report.errors == {"reused_connection_closed": 1}

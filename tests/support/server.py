@@ -59,5 +59,10 @@ class RouterServer:
         self._sock.close()
 
     @property
+    def server_state(self) -> Any:
+        """uvicorn's: the open connections (protocol objects), the requests served."""
+        return self._server.server_state
+
+    @property
     def services(self) -> Any:
         return self.app.state.services

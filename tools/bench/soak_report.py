@@ -57,7 +57,8 @@ COLUMNS = """\
 - **req/s, p50, p99**: what the load tool saw in that window (answers per second; latency
   percentiles measured by the client). **failed**: non-2xx answers, socket errors, timeouts and
   (open loop) requests dropped because 1,024 were outstanding; "This run" names them by kind
-  and window.
+  and window (`reused_connection_closed`: a kept connection closed under the request before
+  any answer, the keep-alive race).
 - **router CPU**: utime + stime of the router's process tree from `/proc` during the window,
   per 2xx answer. **PG CPU**: the same for the Postgres backends serving the soak's database
   (listed in `pg_stat_activity` before and after the window; a backend that closed meanwhile is

@@ -113,8 +113,9 @@ class Recorder:
 
 
 # A pooled connection idle this long is closed by the client, well before the router's own idle
-# limit (HEADER_TIMEOUT_S=2 in chaos): a client that reuses a connection the server is closing
-# gets a reset for a request the server never saw, which is the client's race, not a fault.
+# limits (KEEP_ALIVE_S between requests, HEADER_TIMEOUT_S=2 in chaos for a new connection): a
+# client that reuses a connection the server is closing gets a reset for a request the server
+# never saw, which is the client's race, not a fault.
 CLIENT_IDLE_S = 1.0
 
 

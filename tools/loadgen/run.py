@@ -16,7 +16,7 @@ import orjson
 from loadgen.mix import PlannedRequest, open_loop_schedule, signal_mix
 from loadgen.report import LoadReport, RequestOutcome, summarise
 from router_service.adapters.connection_pool import ConnectionPool
-from router_service.adapters.http1 import TransportError, parse_target
+from router_service.adapters.http1 import ConnectionFailed, TransportError, parse_target
 
 _ROUTE_PATH: Final = "/route"
 
@@ -41,8 +41,20 @@ def route_url(url: str) -> str:
     return url if url.endswith(_ROUTE_PATH) else url + _ROUTE_PATH
 
 
+# A pooled connection is dropped after this long idle, before the router's own KEEP_ALIVE_S
+# (75 s by default) closes it: else a request could go out on a connection the router is
+# closing, and be reset unread (the keep-alive race).
+CLIENT_IDLE_S = 60.0
+
+
 def _error_name(exc: BaseException) -> str:
-    return "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+    """The kind of a request sent and not answered, as the report counts it."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionFailed) and exc.reused and not exc.received:
+        # Closed before any answer byte, on a kept connection: the keep-alive race, typically.
+        return "reused_connection_closed"
+    return type(exc).__name__
 
 
 class _Client:
@@ -56,7 +68,7 @@ class _Client:
         self._pool = ConnectionPool(
             max_connections=connections,
             max_idle_per_origin=connections,
-            idle_timeout_s=60.0,
+            idle_timeout_s=CLIENT_IDLE_S,
             max_body=64 * 1024 * 1024,
         )
 

@@ -1,0 +1,90 @@
+"""Idle keep-alive connections: kept ``KEEP_ALIVE_S`` (75 s by default, longer than the idle
+timeout of a load balancer or a client pool), and at most ``MAX_IDLE_CONNECTIONS`` a process,
+the longest idle closed first. The protocol, not the database, is under test: SQLite only."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.support.server import RouterServer
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+REQUEST = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _serve(database_url: str, routing_file: Path, **overrides: float) -> Iterator[RouterServer]:
+    server = RouterServer(make_settings(database_url, routing_file, **overrides)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def short_keep_alive(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    yield from _serve(database_url, routing_file, keep_alive_s=0.3)
+
+
+@pytest.fixture
+def two_idle(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    yield from _serve(database_url, routing_file, max_idle_connections=2)
+
+
+def _connect(server: RouterServer) -> socket.socket:
+    port = int(server.base_url.rsplit(":", 1)[1])
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def _exchange(sock: socket.socket) -> bytes:
+    """One GET on a kept connection; the answer's head and body (``/health/live`` is small)."""
+    sock.sendall(REQUEST)
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"}")):
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def _closed_by_router(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_an_idle_connection_is_kept_75_s_by_default(router: RouterServer) -> None:
+    with _connect(router) as sock:
+        assert _exchange(sock).startswith(b"HTTP/1.1 200 ")
+        kept = [conn.timeout_keep_alive for conn in router.server_state.connections]
+    assert kept == [75.0]  # uvicorn's own default is 5 s
+
+
+def test_an_idle_connection_is_closed_after_keep_alive_s(short_keep_alive: RouterServer) -> None:
+    with _connect(short_keep_alive) as sock:
+        assert _exchange(sock).startswith(b"HTTP/1.1 200 ")
+        assert _exchange(sock).startswith(b"HTTP/1.1 200 ")  # kept between requests
+        idle_from = time.perf_counter()
+        assert _closed_by_router(sock)  # the read waits until the router closes it
+        idle_s = time.perf_counter() - idle_from
+    assert 0.25 <= idle_s < 3.0  # KEEP_ALIVE_S, not uvicorn's 5 s nor our socket's 10-s timeout
+
+
+def test_past_max_idle_connections_the_longest_idle_is_closed(two_idle: RouterServer) -> None:
+    with _connect(two_idle) as a, _connect(two_idle) as b:
+        assert _exchange(a).startswith(b"HTTP/1.1 200 ")
+        assert _exchange(b).startswith(b"HTTP/1.1 200 ")
+        assert _exchange(a).startswith(b"HTTP/1.1 200 ")  # now b is the longest idle
+        with _connect(two_idle) as c:
+            assert _exchange(c).startswith(b"HTTP/1.1 200 ")  # a third idle: over the limit
+            # Within 10 s (the socket's timeout), far below KEEP_ALIVE_S: only the limit closes.
+            assert _closed_by_router(b)
+            assert _exchange(a).startswith(b"HTTP/1.1 200 ")
+            assert _exchange(c).startswith(b"HTTP/1.1 200 ")
