@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import secrets
 import signal
 import sys
@@ -52,6 +53,7 @@ def run(settings: Settings, host: str, port: int, workers: int, reload: bool, li
 
     from router_service.api.protocol import GuardedHttpProtocol
 
+    raise_open_files_limit()
     announce_when_ready(host, port, line, give_up_s=settings.startup_db_wait_s + 60)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # handler a clean exit, so a drained shutdown ends with status 0.
@@ -79,6 +81,20 @@ def run(settings: Settings, host: str, port: int, workers: int, reload: bool, li
             reload_dirs=[str(Path(__file__).parents[1])] if reload else None,
             **options,  # type: ignore[arg-type]
         )
+
+
+def raise_open_files_limit() -> int:
+    """Every connection is a file: the soft limit on open files (often 1,024) up to the hard one,
+    as Go's runtime and nginx's ``worker_rlimit_nofile`` do, so a burst of connections fails on
+    the operator's limit, not on a default. The workers inherit it. Returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # a platform that caps it lower: keep what we have
+        return soft
+    return hard
 
 
 def _serve_workers(workers: int, options: dict[str, object]) -> None:

@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -38,12 +38,15 @@ def start(
     port: int,
     stdout: IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``preexec``: run in the child before it executes ``args`` (e.g. to lower a limit)."""
     process = subprocess.Popen(
         list(args),
         env={**os.environ, **env},
         cwd=ROOT,
         start_new_session=True,
+        preexec_fn=preexec,
         stdout=stdout or subprocess.DEVNULL,
         stderr=stderr or subprocess.DEVNULL,
     )
