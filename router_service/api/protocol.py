@@ -8,7 +8,8 @@ timer is armed only when a read leaves the body incomplete: a request that arriv
 nearly all do, costs no timer at all. The protocol says so in the request's ASGI extensions
 (``BODY_DEADLINE``), and ``api/body.py`` then keeps no timer of its own. Between requests, a
 connection is kept ``KEEP_ALIVE_S``, and a process keeps at most ``MAX_IDLE_CONNECTIONS`` idle
-(``api/keep_alive.py``).
+(``api/keep_alive.py``). A client may queue ``MAX_PIPELINED`` requests behind the one being
+answered, no more.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from router_service.api.errors import raw_refusal
 from router_service.api.keep_alive import IdleConnections
 
 HTTP_LIMITS = "http_limits"
+# Requests a client may queue on a connection behind the one being answered (HTTP/1.1
+# pipelining). uvicorn queues every request of a read, each with its own state: 150 KB of
+# pipelined GETs held about 6 MB. Past this, the queued ones are answered, the rest is not
+# read, and the connection closes after the last answer (``connection: close``); a pipelining
+# client must resend what was left unanswered (RFC 9112, section 9.3.2).
+MAX_PIPELINED = 16
 BODY_DEADLINE = "router.body_deadline"  # in scope["extensions"]: the protocol times the body
 
 
@@ -48,6 +55,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_pending = False  # headers parsed, the body not yet complete
         self._header_bytes = 0
         self._refused = False
+        self._ending = False  # the pipeline overflowed: answer what is queued, read no more
 
     def _arm(self) -> None:
         self._disarm()
@@ -82,6 +90,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._ending:
+            return
         if self.timeout_keep_alive_task is not None and self._idle_connections is not None:
             self._idle_connections.busy(self)
         super().data_received(data)
@@ -102,6 +112,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._too_slow(f"body not received within {self.body_timeout_s:g} s", answer=unanswered)
 
     def on_message_begin(self) -> None:
+        if self._ending:
+            return
         super().on_message_begin()
         if self._header_timer is None:
             self._arm()
@@ -117,16 +129,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_url(self, url: bytes) -> None:
+        if self._ending:
+            return
         self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._ending:
+            return
         self._count(len(name) + len(value))
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        if not self._refused:
+        if len(self.pipeline) >= MAX_PIPELINED and not self._ending:
+            self._ending = True
+            last, _app = self.pipeline[0]  # the newest queued: answered last, then the close
+            last.keep_alive = False
+        if not self._refused and not self._ending:
             super().on_headers_complete()
             self._body_pending = True
             self.scope.setdefault("extensions", {})[BODY_DEADLINE] = {}
@@ -135,12 +155,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 cycle.transport = OneWrite(self.transport, cycle)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
+        if not self._refused and not self._ending:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._body_done()
-        if not self._refused:
+        if not self._refused and not self._ending:
             super().on_message_complete()
 
     def on_response_complete(self) -> None:

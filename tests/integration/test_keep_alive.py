@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from router_service.api.protocol import MAX_PIPELINED
 from tests.conftest import make_settings
 from tests.support.server import RouterServer
 
@@ -88,3 +89,34 @@ def test_past_max_idle_connections_the_longest_idle_is_closed(two_idle: RouterSe
             assert _closed_by_router(b)
             assert _exchange(a).startswith(b"HTTP/1.1 200 ")
             assert _exchange(c).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_client_pipelining_without_limit_is_answered_up_to_the_limit_then_closed(
+    router: RouterServer,
+) -> None:
+    """1,000 GETs in one write: uvicorn alone queued all of them (about 1.5 KB of state each, so
+    memory grew with what a client sent); the router answers the queued ones and closes."""
+    sent = 1000
+    with _connect(router) as sock:
+        sock.sendall(REQUEST * sent)
+        data = b""
+        while chunk := sock.recv(1 << 20):  # until the router closes the connection
+            data += chunk
+    answers = data.count(b"HTTP/1.1 200 ")
+    assert MAX_PIPELINED + 1 <= answers < sent
+    last_head = data.rsplit(b"HTTP/1.1 200 ", 1)[1].split(b"\r\n\r\n", 1)[0]
+    assert b"connection: close" in last_head.lower()
+
+
+def test_pipelining_within_the_limit_is_answered_on_a_connection_kept_open(
+    router: RouterServer,
+) -> None:
+    with _connect(router) as sock:
+        sock.sendall(b"".join(REQUEST.replace(b"Host: x", b"Host: h%d" % i) for i in range(8)))
+        data = b""
+        while data.count(b"HTTP/1.1 200 ") < 8 or not data.endswith(b"}"):
+            chunk = sock.recv(1 << 20)
+            assert chunk, data
+            data += chunk
+        assert b"connection: close" not in data.lower()
+        assert _exchange(sock).startswith(b"HTTP/1.1 200 ")  # still open
