@@ -128,6 +128,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not HTTP/1.1 (httptools could not parse it): the JSON error every
+        refusal has, not uvicorn's text. Nothing after it on the connection is read."""
+        message = "the request is not valid HTTP/1.1"
+        self.transport.write(raw_refusal(400, "Bad Request", "invalid_http", message))
+        self.transport.close()
+
     def on_url(self, url: bytes) -> None:
         if self._ending:
             return

@@ -84,12 +84,37 @@ def configure_logging(level: str = "INFO") -> None:
     """Route structlog and the standard library's loggers to one JSON stream on stdout."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     output = LoopTurnStream(sys.stdout.buffer)
+    renderer = LineRenderer()
     structlog.configure(
-        processors=[LineRenderer()],
+        processors=[renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=lambda *_args: output,
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StdlibLines)]:
+        root.removeHandler(handler)  # configured again (a reload, another app in the process)
+    root.addHandler(StdlibLines(renderer, output))
+    root.setLevel(numeric)
+
+
+class StdlibLines(logging.Handler):
+    """The standard library's records (uvicorn's, asyncio's, the drivers') as the same JSON
+    lines as ours: ``event`` is the message, ``logger`` the logger's name."""
+
+    def __init__(self, renderer: LineRenderer, output: LoopTurnStream) -> None:
+        super().__init__()
+        self._renderer = renderer
+        self._output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event: dict[str, Any] = {"event": record.getMessage(), "logger": record.name}
+            if record.exc_info:
+                event["exc_info"] = record.exc_info
+            self._output.msg(self._renderer(None, record.levelname.lower(), event))
+        except Exception:
+            self.handleError(record)
 
 
 def get_logger(name: str = "router") -> Any:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
+from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import MULTIPROC_ENV
 from router_service.observability.ready import announce_when_ready, http_address, ready_line
 
@@ -54,6 +55,7 @@ def run(settings: Settings, host: str, port: int, workers: int, reload: bool, li
     from router_service.api.protocol import GuardedHttpProtocol
 
     raise_open_files_limit()
+    configure_logging(settings.log_level)  # before the app's lifespan: a failed bind, say
     announce_when_ready(host, port, line, give_up_s=settings.startup_db_wait_s + 60)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # handler a clean exit, so a drained shutdown ends with status 0.
@@ -70,6 +72,9 @@ def run(settings: Settings, host: str, port: int, workers: int, reload: bool, li
         "http": GuardedHttpProtocol,
         "access_log": False,
         "log_level": "warning",
+        # uvicorn's own records go through the router's JSON lines (configure_logging), not
+        # through a text format of uvicorn's on stderr.
+        "log_config": None,
         "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
     }
     if workers > 1 and not reload:

@@ -16,6 +16,7 @@ from router_service.observability.logging import (
     MAX_FIELD_CHARS,
     LineRenderer,
     LoopTurnStream,
+    StdlibLines,
     UtcClock,
     bind_trace,
     reset_trace,
@@ -104,3 +105,29 @@ def test_timestamps_are_utc_with_microseconds_and_move_on() -> None:
     first = datetime.fromisoformat(stamps[0].replace("Z", "+00:00"))
     last = datetime.fromisoformat(stamps[-1].replace("Z", "+00:00"))
     assert before <= first <= last <= after
+
+
+def test_a_standard_library_record_is_the_same_json_line() -> None:
+    raw = io.BytesIO()
+    handler = StdlibLines(LineRenderer(), LoopTurnStream(raw))  # type: ignore[arg-type]
+    logger = logging.getLogger("tests.stdlib_lines")
+    logger.propagate = False
+    logger.addHandler(handler)
+    token = bind_trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    try:
+        logger.warning("Invalid %s received.", "HTTP request")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("Exception in ASGI application")
+    finally:
+        reset_trace(token)
+        logger.removeHandler(handler)
+    warning, error = _lines(raw)
+    assert warning["event"] == "Invalid HTTP request received."
+    assert warning["logger"] == "tests.stdlib_lines"
+    assert warning["level"] == "warning"
+    assert warning["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert TS.match(warning["ts"])
+    assert error["level"] == "error"
+    assert "ValueError: boom" in error["exception"]

@@ -1,9 +1,12 @@
-"""Idle keep-alive connections: kept ``KEEP_ALIVE_S`` (75 s by default, longer than the idle
-timeout of a load balancer or a client pool), and at most ``MAX_IDLE_CONNECTIONS`` a process,
-the longest idle closed first. The protocol, not the database, is under test: SQLite only."""
+"""Client connections: idle keep-alive connections kept ``KEEP_ALIVE_S`` (75 s by default,
+longer than the idle timeout of a load balancer or a client pool) and at most
+``MAX_IDLE_CONNECTIONS`` a process, the longest idle closed first; pipelining bounded; bytes that
+are not HTTP answered with the JSON error. The protocol, not the database, is under test:
+SQLite only."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -120,3 +123,23 @@ def test_pipelining_within_the_limit_is_answered_on_a_connection_kept_open(
             data += chunk
         assert b"connection: close" not in data.lower()
         assert _exchange(sock).startswith(b"HTTP/1.1 200 ")  # still open
+
+
+def test_bytes_that_are_not_http_get_the_json_error_and_the_connection_closes(
+    router: RouterServer,
+) -> None:
+    for garbage in (
+        b"GARBAGE\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"POST /route HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ):
+        with _connect(router) as sock:
+            sock.sendall(garbage)
+            data = b""
+            while chunk := sock.recv(65536):  # until the router closes the connection
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), (garbage, data)
+        assert b"content-type: application/json" in head.lower()
+        assert json.loads(body)["error"]["code"] == "invalid_http"
