@@ -56,6 +56,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._refused = False
         self._ending = False  # the pipeline overflowed: answer what is queued, read no more
+        self._refusal_after: bytes | None = None
 
     def _arm(self) -> None:
         self._disarm()
@@ -130,9 +131,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request that is not HTTP/1.1 (httptools could not parse it): the JSON error every
-        refusal has, not uvicorn's text. Nothing after it on the connection is read."""
+        refusal has, not uvicorn's text. Nothing after it on the connection is read. Whole
+        requests before it in the same bytes are answered first, then the 400."""
         message = "the request is not valid HTTP/1.1"
-        self.transport.write(raw_refusal(400, "Bad Request", "invalid_http", message))
+        refusal = raw_refusal(400, "Bad Request", "invalid_http", message)
+        if not self._body_pending and self.cycle is not None and not self.cycle.response_complete:
+            self._ending = True
+            self._refusal_after = refusal  # written when the newest answer is complete
+            return
+        self.transport.write(refusal)
         self.transport.close()
 
     def on_url(self, url: bytes) -> None:
@@ -176,7 +183,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             transport.flush()  # a response with no body write (HEAD)
         super().on_response_complete()
         self._header_timer = None  # the keep-alive timeout covers the idle gap until next bytes
-        if self.timeout_keep_alive_task is not None and self._idle_connections is not None:
+        if self._refusal_after is not None and self.cycle.response_complete:
+            self.transport.write(self._refusal_after)
+            self.transport.close()
+        elif self.timeout_keep_alive_task is not None and self._idle_connections is not None:
             self._idle_connections.idle(self)
 
     def close_idle(self) -> None:

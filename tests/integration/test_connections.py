@@ -7,6 +7,7 @@ SQLite only."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -143,3 +144,14 @@ def test_bytes_that_are_not_http_get_the_json_error_and_the_connection_closes(
         assert head.startswith(b"HTTP/1.1 400 "), (garbage, data)
         assert b"content-type: application/json" in head.lower()
         assert json.loads(body)["error"]["code"] == "invalid_http"
+
+
+def test_requests_before_bytes_that_are_not_http_are_answered_first(router: RouterServer) -> None:
+    with _connect(router) as sock:
+        sock.sendall(REQUEST + REQUEST + b"GARBAGE\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):  # until the router closes the connection
+            data += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    assert statuses == [b"200", b"200", b"400"], data
+    assert data.endswith(b'"message":"the request is not valid HTTP/1.1"}}')
