@@ -4,6 +4,7 @@ process, or a supervisor of workers that turns SIGHUP into a routing reload)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import secrets
@@ -88,18 +89,15 @@ def run(settings: Settings, host: str, port: int, workers: int, reload: bool, li
         )
 
 
-def raise_open_files_limit() -> int:
+def raise_open_files_limit() -> None:
     """Every connection is a file: the soft limit on open files (often 1,024) up to the hard one,
     as Go's runtime and nginx's ``worker_rlimit_nofile`` do, so a burst of connections fails on
-    the operator's limit, not on a default. The workers inherit it. Returns the soft limit."""
+    the operator's limit, not on a default. The workers inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft >= hard:
-        return soft
-    try:
+        return
+    with contextlib.suppress(ValueError, OSError):  # a platform that caps it lower: keep it
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):  # a platform that caps it lower: keep what we have
-        return soft
-    return hard
 
 
 def _serve_workers(workers: int, options: dict[str, object]) -> None:

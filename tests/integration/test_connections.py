@@ -17,6 +17,7 @@ import pytest
 
 from router_service.api.protocol import MAX_PIPELINED
 from tests.conftest import make_settings
+from tests.support.raw_http import connect, read_response, until_closed
 from tests.support.server import RouterServer
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -42,20 +43,10 @@ def two_idle(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
     yield from _serve(database_url, routing_file, max_idle_connections=2)
 
 
-def _connect(server: RouterServer) -> socket.socket:
-    port = int(server.base_url.rsplit(":", 1)[1])
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
 def _exchange(sock: socket.socket) -> bytes:
-    """One GET on a kept connection; the answer's head and body (``/health/live`` is small)."""
+    """One GET on a kept connection: its whole answer."""
     sock.sendall(REQUEST)
-    data = b""
-    while not (b"\r\n\r\n" in data and data.endswith(b"}")):
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    return data
+    return read_response(sock)
 
 
 def _closed_by_router(sock: socket.socket) -> bool:
@@ -66,7 +57,7 @@ def _closed_by_router(sock: socket.socket) -> bool:
 
 
 def test_an_idle_connection_is_kept_75_s_by_default(router: RouterServer) -> None:
-    with _connect(router) as sock:
+    with connect(router) as sock:
         assert _exchange(sock).startswith(b"HTTP/1.1 200 ")
         kept = [conn.timeout_keep_alive for conn in router.server_state.connections]
     assert kept
@@ -74,7 +65,7 @@ def test_an_idle_connection_is_kept_75_s_by_default(router: RouterServer) -> Non
 
 
 def test_an_idle_connection_is_closed_after_keep_alive_s(short_keep_alive: RouterServer) -> None:
-    with _connect(short_keep_alive) as sock:
+    with connect(short_keep_alive) as sock:
         assert _exchange(sock).startswith(b"HTTP/1.1 200 ")
         assert _exchange(sock).startswith(b"HTTP/1.1 200 ")  # kept between requests
         idle_from = time.perf_counter()
@@ -84,11 +75,11 @@ def test_an_idle_connection_is_closed_after_keep_alive_s(short_keep_alive: Route
 
 
 def test_past_max_idle_connections_the_longest_idle_is_closed(two_idle: RouterServer) -> None:
-    with _connect(two_idle) as a, _connect(two_idle) as b:
+    with connect(two_idle) as a, connect(two_idle) as b:
         assert _exchange(a).startswith(b"HTTP/1.1 200 ")
         assert _exchange(b).startswith(b"HTTP/1.1 200 ")
         assert _exchange(a).startswith(b"HTTP/1.1 200 ")  # now b is the longest idle
-        with _connect(two_idle) as c:
+        with connect(two_idle) as c:
             assert _exchange(c).startswith(b"HTTP/1.1 200 ")  # a third idle: over the limit
             # Within 10 s (the socket's timeout), far below KEEP_ALIVE_S: only the limit closes.
             assert _closed_by_router(b)
@@ -102,11 +93,9 @@ def test_a_client_pipelining_without_limit_is_answered_up_to_the_limit_then_clos
     """1,000 GETs in one write: uvicorn alone queued all of them (about 1.5 KB of state each, so
     memory grew with what a client sent); the router answers the queued ones and closes."""
     sent = 1000
-    with _connect(router) as sock:
+    with connect(router) as sock:
         sock.sendall(REQUEST * sent)
-        data = b""
-        while chunk := sock.recv(1 << 20):  # until the router closes the connection
-            data += chunk
+        data = until_closed(sock)
     answers = data.count(b"HTTP/1.1 200 ")
     assert MAX_PIPELINED + 1 <= answers < sent
     last_head = data.rsplit(b"HTTP/1.1 200 ", 1)[1].split(b"\r\n\r\n", 1)[0]
@@ -116,7 +105,7 @@ def test_a_client_pipelining_without_limit_is_answered_up_to_the_limit_then_clos
 def test_pipelining_within_the_limit_is_answered_on_a_connection_kept_open(
     router: RouterServer,
 ) -> None:
-    with _connect(router) as sock:
+    with connect(router) as sock:
         sock.sendall(b"".join(REQUEST.replace(b"Host: x", b"Host: h%d" % i) for i in range(8)))
         data = b""
         while data.count(b"HTTP/1.1 200 ") < 8 or not data.endswith(b"}"):
@@ -136,11 +125,9 @@ def test_bytes_that_are_not_http_get_the_json_error_and_the_connection_closes(
         b"GET /health/live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
         b"POST /route HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
     ):
-        with _connect(router) as sock:
+        with connect(router) as sock:
             sock.sendall(garbage)
-            data = b""
-            while chunk := sock.recv(65536):  # until the router closes the connection
-                data += chunk
+            data = until_closed(sock)
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 "), (garbage, data)
         assert b"content-type: application/json" in head.lower()
@@ -148,11 +135,9 @@ def test_bytes_that_are_not_http_get_the_json_error_and_the_connection_closes(
 
 
 def test_requests_before_bytes_that_are_not_http_are_answered_first(router: RouterServer) -> None:
-    with _connect(router) as sock:
+    with connect(router) as sock:
         sock.sendall(REQUEST + REQUEST + b"GARBAGE\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):  # until the router closes the connection
-            data += chunk
+        data = until_closed(sock)
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
     assert statuses == [b"200", b"200", b"400"], data
     assert data.endswith(b'"message":"the request is not valid HTTP/1.1"}}')

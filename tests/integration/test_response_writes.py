@@ -3,38 +3,16 @@ waiting for ``100 Continue`` still gets it at once, and a HEAD answer still arri
 
 from __future__ import annotations
 
-import socket
-
 from tests.conftest import API_KEY
+from tests.support.raw_http import connect, read_response
 from tests.support.server import RouterServer
-
-
-def _connect(router: RouterServer) -> socket.socket:
-    port = int(router.base_url.rsplit(":", 1)[1])
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def _read_response(sock: socket.socket, data: bytes = b"") -> bytes:
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
 
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent(
     router: RouterServer,
 ) -> None:
     body = b'{"sender_id": "continue", "payload": {"route": "one"}}'
-    with _connect(router) as sock:
+    with connect(router) as sock:
         sock.sendall(
             b"POST /route HTTP/1.1\r\nHost: x\r\nX-API-Key: " + API_KEY.encode() + b"\r\n"
             b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
@@ -43,13 +21,13 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(
         interim = sock.recv(65536)  # a held 100 would time this read out
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(body)
-        answer = _read_response(sock, interim.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n"))
+        answer = read_response(sock, interim.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n"))
         assert answer.startswith(b"HTTP/1.1 200 "), answer
         assert b'"status":"delivered"' in answer
 
 
 def test_a_head_request_gets_its_headers(router: RouterServer) -> None:
-    with _connect(router) as sock:
+    with connect(router) as sock:
         sock.sendall(b"HEAD /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         data = b""
         while b"\r\n\r\n" not in data:
