@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router_service.api.errors import response_for
+from router_service.domain.errors import ValidationFailed
 from router_service.observability.logging import bind_trace, get_logger, reset_trace
 from router_service.observability.metrics import Metrics, children
 from router_service.observability.tracing import TraceContext
@@ -73,6 +74,26 @@ def _route_name(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+class NoNulInUrl:
+    """A NUL (``%00``) in the path or the query string is refused with 422 before any handler
+    runs. No log_id, filter or cursor holds one, and Postgres refuses NUL in text: it would
+    otherwise reach the database and come back as a 503 ``database_unavailable``, a client's
+    mistake reported as an outage. (A NUL byte sent raw is not HTTP: the protocol answers
+    400.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            refused = ValidationFailed(
+                "the URL holds a NUL character (%00), which no path or query may hold"
+            )
+            await response_for(refused)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class RouteFastPath:

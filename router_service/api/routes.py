@@ -19,6 +19,7 @@ from router_service.api.schemas import (
     ReplayResponse,
     RouteRequest,
     RouteResponse,
+    in_utc,
     inline_schema,
     parse_rfc3339,
 )
@@ -197,8 +198,8 @@ async def list_logs(
         sender_id=sender_id,
         kind=kind,
         status=status,
-        since=_utc(since),
-        until=_utc(until),
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
         limit=limit,
         cursor=cursor,
     )
@@ -208,10 +209,13 @@ async def list_logs(
     )
 
 
-def _utc(moment: datetime | None) -> datetime | None:
+def _utc(moment: datetime | None, name: str) -> datetime | None:
     if moment is None:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return in_utc(moment, name)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from exc
 
 
 @router.get("/logs/{log_id}", dependencies=[scoped("logs:read")], responses=ERRORS)

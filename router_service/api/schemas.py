@@ -15,14 +15,28 @@ HeaderSafe = Field(pattern=r"^[\x21-\x7e]+$")
 
 
 def parse_rfc3339(value: str) -> datetime:
-    """An RFC 3339 timestamp with an offset (``Z`` or ``±hh:mm``)."""
+    """An RFC 3339 timestamp with an offset (``Z`` or ``±hh:mm``), in UTC."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError("timestamp must be an RFC 3339 date-time") from exc
     if "T" not in value.upper() or moment.tzinfo is None:
         raise ValueError("timestamp must be an RFC 3339 date-time with an offset, e.g. Z")
-    return moment.astimezone(UTC)
+    return in_utc(moment, "timestamp")
+
+
+def in_utc(moment: datetime, name: str) -> datetime:
+    """``moment`` in UTC (a naive one taken as UTC). ValueError naming ``name`` when UTC cannot
+    hold it: an offset can move a moment of year 1 or 9999 past the calendar's ends, where
+    Python's datetime overflows."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(
+            f"{name} is out of range: in UTC it falls outside years 1 to 9999"
+        ) from exc
 
 
 class RouteRequest(BaseModel):
@@ -82,9 +96,9 @@ class ReplayRequest(BaseModel):
         | None
     ) = None
     # A selection by filter (every given field must match), previewed or run as a job.
-    sender_id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
-    kind: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
-    agent: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    sender_id: Annotated[StrictStr, Field(min_length=1, max_length=256), NoNul] | None = None
+    kind: Annotated[StrictStr, Field(min_length=1, max_length=64), NoNul] | None = None
+    agent: Annotated[StrictStr, Field(min_length=1, max_length=128), NoNul] | None = None
     status: Literal["dead_lettered", "partial"] | None = Field(
         None, description="the signal's status"
     )

@@ -15,7 +15,12 @@ from router_service.api.body import BodyLimits, read_body
 from router_service.api.edge import edge
 from router_service.console.session import COOKIE, ConsoleSession
 from router_service.console.state import ConsoleState
-from router_service.domain.errors import AuthError, Forbidden, UnsupportedMediaType
+from router_service.domain.errors import (
+    AuthError,
+    Forbidden,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from router_service.observability.logging import get_logger
 
 READ = "logs:read"
@@ -71,6 +76,9 @@ async def read_form(request: Request, limits: BodyLimits) -> Form:
     if media != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("Content-Type must be application/x-www-form-urlencoded")
     raw = await read_body(request, limits)
+    # As in a URL (``api/middleware.NoNulInUrl``): Postgres refuses a NUL in text.
+    if b"%00" in raw or b"\x00" in raw:
+        raise ValidationFailed("a form field holds a NUL character (%00), which none may hold")
     fields: dict[str, list[str]] = {}
     for name, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
         fields.setdefault(name, []).append(value)

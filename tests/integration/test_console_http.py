@@ -412,3 +412,19 @@ def test_the_rules_page_shows_the_shadow_version_and_this_processs_differences(
     assert re.findall(
         r"<tr><td>([^<]*)</td><td>([^<]*)</td><td class=\"num\">(\d+)</td></tr>", diffs
     ) == [("one", "race", "2")]
+
+
+def test_the_console_refuses_a_filter_past_the_calendar_and_a_nul(
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    """JSON 422s, never a 500 (a datetime overflowing in UTC) or a 503 (Postgres refusing a
+    NUL in text, as if the database were down)."""
+    client, csrf = signed_in(new_client, "admin-key")
+    late = client.get("/console/signals", params={"until": "9999-12-31T23:59:59-01:00"})
+    assert late.status_code == 422
+    assert "until is out of range" in late.json()["error"]["message"]
+    assert client.get("/console/signals/a%00b").status_code == 422
+    for field in ("agent", "kind"):
+        nul = client.post("/console/dead-letters/preview", data={"csrf": csrf, field: "a\x00"})
+        assert nul.status_code == 422
+        assert "NUL" in nul.json()["error"]["message"]

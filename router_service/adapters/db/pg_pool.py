@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from router_service.adapters.db.pg_lane import PgLane
-from router_service.domain.errors import Overloaded, StorageUnavailable
+from router_service.domain.errors import Overloaded, StorageUnavailable, ValidationFailed
 from router_service.service.ports import Events
 
 T = TypeVar("T")
@@ -97,6 +97,12 @@ class PgPool:
                 await self.release(pool, conn)
         except (Overloaded, StorageUnavailable):
             raise
+        except asyncpg.DataError as exc:
+            # A value the database cannot take (a NUL in text, a number out of its range): the
+            # request's data, not an outage. The edge refuses the ones it knows of first.
+            raise ValidationFailed(
+                f"the database refused a value of this request (SQLSTATE {exc.sqlstate})"
+            ) from exc
         except Exception as exc:
             raise await self.unavailable(exc) from exc
         finally:
