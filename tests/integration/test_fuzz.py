@@ -22,9 +22,9 @@ BIN = Path(sys.executable).parent
 JSON = {"Content-Type": "application/json"}
 
 
-def test_schemathesis_finds_no_server_error(router: RouterServer, backend: str) -> None:
-    if backend != "sqlite":
-        return  # one backend is enough for the schema fuzz; both run the hypothesis test below
+def test_schemathesis_finds_no_server_error(router: RouterServer) -> None:
+    """On both backends: Postgres refuses values SQLite takes (a NUL in a filter was a 503
+    ``database_unavailable`` on Postgres only)."""
     result = subprocess.run(
         [
             str(BIN / "st"),
