@@ -59,6 +59,52 @@ def test_concurrent_rows_share_a_batch_and_get_their_own_results() -> None:
     assert db.batches == [["a"], ["b", "c", "d"]]
 
 
+def test_after_a_crowded_write_the_rows_of_one_loop_turn_share_a_batch() -> None:
+    """Once rows have queued behind a write, the next first row waits out the loop turn: the
+    rows submitted in that turn go as one batch, not as one row alone and the rest behind."""
+    db = Database()
+
+    async def scenario() -> list[object]:
+        commit = db.group_commit()
+        assert await _submit_all(commit, ["a", "b", "c"]) == ["A", "B", "C"]  # b, c queued
+        return await _submit_all(commit, ["d", "e", "f"])
+
+    assert asyncio.run(scenario()) == ["D", "E", "F"]
+    assert db.batches == [["a"], ["b", "c"], ["e", "f", "d"]]
+    assert db.singles == ["a"]
+
+
+def test_a_first_row_cancelled_while_it_waits_out_the_turn_hands_the_queue_on() -> None:
+    db = Database()
+
+    async def scenario() -> object:
+        commit = db.group_commit()
+        await _submit_all(commit, ["a", "b", "c"])  # b, c queued: the next first row waits
+        first = asyncio.create_task(commit.submit("d"))
+        second = asyncio.create_task(commit.submit("e"))
+        await asyncio.sleep(0)  # d waits out the turn; e queues behind it
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+
+    assert asyncio.run(scenario()) == "E"
+    assert "d" not in [row for batch in db.batches for row in batch]
+
+
+def test_rows_one_at_a_time_are_each_written_at_once() -> None:
+    db = Database()
+
+    async def scenario() -> list[str]:
+        commit = db.group_commit()
+        await _submit_all(commit, ["a", "b", "c"])  # b, c queued: the next first row waits
+        return [await commit.submit(row) for row in ("d", "e", "f")]
+
+    assert asyncio.run(scenario()) == ["D", "E", "F"]
+    assert db.singles == ["a", "d", "e", "f"]
+    assert db.batches[2:] == [["d"], ["e"], ["f"]]
+
+
 def test_a_batch_of_one_is_written_by_the_single_statement() -> None:
     # A batch of one is common at low rates, and the single statement costs the client a little
     # less than a batch of one (``python -m bench.batch_cost``).

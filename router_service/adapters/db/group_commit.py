@@ -3,7 +3,12 @@
 Each request is still answered only after the commit that holds its row, with its own row's
 result. Batches form by themselves: a request that finds no batch being written writes its own
 row at once (no task, no queue: one request at a time pays nothing for batching); rows that
-arrive meanwhile queue up and go to a writer task as one batch when it is done.
+arrive meanwhile queue up and go to a writer task as one batch when it is done. Once rows have
+queued behind a write (the router is busy), the next request that finds no batch being written
+first lets the rest of the event loop's turn run: the rows that turn brings go with its own as
+one batch, where it would have written its row alone and left the rest to queue behind it (at 8
+connections, about a third fewer round trips and 10-20 % less of the router's CPU per signal;
+``docs/performance-analysis.md``). One request at a time never queues, so never waits.
 
 A batch is one transaction, so one row that the database refuses would fail its neighbours too.
 When ``isolate`` says a batch's error is about the rows (not the database), each row of that
@@ -42,6 +47,7 @@ class GroupCommit(Generic[Row, Result]):
         self._queue: list[tuple[Row, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._writing = False  # a batch is being written (by a request or the writer task)
+        self._crowded = False  # rows queued behind the last write: the next waits a loop turn
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -51,18 +57,34 @@ class GroupCommit(Generic[Row, Result]):
         """Returns ``row``'s result once the commit holding it is durable."""
         if not self._writing:
             self._writing = True
+            if self._crowded:
+                # Rows queued behind the last write: the rest of this loop turn may bring more.
+                # Let it run, then write them all as one batch.
+                try:
+                    await asyncio.sleep(0)
+                except BaseException:
+                    self._hand_over()
+                    raise
+                if self._queue:
+                    done = self._enqueue(row)
+                    self._writer = asyncio.create_task(self._write_batches())
+                    return await done
             try:
                 return await self._write_one(row)
             finally:
                 self._hand_over()
+        # A cancelled request cancels only its own future: its row is still written, and the
+        # batch skips the future when the results come (no shield needed, nor its two futures).
+        return await self._enqueue(row)
+
+    def _enqueue(self, row: Row) -> asyncio.Future[Result]:
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieve)  # a cancelled waiter's failure is not "unretrieved"
         self._queue.append((row, done))
-        # A cancelled request cancels only its own future: its row is still written, and the
-        # batch skips the future when the results come (no shield needed, nor its two futures).
-        return await done
+        return done
 
     def _hand_over(self) -> None:
+        self._crowded = bool(self._queue)
         if self._queue:
             self._writer = asyncio.create_task(self._write_batches())
         else:
@@ -80,6 +102,7 @@ class GroupCommit(Generic[Row, Result]):
                         done.set_exception(outcome.error)
                     else:
                         done.set_result(outcome)
+                self._crowded = len(batch) > 1
         finally:
             self._writing = False
 
