@@ -5,7 +5,6 @@ text, reported as the database being unavailable)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +12,12 @@ import httpx
 import pytest
 
 from router_service.domain.errors import ValidationFailed
-from tests.conftest import make_settings
 from tests.support.db import migrated_database
-from tests.support.server import RouterServer
 from tests.support.store import open_store
 
 # Valid RFC 3339, and inside Python's years 1 to 9999 as written; in UTC, outside them.
 PAST_THE_ENDS = ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
 SIGNAL = {"sender_id": "edge-sender", "payload": {"route": "one"}}
-
-
-@pytest.fixture(scope="module")
-def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
-    server = RouterServer(make_settings(database_url, routing_file)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def api(router: RouterServer) -> Iterator[httpx.Client]:
-    headers = {"X-API-Key": router.settings.api_key.get_secret_value()}
-    with httpx.Client(base_url=router.base_url, headers=headers, timeout=30) as client:
-        yield client
 
 
 def refused(answer: httpx.Response, words: str) -> None:
@@ -48,25 +29,25 @@ def refused(answer: httpx.Response, words: str) -> None:
 
 @pytest.mark.parametrize("moment", PAST_THE_ENDS)
 def test_a_signal_timestamp_past_the_calendar_in_utc_is_refused(
-    api: httpx.Client, moment: str
+    client: httpx.Client, moment: str
 ) -> None:
-    refused(api.post("/route", json={**SIGNAL, "timestamp": moment}), "out of range")
-    refused(api.post("/route/explain", json={**SIGNAL, "timestamp": moment}), "out of range")
+    refused(client.post("/route", json={**SIGNAL, "timestamp": moment}), "out of range")
+    refused(client.post("/route/explain", json={**SIGNAL, "timestamp": moment}), "out of range")
 
 
 @pytest.mark.parametrize("moment", PAST_THE_ENDS)
 @pytest.mark.parametrize("bound", ["since", "until"])
 def test_a_filter_bound_past_the_calendar_in_utc_is_refused(
-    api: httpx.Client, moment: str, bound: str
+    client: httpx.Client, moment: str, bound: str
 ) -> None:
-    refused(api.get("/logs", params={bound: moment}), f"{bound} is out of range")
-    refused(api.post("/dlq/replay", json={bound: moment}), "out of range")
+    refused(client.get("/logs", params={bound: moment}), f"{bound} is out of range")
+    refused(client.post("/dlq/replay", json={bound: moment}), "out of range")
 
 
-def test_the_calendar_ends_themselves_are_served(api: httpx.Client) -> None:
-    assert api.post("/route", json={**SIGNAL, "timestamp": "0001-01-01T00:00:00Z"}).is_success
-    assert api.get("/logs", params={"since": "0001-01-01T00:00:00+00:00"}).status_code == 200
-    assert api.get("/logs", params={"until": "9999-12-31T23:59:59Z"}).status_code == 200
+def test_the_calendar_ends_themselves_are_served(client: httpx.Client) -> None:
+    assert client.post("/route", json={**SIGNAL, "timestamp": "0001-01-01T00:00:00Z"}).is_success
+    assert client.get("/logs", params={"since": "0001-01-01T00:00:00+00:00"}).status_code == 200
+    assert client.get("/logs", params={"until": "9999-12-31T23:59:59Z"}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -81,22 +62,22 @@ def test_the_calendar_ends_themselves_are_served(api: httpx.Client) -> None:
     ],
 )
 def test_a_nul_in_the_url_is_refused_before_any_handler(
-    api: httpx.Client, path: str, params: dict[str, str]
+    client: httpx.Client, path: str, params: dict[str, str]
 ) -> None:
-    refused(api.get(path, params=params), "NUL")
+    refused(client.get(path, params=params), "NUL")
 
 
 @pytest.mark.parametrize("field", ["sender_id", "kind", "agent"])
-def test_a_nul_in_a_replay_selection_is_refused(api: httpx.Client, field: str) -> None:
-    refused(api.post("/dlq/replay", json={field: "a\x00"}), field)
+def test_a_nul_in_a_replay_selection_is_refused(client: httpx.Client, field: str) -> None:
+    refused(client.post("/dlq/replay", json={field: "a\x00"}), field)
 
 
-def test_the_router_serves_on_after_the_refusals(api: httpx.Client) -> None:
+def test_the_router_serves_on_after_the_refusals(client: httpx.Client) -> None:
     for _ in range(3):
-        refused(api.get("/logs", params={"sender_id": "\x00"}), "NUL")
-    routed = api.post("/route", json={**SIGNAL, "payload": {"route": "one", "n": 2}})
+        refused(client.get("/logs", params={"sender_id": "\x00"}), "NUL")
+    routed = client.post("/route", json={**SIGNAL, "payload": {"route": "one", "n": 2}})
     assert routed.is_success
-    found = api.get(f"/logs/{routed.json()['log_id']}")
+    found = client.get(f"/logs/{routed.json()['log_id']}")
     assert found.status_code == 200
 
 
