@@ -16,7 +16,12 @@ from router_service.api.edge import Edge
 from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
 from router_service.api.keep_alive import IdleConnections
-from router_service.api.middleware import NoNulInUrl, RouteFastPath, TraceMiddleware
+from router_service.api.middleware import (
+    NoNulInUrl,
+    RouteFastPath,
+    TraceMiddleware,
+    UnexpectedErrors,
+)
 from router_service.api.protocol import HTTP_LIMITS
 from router_service.api.replay_jobs import router as replay_jobs_router
 from router_service.api.routes import router
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     app.include_router(explain_router)
     app.include_router(admin_router)
     app.include_router(replay_jobs_router)
+    app.add_middleware(UnexpectedErrors)  # inside the trace: a 500 carries its ids
     app.add_middleware(NoNulInUrl)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # every other request
     app.hot_path = TraceMiddleware(RouteFastPath(), metrics=metrics)

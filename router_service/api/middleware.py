@@ -96,6 +96,36 @@ class NoNulInUrl:
         await self.app(scope, receive, send)
 
 
+class UnexpectedErrors:
+    """An exception no handler maps becomes the JSON 500 here, inside the trace: the answer
+    carries ``traceparent``, the ``request.crashed`` line the trace's ids, and the connection
+    stays open for the client's next request. Starlette's own last-resort handler answers
+    outside the trace middleware and then re-raises, so uvicorn logged the error a second time
+    and closed the client's connection. An exception after the answer has started has nothing
+    left to answer, and goes on up (the connection must close)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as exc:
+            if started:
+                raise
+            await response_for(exc)(scope, receive, send)
+
+
 class RouteFastPath:
     """Serves ``POST /route`` (the hot path) straight from the ASGI scope, in front of FastAPI:
     none of its middleware stack, router, dependency solving and exception middleware around
