@@ -42,9 +42,13 @@ def _finite(text: str) -> float:
 
 def loads(text: str | bytes) -> Any:
     """Strict JSON, with integers exact however long (a ``ValueError`` for what is not JSON,
-    for a number beyond a double, or an integer past Python's digit limit)."""
+    for a number beyond a double, an integer past Python's digit limit, or nesting too deep
+    to read)."""
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")  # UnicodeDecodeError is a ValueError too
     if _LONG_DIGITS.search(text) is None:
-        return orjson.loads(text)
-    return json.loads(text, parse_float=_finite, parse_constant=_not_json)
+        return orjson.loads(text)  # its own depth limit raises a ValueError
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_not_json)
+    except RecursionError as exc:  # the exact parser's depth is Python's recursion limit
+        raise ValueError("JSON nested too deeply to read") from exc

@@ -123,3 +123,28 @@ def test_drip_feeding_agent_hits_the_one_deadline_and_its_connection_is_dropped(
         run(scenario, loop_factory=MovableClockLoop)
     assert len(dripped) == 3  # of the 100 bytes announced
     assert agent.accepts == 2
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_nested_past_the_parser_s_depth_is_kept_as_text(status: int) -> None:
+    """A long number sends the answer to the exact parser, whose depth is Python's recursion
+    limit: past it, the answer is kept as text like any other that is not JSON, never an
+    exception out of the dispatch."""
+    deep = b"[" * 2000 + b"12345678901234567890" + b"]" * 2000
+
+    async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response(status, deep))
+        await writer.drain()
+        return True
+
+    with RawAgent(answer) as agent:
+
+        async def scenario(client: HttpAgentClient) -> object:
+            if status == 200:
+                return (await call(client, agent.url())).body
+            with pytest.raises(RetryableAgentError) as caught:
+                await call(client, agent.url())
+            return caught.value.response
+
+        body = run(scenario)
+    assert body == {"text": deep.decode()}

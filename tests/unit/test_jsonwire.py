@@ -49,3 +49,11 @@ def test_an_agent_answer_with_a_huge_integer_is_kept_exactly() -> None:
 
 def test_an_agent_answer_beyond_a_double_is_kept_as_text() -> None:
     assert decode_body(b'{"x":1e999}', "application/json") == {"text": '{"x":1e999}'}
+
+
+@pytest.mark.parametrize("number", [b"1", b"12345678901234567890"])
+def test_nesting_too_deep_to_read_is_a_value_error_on_either_parser(number: bytes) -> None:
+    # Without a long number orjson reads it (its limit: 1,024 levels); with one, the exact
+    # parser, whose limit is Python's recursion limit.
+    with pytest.raises(ValueError, match=r"depth|too deeply"):
+        loads(b"[" * 5000 + number + b"]" * 5000)
