@@ -29,6 +29,28 @@ def dumps(value: Any) -> bytes:
         return text.encode()
 
 
+# orjson writes no deeper than this; past it ``dumps`` falls back to the standard library, whose
+# depth is Python's recursion limit (about 1,000, less what the caller's stack already holds).
+MAX_WRITABLE_DEPTH = 255
+
+
+def writable_depth(raw: bytes, value: Any) -> bool:
+    """Whether ``value`` (parsed from ``raw``) nests no deeper than ``MAX_WRITABLE_DEPTH``: what
+    is read from outside (an agent's answer) must be writable again (to the log, to the
+    client). Each level needs a ``[`` or ``{`` in ``raw``, so counting them settles nearly
+    every answer without a walk."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_WRITABLE_DEPTH:
+        return True
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        if depth > MAX_WRITABLE_DEPTH:
+            return False
+        children = node.values() if isinstance(node, dict) else node
+        level.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return True
+
+
 def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 

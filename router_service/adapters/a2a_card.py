@@ -104,7 +104,7 @@ def check_agent(spec: AgentSpec, timeout_s: float = 5.0) -> CardCheck:
         except urllib.error.HTTPError as exc:
             last_error = f"HTTP {exc.code} at {url}"
             continue
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # a card nested past the parser
             last_error = f"cannot fetch {url}: {exc}"
             continue
         card_version, problem = check_card(spec, card)

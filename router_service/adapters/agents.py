@@ -27,7 +27,7 @@ from router_service.domain.errors import AgentError, PermanentAgentError, Retrya
 from router_service.domain.retry import is_retryable_status
 from router_service.domain.routing import AgentSpec
 from router_service.domain.signal import format_timestamp
-from router_service.jsonwire import dumps, loads
+from router_service.jsonwire import dumps, loads, writable_depth
 from router_service.observability.tracing import TraceContext
 from router_service.service.ports import AgentReply, Envelope
 
@@ -49,12 +49,16 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def decode_body(raw: bytes, content_type: str) -> Any:
-    """JSON when it parses, else the text: an agent's odd answer is kept, not fatal."""
+    """JSON when it parses and can be written again, else the text: an agent's odd answer is
+    kept, not fatal."""
     if raw and ("json" in content_type or raw[:1] in (b"{", b"[")):
         try:
-            return loads(raw)  # exact integers: the answer is stored and echoed as sent
+            value = loads(raw)  # exact integers: the answer is stored and echoed as sent
         except ValueError:
             pass
+        else:
+            if writable_depth(raw, value):
+                return value
     return {"text": raw.decode("utf-8", "replace")} if raw else None
 
 

@@ -126,11 +126,22 @@ def test_drip_feeding_agent_hits_the_one_deadline_and_its_connection_is_dropped(
 
 
 @pytest.mark.parametrize("status", [200, 500])
-def test_an_answer_nested_past_the_parser_s_depth_is_kept_as_text(status: int) -> None:
-    """A long number sends the answer to the exact parser, whose depth is Python's recursion
-    limit: past it, the answer is kept as text like any other that is not JSON, never an
-    exception out of the dispatch."""
-    deep = b"[" * 2000 + b"12345678901234567890" + b"]" * 2000
+@pytest.mark.parametrize(
+    ("levels", "number"),
+    [
+        # A long number sends the answer to the exact parser, whose depth is Python's
+        # recursion limit: past it, it raised RecursionError out of the dispatch.
+        (2000, b"12345678901234567890"),
+        # orjson reads 1,000 levels, but nothing could write them again (the log, the
+        # client's answer): a 500 after the agent had taken the signal.
+        (1000, b"1"),
+    ],
+)
+def test_an_answer_nested_too_deep_to_write_again_is_kept_as_text(
+    status: int, levels: int, number: bytes
+) -> None:
+    """Kept as text, like any answer that is not JSON."""
+    deep = b"[" * levels + number + b"]" * levels
 
     async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
         writer.write(response(status, deep))

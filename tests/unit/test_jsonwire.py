@@ -7,7 +7,7 @@ import json
 import pytest
 
 from router_service.adapters.agents import decode_body
-from router_service.jsonwire import dumps, loads
+from router_service.jsonwire import MAX_WRITABLE_DEPTH, dumps, loads, writable_depth
 
 HUGE = int("9" * 400)  # beyond a double: orjson refuses to read it
 
@@ -57,3 +57,17 @@ def test_nesting_too_deep_to_read_is_a_value_error_on_either_parser(number: byte
     # parser, whose limit is Python's recursion limit.
     with pytest.raises(ValueError, match=r"depth|too deeply"):
         loads(b"[" * 5000 + number + b"]" * 5000)
+
+
+def test_an_agent_answer_as_deep_as_can_be_written_is_kept_and_one_level_more_is_text() -> None:
+    deepest = b"[" * MAX_WRITABLE_DEPTH + b"1" + b"]" * MAX_WRITABLE_DEPTH
+    kept = decode_body(deepest, "application/json")
+    assert dumps(kept) == deepest
+    deeper = b"[" + deepest + b"]"
+    assert decode_body(deeper, "application/json") == {"text": deeper.decode()}
+
+
+def test_many_brackets_at_a_small_depth_are_walked_and_writable() -> None:
+    wide = b"[" + b",".join([b'{"a":[1]}'] * 400) + b"]"  # 800 brackets, 3 levels
+    assert writable_depth(wide, json.loads(wide))
+    assert decode_body(wide, "application/json") == json.loads(wide)
