@@ -179,6 +179,22 @@ def client_address(peer: str, forwarded_for: str | None, proxies: tuple[IpNetwor
     return peer
 
 
+def counted_as(address: str) -> str:
+    """What one client's failures are counted under: an IPv4 address, or an IPv6 address's /64.
+    A /64 is one subscriber's or one host's allocation, whose every address its holder can use:
+    counted one by one, each of its 2**64 addresses would start a fresh allowance. An IPv4
+    address written as IPv6 (``::ffff:192.0.2.1``) is that IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class FailureLimiter:
     """At most ``limit`` failed authentications per client address per ``window_s``; only
     consulted once a request has failed authentication.
@@ -207,6 +223,7 @@ class FailureLimiter:
 
     def failed(self, client: str) -> None:
         """Count one failed authentication; ``TooManyAuthFailures`` once over the limit."""
+        client = counted_as(client)
         count = self._count(client)
         if count >= self._limit:
             raise TooManyAuthFailures("too many failed authentications from this address")

@@ -138,6 +138,24 @@ def test_failure_limiter_refuses_only_once_over_the_limit_and_forgets_after_the_
     limiter.failed("a")
 
 
+def test_failures_from_one_ipv6_64_share_one_count() -> None:
+    limiter = FailureLimiter(2, window_s=60)
+    limiter.failed("2001:db8:0:1::a")
+    limiter.failed("2001:db8:0:1:ffff::b")  # another address of the same /64
+    with pytest.raises(TooManyAuthFailures):
+        limiter.failed("2001:db8:0:1::c")
+    limiter.failed("2001:db8:0:2::a")  # the next /64 is another client
+
+
+def test_an_ipv4_address_written_as_ipv6_is_counted_as_itself() -> None:
+    limiter = FailureLimiter(1, window_s=60)
+    limiter.failed("::ffff:192.0.2.1")
+    with pytest.raises(TooManyAuthFailures):
+        limiter.failed("192.0.2.1")
+    limiter.failed("192.0.2.2")
+    limiter.failed("unknown")  # no address at all: counted under its own name
+
+
 def test_failure_limiter_has_no_check_a_valid_request_could_be_refused_by() -> None:
     # The limiter is consulted only after a failed authentication: nothing to call before it.
     assert not hasattr(FailureLimiter, "check")
