@@ -7,7 +7,7 @@ arrive meanwhile queue up and go to a writer task as one batch when it is done. 
 queued behind a write (the router is busy), the next request that finds no batch being written
 first lets the rest of the event loop's turn run: the rows that turn brings go with its own as
 one batch, where it would have written its row alone and left the rest to queue behind it (at 8
-connections, about a fifth fewer round trips and 8.5 % less of the router's CPU per signal;
+connections, about a fifth fewer round trips and about 9 % less of the router's CPU per signal;
 ``docs/performance-analysis.md``). One request at a time never queues, so never waits.
 
 A batch is one transaction, so one row that the database refuses would fail its neighbours too.
