@@ -4,6 +4,7 @@ orjson is fast but not exact everywhere: it refuses integers beyond 64 bits when
 them into floats when reading (and refuses those beyond a double). Clients may send any integer
 Python can hold (``api/body.py`` bounds the digits), so both directions fall back to the
 standard library where orjson would fail or round, and any valid client JSON is echoed exactly.
+Its limits on what is read (nesting, strings, arrays) serve a client's body and an agent's answer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 from typing import Any
 
 import orjson
+
+from router_service.domain.errors import ValidationFailed
 
 # A run of 19 digits may be an integer orjson cannot hold (beyond -2**63 .. 2**64-1). It may
 # also sit inside a string: then the exact path is merely a little slower.
@@ -37,18 +40,50 @@ MAX_WRITABLE_DEPTH = 255
 def writable_depth(raw: bytes, value: Any) -> bool:
     """Whether ``value`` (parsed from ``raw``) nests no deeper than ``MAX_WRITABLE_DEPTH``: what
     is read from outside (an agent's answer) must be writable again (to the log, to the
-    client). Each level needs a ``[`` or ``{`` in ``raw``, so counting them settles nearly
-    every answer without a walk."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_WRITABLE_DEPTH:
+    client)."""
+    if within_limits_by_size(raw, MAX_WRITABLE_DEPTH):
         return True
-    level: list[tuple[Any, int]] = [(value, 1)]
-    while level:
-        node, depth = level.pop()
-        if depth > MAX_WRITABLE_DEPTH:
-            return False
-        children = node.values() if isinstance(node, dict) else node
-        level.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    try:
+        check_depth(value, MAX_WRITABLE_DEPTH)
+    except ValidationFailed:
+        return False
     return True
+
+
+def check_depth(
+    value: Any, max_depth: int, max_string_chars: int = 0, max_array_items: int = 0
+) -> None:
+    """Nesting, string and array limits (0: unchecked); iterative, so hostile nesting cannot
+    exhaust the stack."""
+    # Depth counts containers: {"a": 1} is 1 level, {"a": [1]} is 2.
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > max_depth:
+            raise ValidationFailed(f"JSON nesting deeper than {max_depth} levels")
+        if max_array_items and isinstance(node, list) and len(node) > max_array_items:
+            raise ValidationFailed(f"a JSON array has more than {max_array_items} items")
+        if max_string_chars:
+            strings = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            for item in strings:
+                if isinstance(item, str) and len(item) > max_string_chars:
+                    raise ValidationFailed(f"a JSON string is longer than {max_string_chars}")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+def within_limits_by_size(
+    raw: bytes, max_depth: int, max_string_chars: int = 0, max_array_items: int = 0
+) -> bool:
+    """True when the body's bytes alone prove that ``check_depth`` would pass: each level of
+    nesting needs a ``[`` or ``{``, an array of n items n - 1 commas, a string of n characters
+    at least n bytes (brackets and commas inside strings count too, so this errs only towards
+    walking). A few C-speed counts instead of a walk of every value, for most bodies."""
+    if raw.count(b"[") + raw.count(b"{") > max_depth:
+        return False
+    if max_string_chars and len(raw) > max_string_chars:
+        return False
+    return not max_array_items or raw.count(b",") < max_array_items
 
 
 def _not_json(name: str) -> Any:

@@ -159,7 +159,7 @@ def _trusted(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
 
 
 def client_address(peer: str, forwarded_for: str | None, proxies: tuple[IpNetwork, ...]) -> str:
-    """The address failures are counted against.
+    """The client's address (``FailureLimiter`` counts its failures under ``counted_as`` of it).
 
     ``X-Forwarded-For`` is honoured only when the peer is a trusted proxy: then the client is the
     right-most address in it that is not itself a trusted proxy (everything left of that was

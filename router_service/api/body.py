@@ -22,6 +22,7 @@ from router_service.domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from router_service.jsonwire import check_depth, within_limits_by_size
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 M = TypeVar("M", bound=BaseModel)
@@ -143,28 +144,6 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
-def check_depth(
-    value: Any, max_depth: int, max_string_chars: int = 0, max_array_items: int = 0
-) -> None:
-    """Nesting, string and array limits (0: unchecked); iterative, so hostile nesting cannot
-    exhaust the stack."""
-    # Depth counts containers: {"a": 1} is 1 level, {"a": [1]} is 2.
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        if depth > max_depth:
-            raise ValidationFailed(f"JSON nesting deeper than {max_depth} levels")
-        if max_array_items and isinstance(node, list) and len(node) > max_array_items:
-            raise ValidationFailed(f"a JSON array has more than {max_array_items} items")
-        if max_string_chars:
-            strings = [*node.keys(), *node.values()] if isinstance(node, dict) else node
-            for item in strings:
-                if isinstance(item, str) and len(item) > max_string_chars:
-                    raise ValidationFailed(f"a JSON string is longer than {max_string_chars}")
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-
-
 def validate(model: type[M], value: Any) -> M:
     if not isinstance(value, dict):
         raise ValidationFailed("body must be a JSON object")
@@ -172,20 +151,6 @@ def validate(model: type[M], value: Any) -> M:
         return model.model_validate(value)
     except ValidationError as exc:
         raise ValidationFailed(describe_validation(list(exc.errors()))) from exc
-
-
-def within_limits_by_size(
-    raw: bytes, max_depth: int, max_string_chars: int = 0, max_array_items: int = 0
-) -> bool:
-    """True when the body's bytes alone prove that ``check_depth`` would pass: each level of
-    nesting needs a ``[`` or ``{``, an array of n items n - 1 commas, a string of n characters
-    at least n bytes (brackets and commas inside strings count too, so this errs only towards
-    walking). A few C-speed counts instead of a walk of every value, for most bodies."""
-    if raw.count(b"[") + raw.count(b"{") > max_depth:
-        return False
-    if max_string_chars and len(raw) > max_string_chars:
-        return False
-    return not max_array_items or raw.count(b",") < max_array_items
 
 
 async def read_model(request: Request, model: type[M], limits: BodyLimits) -> M:

@@ -19,9 +19,9 @@ from router_service.api.schemas import (
     ReplayResponse,
     RouteRequest,
     RouteResponse,
-    in_utc,
     inline_schema,
     parse_rfc3339,
+    utc_bound,
 )
 from router_service.domain.errors import (
     AuthError,
@@ -210,12 +210,7 @@ async def list_logs(
 
 
 def _utc(moment: datetime | None, name: str) -> datetime | None:
-    if moment is None:
-        return None
-    try:
-        return in_utc(moment, name)
-    except ValueError as exc:
-        raise ValidationFailed(str(exc)) from exc
+    return None if moment is None else utc_bound(moment, name)
 
 
 @router.get("/logs/{log_id}", dependencies=[scoped("logs:read")], responses=ERRORS)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+from router_service.domain.errors import ValidationFailed
 from router_service.domain.routing import Mode
 
 NoNul = Field(pattern=r"^[^\x00]*$")
@@ -37,6 +38,14 @@ def in_utc(moment: datetime, name: str) -> datetime:
         raise ValueError(
             f"{name} is out of range: in UTC it falls outside years 1 to 9999"
         ) from exc
+
+
+def utc_bound(moment: datetime, name: str) -> datetime:
+    """``in_utc`` for a filter's bound read outside a schema: a ``ValidationFailed`` (422)."""
+    try:
+        return in_utc(moment, name)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from exc
 
 
 class RouteRequest(BaseModel):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from router_service.api.schemas import in_utc
+from router_service.api.schemas import utc_bound
 from router_service.domain.errors import ValidationFailed
 from router_service.service.records import LogRecord
 
@@ -79,10 +79,7 @@ def moment(text: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValidationFailed(f"{name}: not a date and time: {value[:40]!r}") from exc
-    try:
-        return in_utc(parsed, name)
-    except ValueError as exc:
-        raise ValidationFailed(str(exc)) from exc
+    return utc_bound(parsed, name)
 
 
 def local_input(moment: datetime | None) -> str:

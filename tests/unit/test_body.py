@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router_service.api.body import check_depth, parse_json, validate, within_limits_by_size
+from router_service.api.body import parse_json, validate
 from router_service.api.schemas import RouteRequest
 from router_service.domain.errors import InvalidJson, ValidationFailed
 from router_service.domain.routing import Mode
+from router_service.jsonwire import check_depth, within_limits_by_size
 
 VALID: dict[str, Any] = {"sender_id": "sender-1", "payload": {"text": "hello"}}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from router_service.adapters.agents import parse_retry_after
-from router_service.api.body import check_depth
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.retry import RetryPolicy
+from router_service.jsonwire import check_depth
 
 
 def test_a_scalar_inside_the_deepest_container_is_not_an_extra_level() -> None:

@@ -67,7 +67,7 @@ class GroupCommit(Generic[Row, Result]):
                     raise
                 if self._queue:
                     done = self._enqueue(row)
-                    self._writer = asyncio.create_task(self._write_batches())
+                    self._hand_over()
                     return await done
             try:
                 return await self._write_one(row)
