@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from router_service.observability.logging import get_logger
+from router_service.observability.logging import event_logger, get_logger
 from router_service.observability.metrics import Metrics, children
 from router_service.observability.tracing import TraceContext
 
@@ -23,7 +23,7 @@ class Telemetry:
         self, metrics: Metrics, logger: Any = None, spans: SpanExporter | None = None
     ) -> None:
         self.metrics = metrics
-        self._log = logger or get_logger()
+        self._log = logger or event_logger()
         self._spans = spans
         # The metrics every signal touches, their children kept (``metrics.children``).
         self._received = children(metrics.signals_received)

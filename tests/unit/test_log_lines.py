@@ -131,3 +131,12 @@ def test_a_standard_library_record_is_the_same_json_line() -> None:
     assert TS.match(warning["ts"])
     assert error["level"] == "error"
     assert "ValueError: boom" in error["exception"]
+
+
+def test_a_secret_is_redacted_every_time_whatever_its_case() -> None:
+    log, raw = _logger()
+    for key in ("note", "Password", "password", "note", "Password"):
+        log.info("x", **{key: "s3cr3t"})
+    values = [next(v for k, v in line.items() if k in ("note", "Password", "password"))
+              for line in _lines(raw)]  # fmt: skip
+    assert values == ["s3cr3t", "[redacted]", "[redacted]", "s3cr3t", "[redacted]"]
