@@ -21,6 +21,8 @@ from router_service.domain.errors import ValidationFailed
 # A run of 19 digits may be an integer orjson cannot hold (beyond -2**63 .. 2**64-1). It may
 # also sit inside a string: then the exact path is merely a little slower.
 _LONG_DIGITS = re.compile(r"\d{19}")
+# A lone UTF-16 surrogate can only come as an escape (UTF-8 cannot encode one); orjson refuses it.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def dumps(value: Any) -> bytes:
@@ -106,6 +108,21 @@ def loads(text: str | bytes) -> Any:
     if _LONG_DIGITS.search(text) is None:
         return orjson.loads(text)  # its own depth limit raises a ValueError
     try:
-        return json.loads(text, parse_float=_finite, parse_constant=_not_json)
+        value = json.loads(text, parse_float=_finite, parse_constant=_not_json)
+        # The standard library reads an escaped lone surrogate into the string, where nothing
+        # can write it as UTF-8 again (the log, the client's answer): refused, as orjson does.
+        if _SURROGATE_ESCAPE.search(text) and holds_lone_surrogate(value):
+            raise ValueError("JSON holds a lone UTF-16 surrogate")
     except RecursionError as exc:  # the exact parser's depth is Python's recursion limit
         raise ValueError("JSON nested too deeply to read") from exc
+    return value
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether parsed JSON holds a lone UTF-16 surrogate (read from an escape such as
+    ``\\ud800``), which UTF-8 cannot encode."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -22,7 +22,7 @@ from router_service.domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from router_service.jsonwire import check_depth, within_limits_by_size
+from router_service.jsonwire import check_depth, holds_lone_surrogate, within_limits_by_size
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 M = TypeVar("M", bound=BaseModel)
@@ -136,11 +136,8 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidJson(f"body is not valid JSON: {exc.msg} at {where}") from exc
     except RecursionError as exc:
         raise ValidationFailed("JSON nesting is too deep") from exc
-    if _SURROGATE_ESCAPE.search(raw):
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidJson("body contains a lone UTF-16 surrogate") from exc
+    if _SURROGATE_ESCAPE.search(raw) and holds_lone_surrogate(value):
+        raise InvalidJson("body contains a lone UTF-16 surrogate")
     return value
 
 

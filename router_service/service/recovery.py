@@ -87,12 +87,17 @@ Step = Callable[[], Awaitable[int]]
 
 async def run_every(interval_s: float, step_name: str, step: Step, events: Events) -> None:
     """Run ``step`` (an async callable returning how much it did) forever, every ``interval_s``
-    when idle; storage errors are reported and retried on the next tick, never fatal."""
+    when idle; a failure is reported and the step runs again on the next tick, never fatal: a
+    task that ended here would end crash recovery (or redelivery) for the whole process, and
+    silently."""
     while True:
         try:
             did = await step()
         except StorageError as exc:
             events.background_failed(step=step_name, error=exc.message)
+            did = 0
+        except Exception as exc:  # a bug, or a value nothing can store: the next tick retries
+            events.background_failed(step=step_name, error=f"{type(exc).__name__}: {exc}")
             did = 0
         if not did:
             await asyncio.sleep(interval_s)

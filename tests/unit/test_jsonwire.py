@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from router_service.adapters.agents import decode_body
@@ -71,3 +72,26 @@ def test_many_brackets_at_a_small_depth_are_walked_and_writable() -> None:
     wide = b"[" + b",".join([b'{"a":[1]}'] * 400) + b"]"  # 800 brackets, 3 levels
     assert writable_depth(wide, json.loads(wide))
     assert decode_body(wide, "application/json") == json.loads(wide)
+
+
+@pytest.mark.parametrize("number", ["1", "1234567890123456789"])  # orjson, then the exact parser
+def test_a_lone_surrogate_is_a_value_error_on_either_parser(number: str) -> None:
+    with pytest.raises(ValueError, match="surrogate"):
+        loads('{"t":"\\ud800","n":' + number + "}")
+
+
+def test_an_agent_answer_with_a_lone_surrogate_and_a_long_number_is_kept_as_text() -> None:
+    """The exact parser read the surrogate into the answer; writing it to the log then failed
+    (a 500 on Postgres, 503 on SQLite), and the signal was left in flight for the sweeper to
+    send again, on every sweep."""
+    raw = b'{"t":"\\ud800","n":1234567890123456789}'
+    kept = decode_body(raw, "application/json")
+    assert kept == {"text": raw.decode()}
+    assert orjson.loads(dumps(kept)) == kept  # and it can be written
+
+
+def test_a_surrogate_pair_beside_a_long_number_is_read_as_its_character() -> None:
+    assert loads('{"t":"\\ud83d\\ude00","n":1234567890123456789}') == {
+        "t": "\U0001f600",
+        "n": 1234567890123456789,
+    }

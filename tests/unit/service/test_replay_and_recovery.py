@@ -232,3 +232,25 @@ def test_a_background_step_that_hits_a_storage_error_is_reported_and_runs_again(
         asyncio.run(run_every(0.0, "sweep", step, w.events))
     assert ticks == [0, 1, 2]
     assert w.events.named("background_failed") == [{"step": "sweep", "error": "database away"}]
+
+
+def test_a_background_step_that_raises_anything_else_is_reported_and_runs_again() -> None:
+    """A sweep that hit a bug (an outcome nothing could store) ended the task: crash recovery
+    stopped for the whole process, and nothing was logged."""
+    w = wire()
+    ticks: list[int] = []
+
+    async def step() -> int:
+        ticks.append(len(ticks))
+        if len(ticks) == 1:
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        if len(ticks) == 3:
+            raise asyncio.CancelledError  # stop the loop: it never ends by itself
+        return 1
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_every(0.0, "sweep", step, w.events))
+    assert ticks == [0, 1, 2]
+    [failed] = w.events.named("background_failed")
+    assert failed["step"] == "sweep"
+    assert failed["error"].startswith("UnicodeEncodeError: 'utf-8' codec can't encode")
