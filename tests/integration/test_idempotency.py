@@ -29,6 +29,14 @@ def test_derived_log_id_follows_the_documented_recipe(client: httpx.Client) -> N
     assert response.json()["log_id"] == recipe("u", "2026-01-01T00:00:00.000000Z", payload)
 
 
+def test_the_recipe_pads_a_year_below_1000_to_four_digits(client: httpx.Client) -> None:
+    """Years 1 to 999 were hashed as strftime writes them on glibc (``1-01-01T…``)."""
+    body = {"sender_id": "u", "payload": {}, "timestamp": "0001-01-01T00:00:00Z"}
+    response = client.post("/route", json=body)
+    assert response.json()["log_id"] == recipe("u", "0001-01-01T00:00:00.000000Z", {})
+    assert client.get(f"/logs/{response.json()['log_id']}").status_code == 200
+
+
 def test_repeat_gets_the_stored_answer_without_calling_agents(
     client: httpx.Client, agents: RunningAgents
 ) -> None:
