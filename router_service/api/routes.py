@@ -213,7 +213,7 @@ def _utc(moment: datetime | None, name: str) -> datetime | None:
     return None if moment is None else utc_bound(moment, name)
 
 
-@router.get("/logs/{log_id}", dependencies=[scoped("logs:read")], responses=ERRORS)
+@router.get("/logs/{log_id:path}", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def get_log(request: Request, log_id: str) -> Response:
     store = services(request).store
     record = await store.get(log_id)

@@ -73,6 +73,18 @@ def test_logs_reject_bad_parameters(client: httpx.Client) -> None:
     assert client.get("/logs", params={"status": "bogus"}).status_code == 422
 
 
+def test_a_log_id_with_a_slash_is_fetched_by_it(client: httpx.Client) -> None:
+    """A client's own log_id may hold "/" (it is visible ASCII); ``/logs/{log_id}`` matched one
+    path segment only, so such a signal was accepted and then never found (404)."""
+    body = {"sender_id": "u", "log_id": "orders/2026/42", "payload": {"route": "one"}}
+    assert client.post("/route", json=body).status_code == 200
+    for path in ("/logs/orders/2026/42", "/logs/orders%2F2026%2F42"):
+        found = client.get(path)
+        assert found.status_code == 200, path
+        assert found.json()["log_id"] == "orders/2026/42"
+    assert client.get("/logs/orders/2026").status_code == 404
+
+
 def test_logs_need_a_key(client: httpx.Client) -> None:
     assert httpx.get(f"{client.base_url}/logs").status_code == 401
     assert httpx.get(f"{client.base_url}/dlq").status_code == 401
