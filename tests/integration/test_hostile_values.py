@@ -67,6 +67,13 @@ def test_a_nul_in_the_url_is_refused_before_any_handler(
     refused(client.get(path, params=params), "NUL")
 
 
+def test_a_nul_in_the_query_of_route_is_refused_too(client: httpx.Client) -> None:
+    """``POST /route`` is served in front of the middleware that refuses it elsewhere."""
+    signal = {"sender_id": "u", "payload": {"route": "one"}}
+    refused(client.post("/route", params={"x": "\x00"}, json=signal), "NUL")
+    assert client.post("/route", params={"x": "y"}, json=signal).status_code == 200
+
+
 @pytest.mark.parametrize("field", ["sender_id", "kind", "agent"])
 def test_a_nul_in_a_replay_selection_is_refused(client: httpx.Client, field: str) -> None:
     refused(client.post("/dlq/replay", json={field: "a\x00"}), field)
