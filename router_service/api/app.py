@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
                 "header_timeout_s": settings.header_timeout_s,
                 "max_header_bytes": settings.max_header_bytes,
                 "body_timeout_s": settings.body_timeout_s,
+                "send_timeout_s": settings.send_timeout_s,
                 "keep_alive_s": settings.keep_alive_s,
                 "idle_connections": IdleConnections(settings.max_idle_connections),
             }

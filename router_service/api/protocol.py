@@ -9,7 +9,9 @@ nearly all do, costs no timer at all. The protocol says so in the request's ASGI
 (``BODY_DEADLINE``), and ``api/body.py`` then keeps no timer of its own. Between requests, a
 connection is kept ``KEEP_ALIVE_S``, and a process keeps at most ``MAX_IDLE_CONNECTIONS`` idle
 (``api/keep_alive.py``). A client may queue ``MAX_PIPELINED`` requests behind the one being
-answered, no more.
+answered, no more. A client that stops reading its answers has ``SEND_TIMEOUT_S`` to read on
+before the connection is aborted. A request offering an upgrade (``h2c``, WebSocket) is served
+as the HTTP/1.1 request it also is: the router speaks no other protocol.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 from asyncio import TimerHandle
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from router_service.api.errors import raw_refusal
@@ -40,6 +43,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s: float = 10.0
     max_header_bytes: int = 16 * 1024
     body_timeout_s: float = 10.0
+    send_timeout_s: float = 30.0
     keep_alive_s: float = 75.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -48,15 +52,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.header_timeout_s = limits.get("header_timeout_s", self.header_timeout_s)
         self.max_header_bytes = limits.get("max_header_bytes", self.max_header_bytes)
         self.body_timeout_s = limits.get("body_timeout_s", self.body_timeout_s)
+        self.send_timeout_s = limits.get("send_timeout_s", self.send_timeout_s)
         self.timeout_keep_alive = limits.get("keep_alive_s", self.keep_alive_s)
         self._idle_connections: IdleConnections | None = limits.get("idle_connections")
         self._header_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
+        self._send_timer: TimerHandle | None = None
         self._body_pending = False  # headers parsed, the body not yet complete
         self._header_bytes = 0
         self._refused = False
         self._ending = False  # the pipeline overflowed: answer what is queued, read no more
         self._refusal_after: bytes | None = None
+        self._upgrade_declined = False  # the headers offered an upgrade: parsed again without
 
     def _arm(self) -> None:
         self._disarm()
@@ -85,6 +92,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._sent()
         if self._idle_connections is not None:
             self._idle_connections.busy(self)
         self._body_done()
@@ -95,9 +103,80 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         if self.timeout_keep_alive_task is not None and self._idle_connections is not None:
             self._idle_connections.busy(self)
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        self._feed(data)
         if self._body_pending and self._body_timer is None and not self.transport.is_closing():
             self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_too_slow)
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, but a request offering an upgrade is served as the
+        HTTP/1.1 request it also is."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade as upgrade:
+            self._serve_without_upgrade(data[upgrade.args[0] :])
+
+    def _should_upgrade(self) -> bool:
+        return False  # the router speaks HTTP/1.1 only: no WebSocket, no h2c
+
+    def _serve_without_upgrade(self, rest: bytes) -> None:
+        """A request with ``Upgrade`` (and ``Connection: upgrade``), such as the ``h2c`` offer
+        curl and Java's HTTP clients make: llhttp ends the message at its headers and hands
+        the rest over as the new protocol's bytes. uvicorn then served the request without
+        its body and read that body as the next request (a body of ``GET /...`` bytes ran as
+        a request of its own). The upgrade is declined as RFC 9110 section 7.8 allows: the
+        head is parsed again without the offer, by a new parser, and the body follows it."""
+        head = self._head_without_upgrade()
+        if head is None:  # CONNECT: nothing to serve over HTTP/1.1
+            self.send_400_response("CONNECT is not served")
+            return
+        self._upgrade_declined = False
+        self.parser = httptools.HttpRequestParser(self)
+        self._feed(head + rest)
+
+    def _head_without_upgrade(self) -> bytes | None:
+        method = self.parser.get_method()
+        if method == b"CONNECT":
+            return None
+        lines = [method + b" " + self.url + b" HTTP/" + self.parser.get_http_version().encode()]
+        for name, value in self.headers:
+            if name == b"upgrade":
+                continue
+            if name == b"connection":
+                tokens = [t for t in value.split(b",") if t.strip().lower() != b"upgrade"]
+                if not tokens:
+                    continue
+                value = b",".join(tokens)
+            lines.append(name + b": " + value)
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+    def pause_writing(self) -> None:
+        """The transport holds more than its high-water mark: the client is not reading. From
+        here it has ``SEND_TIMEOUT_S`` to take enough to bring the buffer down (nginx's
+        ``send_timeout``); the app's writes wait meanwhile."""
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout_s, self._send_too_slow)
+
+    def resume_writing(self) -> None:
+        self._sent()
+        super().resume_writing()
+
+    def _sent(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_too_slow(self) -> None:
+        """A client that does not read its answers held the connection, its buffered answers and
+        the request waiting to write, for as long as it liked. Aborted: a close would wait for
+        the buffer to drain."""
+        self._send_timer = None
+        self.logger.warning("Client did not read its answer within %g s.", self.send_timeout_s)
+        self.transport.abort()
 
     def _body_done(self) -> None:
         self._body_pending = False
@@ -156,6 +235,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if self.parser.should_upgrade():  # parsed again without the offer (``_feed``)
+            self._upgrade_declined = True
+            return
         if len(self.pipeline) >= MAX_PIPELINED and not self._ending:
             self._ending = True
             last, _app = self.pipeline[0]  # the newest queued: answered last, then the close
@@ -174,7 +256,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._body_done()
-        if not self._refused and not self._ending:
+        if not self._refused and not self._ending and not self._upgrade_declined:
             super().on_message_complete()
 
     def on_response_complete(self) -> None:

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(10.0, gt=0)
+    # A client must take its answer too: the router's writes may wait this long for it to read.
+    send_timeout_s: float = Field(30.0, gt=0)
     # Longer than a load balancer's or a client pool's idle timeout (see api/keep_alive.py).
     keep_alive_s: float = Field(75.0, gt=0)
     max_idle_connections: int = Field(512, ge=1)

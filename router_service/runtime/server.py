@@ -71,6 +71,7 @@ def run(settings: Settings, host: str, port: int, workers: int, reload: bool, li
         "port": port,
         "loop": "uvloop",
         "http": GuardedHttpProtocol,
+        "ws": "none",  # no WebSocket: an upgrade offer is served as HTTP/1.1 (api/protocol.py)
         "access_log": False,
         "log_level": "warning",
         # uvicorn's own records go through the router's JSON lines (configure_logging), not

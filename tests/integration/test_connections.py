@@ -6,6 +6,7 @@ SQLite only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -13,10 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from router_service.api.protocol import MAX_PIPELINED
-from tests.conftest import make_settings
+from tests.conftest import API_KEY, make_settings
+from tests.support.polling import wait_for
 from tests.support.raw_http import connect, read_response, until_closed
 from tests.support.server import RouterServer
 
@@ -41,6 +44,11 @@ def short_keep_alive(database_url: str, routing_file: Path) -> Iterator[RouterSe
 @pytest.fixture
 def two_idle(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
     yield from _serve(database_url, routing_file, max_idle_connections=2)
+
+
+@pytest.fixture
+def short_send_timeout(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    yield from _serve(database_url, routing_file, send_timeout_s=0.3, max_body_bytes=1_000_000)
 
 
 def _exchange(sock: socket.socket) -> bytes:
@@ -141,3 +149,37 @@ def test_requests_before_bytes_that_are_not_http_are_answered_first(router: Rout
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
     assert statuses == [b"200", b"200", b"400"], data
     assert data.endswith(b'"message":"the request is not valid HTTP/1.1"}}')
+
+
+def test_a_client_that_does_not_read_its_answers_is_cut_off(
+    short_send_timeout: RouterServer,
+) -> None:
+    """Its answers stay in the router's buffer and its connection open, with the request
+    that waits to write: it was kept as long as the client liked (no timeout applied to a
+    connection waiting to write). Past ``SEND_TIMEOUT_S`` it is aborted."""
+    router = short_send_timeout
+    with httpx.Client(base_url=router.base_url, headers={"X-API-Key": API_KEY}) as client:
+        for n in range(4):  # answers of megabytes: more than the kernel's buffers take
+            big = {"sender_id": "u", "payload": {"route": "one", "text": f"{n}" * 800_000}}
+            assert client.post("/route", json=big).status_code == 200
+    listing = f"GET /logs?limit=4 HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n\r\n"
+    port = int(router.base_url.rsplit(":", 1)[1])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the router's sends stall soon
+    sock.settimeout(10)
+    try:
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(listing.encode() * MAX_PIPELINED)
+        wait_for(
+            lambda: not short_send_timeout.server_state.connections,
+            timeout_s=10,
+            what="the router to give up the connection of a client that does not read",
+        )
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert data.count(b"HTTP/1.1 200 ") < MAX_PIPELINED  # not all were written
+    finally:
+        sock.close()
