@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -15,14 +16,23 @@ NoNul = Field(pattern=r"^[^\x00]*$")
 HeaderSafe = Field(pattern=r"^[\x21-\x7e]+$")
 
 
+# RFC 3339's date-time (section 5.6): datetime.fromisoformat alone also takes ISO 8601's other
+# spellings (week dates, the basic format, minutes only, offsets with seconds, a decimal comma).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def parse_rfc3339(value: str) -> datetime:
     """An RFC 3339 timestamp with an offset (``Z`` or ``±hh:mm``), in UTC."""
+    if _RFC3339.fullmatch(value) is None:
+        raise ValueError(
+            "timestamp must be an RFC 3339 date-time with an offset, e.g. 2026-01-01T12:00:00Z"
+        )
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError("timestamp must be an RFC 3339 date-time") from exc
-    if "T" not in value.upper() or moment.tzinfo is None:
-        raise ValueError("timestamp must be an RFC 3339 date-time with an offset, e.g. Z")
+        moment = datetime.fromisoformat(value.upper())  # "t" and "z" may be lower case
+    except ValueError as exc:  # a month 13, a second 60
+        raise ValueError(f"timestamp is not a valid date-time: {exc}") from exc
     return in_utc(moment, "timestamp")
 
 
