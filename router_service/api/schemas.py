@@ -6,10 +6,20 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.routing import Mode
+from router_service.service.replay_jobs import MAX_ENTRY_ID, MAX_RATE, MIN_RATE
 
 NoNul = Field(pattern=r"^[^\x00]*$")
 # The log_id travels as the Idempotency-Key header: visible ASCII only, nothing to inject.
@@ -109,7 +119,7 @@ class ReplayRequest(BaseModel):
     # Entry ids are 64-bit database keys: anything outside cannot exist (and would overflow).
     ids: (
         Annotated[
-            list[Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]],
+            list[Annotated[StrictInt, Field(ge=1, le=MAX_ENTRY_ID)]],
             Field(min_length=1, max_length=1000),
         ]
         | None
@@ -123,16 +133,19 @@ class ReplayRequest(BaseModel):
     )
     since: StrictStr | None = Field(None, description="entries created at or after (RFC 3339)")
     until: StrictStr | None = Field(None, description="entries created before (RFC 3339)")
-    error_contains: Annotated[StrictStr, Field(min_length=1, max_length=500)] | None = None
-    dry_run: bool = Field(False, description="count, sample and agents concerned; sends nothing")
+    error_contains: Annotated[StrictStr, Field(min_length=1, max_length=500), NoNul] | None = None
+    dry_run: StrictBool = Field(
+        False, description="count, sample and agents concerned; sends nothing"
+    )
     snapshot: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
         None, description="a dry run's snapshot: handle exactly its set, nothing created since"
     )
-    rate: Annotated[float, Field(ge=0.01, le=10_000)] | None = Field(
+    # A JSON number (an integer too); never a string or a boolean.
+    rate: Annotated[StrictFloat, Field(ge=MIN_RATE, le=MAX_RATE)] | None = Field(
         None, description="entries per second; a paced replay runs as a background job"
     )
     max: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = None
-    background: bool = Field(False, description="run as a background job whatever its size")
+    background: StrictBool = Field(False, description="run as a background job whatever its size")
 
     @field_validator("since", "until")
     @classmethod

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from router_service.domain.errors import ValidationFailed
 from router_service.service.records import DeadLetterFilter, ReplayJobRecord
+from router_service.service.replay_jobs import MAX_ENTRY_ID, MAX_RATE, MIN_RATE
 
 MAX_IDS = 2000  # checked entries one form may carry
-MAX_RATE = 1000.0  # entries per second
 RECENT_JOBS = 10  # jobs listed on the Dead letters page
 
 
@@ -30,6 +30,8 @@ def selection(form_ids: list[str], agent: str, kind: str) -> DeadLetterFilter:
             raise ValidationFailed("ids: expected dead-letter ids") from exc
         if not ids:
             raise ValidationFailed("ids: nothing selected")
+        if not all(1 <= i <= MAX_ENTRY_ID for i in ids):
+            raise ValidationFailed(f"ids: dead-letter ids are between 1 and {MAX_ENTRY_ID}")
         if len(ids) > MAX_IDS:
             raise ValidationFailed(f"ids: at most {MAX_IDS} at once; select by filter instead")
         return DeadLetterFilter(ids=ids)
@@ -41,8 +43,8 @@ def rate(text: str) -> float:
         value = float(text or "10")
     except ValueError as exc:
         raise ValidationFailed("rate: expected entries per second") from exc
-    if not 0 < value <= MAX_RATE:
-        raise ValidationFailed(f"rate: between 0 and {MAX_RATE:g} entries per second")
+    if not MIN_RATE <= value <= MAX_RATE:  # the API's and the CLI's bounds
+        raise ValidationFailed(f"rate: between {MIN_RATE:g} and {MAX_RATE:g} entries per second")
     return value
 
 

@@ -1,4 +1,10 @@
-"""Dead-letter replay: re-send to the agent(s) that failed, with the original log_id."""
+"""Dead-letter replay: re-send to the agent(s) that failed, with the original log_id.
+
+Every replay, whoever asks (``POST /dlq/replay``, ``replay-dlq``, the redelivery worker, a replay
+job), goes through ``Replayer._replay_entry``, which records the attempt in the signal's delivery
+history (``replay_attempts``) with the trace it went out under: the signal's own trace continued
+(a re-sent A2A message stays the same message), or a job's new trace linked to it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
-from router_service.domain.trace import TraceContext, new_span_id
+from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
 from router_service.service.context import Collaborators
-from router_service.service.records import DeadLetterRecord, ReplayResult
+from router_service.service.records import DeadLetterRecord, ReplayAttemptRecord, ReplayResult
 from router_service.service.redispatch import Redispatcher, StoredSignal
 
 BATCH = 100
@@ -147,23 +154,12 @@ class Replayer:
         return summary
 
     async def replay_claimed(
-        self, entry: DeadLetterRecord, summary: ReplaySummary, trace: TraceContext
-    ) -> tuple[str, ReplayResult]:
+        self, entry: DeadLetterRecord, summary: ReplaySummary, trace: TraceContext, job_id: int
+    ) -> str:
         """Replay one entry its caller claimed (replay jobs select and claim their own), under
-        ``trace``. Returns its outcome (succeeded, pending, exhausted, deferred) and result."""
-        before = (summary.succeeded, summary.deferred, summary.exhausted)
-        result = await self._replay_entry(entry, summary, trace=trace)
-        succeeded, deferred, exhausted = (
-            after - was
-            for after, was in zip(
-                (summary.succeeded, summary.deferred, summary.exhausted), before, strict=True
-            )
-        )
-        if deferred:
-            return "deferred", result
-        if succeeded:
-            return "succeeded", result
-        return ("exhausted" if exhausted else "pending"), result
+        ``trace``, for ``job_id``. Returns its outcome (succeeded, pending, exhausted,
+        deferred)."""
+        return await self._replay_entry(entry, summary, trace=trace, job_id=job_id)
 
     async def _replay_entry(
         self,
@@ -172,7 +168,12 @@ class Replayer:
         *,
         probe: bool = False,
         trace: TraceContext | None = None,
-    ) -> ReplayResult:
+        job_id: int | None = None,
+    ) -> str:
+        """Send ``entry`` again (under ``trace``, or the signal's own trace continued), settle
+        it, count it in ``summary`` and record the attempt in its signal's delivery history;
+        returns the outcome."""
+        trace = trace or TraceContext(entry.trace_id or new_trace_id(), new_span_id())
         result = await self._send(entry, probe, trace)
         retry_in_s = self._backoff.ceiling(entry.replay_count + 1)
         status = await self._store.finish_replay(entry, result, self._max_replays, retry_in_s)
@@ -181,22 +182,49 @@ class Replayer:
             summary.deferred += 1
             for agent in {str(r["agent"]) for r in result.results if not r.get("attempts")}:
                 summary.defer(agent, self._dispatcher.circuit_retry_in(agent))
-            self._events.replayed(outcome="deferred")
-            return result
-        if result.ok:
+            outcome = "deferred"
+        elif result.ok:
             summary.succeeded += 1
+            outcome = "succeeded"
         else:
             summary.failed += 1
-        if status == "exhausted":
-            summary.exhausted += 1
-        self._events.replayed(outcome="succeeded" if result.ok else status)
-        return result
+            outcome = "pending"
+            if status == "exhausted":
+                summary.exhausted += 1
+                outcome = "exhausted"
+        self._events.replayed(outcome=outcome)
+        await self._record(entry, job_id, trace, outcome, result)
+        return outcome
+
+    async def _record(
+        self,
+        entry: DeadLetterRecord,
+        job_id: int | None,
+        trace: TraceContext,
+        outcome: str,
+        result: ReplayResult,
+    ) -> None:
+        """The attempt in its signal's delivery history, and its ``replay.attempt`` event."""
+        await self._store.record_replay_attempt(
+            ReplayAttemptRecord(
+                log_id=entry.log_id,
+                dead_letter_id=entry.id,
+                job_id=job_id,
+                agent=entry.agent,
+                trace_id=trace.trace_id,
+                outcome=outcome,
+                error=result.error if not result.ok else None,
+                created_at=datetime.now(UTC),
+            )
+        )
+        self._events.replay_attempt(
+            job_id=job_id, log_id=entry.log_id, outcome=outcome, trace=trace
+        )
 
     async def _send(
-        self, entry: DeadLetterRecord, probe: bool, trace: TraceContext | None = None
+        self, entry: DeadLetterRecord, probe: bool, trace: TraceContext
     ) -> ReplayResult:
         stored = StoredSignal.from_dead_letter(entry)
-        trace = trace or TraceContext(entry.trace_id or new_span_id() * 2, new_span_id())
         if entry.agent is not None:
             # One agent's dead letter: that agent alone, with its own retries.
             if self._redispatch.agent(entry.agent) is None:

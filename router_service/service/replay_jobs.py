@@ -6,9 +6,12 @@ largest entry id when the selection was surveyed; entries created later are left
 run of a dry run's ``snapshot`` handles that set and no more), the pace, the counts and a cursor
 (every selected entry up to that id has been handled). Its runner walks the selection in id
 order, claims one entry at a time (the same claim as every replayer), hands it to the
-``Replayer``, records the attempt, and saves progress, which also renews its lease and tells it
-whether a cancel was asked: a cancel stops the job after the entry in hand. A runner that dies
-stops renewing; when the lease runs out, any replica takes the job over from its cursor.
+``Replayer`` (which records the attempt, as for every replay), and saves progress, which also
+renews its lease and tells it whether a cancel was asked: a cancel stops the job after the entry
+in hand. A paced job also stops during its wait for the next entry: at once for a cancel asked of
+this process, within ``CANCEL_CHECK_S`` for one asked of another (its flag is read from the
+store). A runner that dies stops renewing; when the lease runs out, any replica takes the job
+over from its cursor.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from router_service.domain.errors import InvalidState, NotFound, StorageError, ValidationFailed
@@ -29,7 +31,6 @@ from router_service.service.context import Collaborators
 from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
-    ReplayAttemptRecord,
     ReplayJobProgress,
     ReplayJobRecord,
 )
@@ -42,6 +43,14 @@ INLINE_MAX = 100
 # Jobs one process runs at once (each is paced; more would only share the same agents).
 MAX_LOCAL_JOBS = 4
 _MAX_LEASE_S = 3600.0
+# A paced job's pace (entries per second), whoever starts it: the API, the console, the CLI.
+MIN_RATE = 0.01
+MAX_RATE = 10_000.0
+# Entry ids are 64-bit database keys: anything outside cannot exist (and would overflow).
+MAX_ENTRY_ID = 2**63 - 1
+# How often a paced job waiting for its next entry reads the store for a cancel (one asked of
+# another process; one asked of this process wakes it at once).
+CANCEL_CHECK_S = 1.0
 
 
 def _fingerprint(flt: DeadLetterFilter) -> str:
@@ -60,7 +69,7 @@ def snapshot_bound(flt: DeadLetterFilter, token: str) -> int:
         upto, fingerprint = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError) as exc:
         raise ValidationFailed("snapshot is not one this server issued") from exc
-    if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
+    if not isinstance(upto, int) or isinstance(upto, bool) or not 0 <= upto <= MAX_ENTRY_ID:
         raise ValidationFailed("snapshot is not one this server issued")
     if fingerprint != _fingerprint(flt):
         raise ValidationFailed("snapshot was issued for another selection; dry-run this one")
@@ -93,6 +102,8 @@ class ReplayJobs:
         self._circuits = ctx.dispatcher.circuit_states
         self._lease_s = lease_s
         self.running: dict[int, asyncio.Task[ReplayJobRecord | None]] = {}
+        # Set by ``cancel`` for a job this process runs: wakes its pace's wait at once.
+        self._cancelled: dict[int, asyncio.Event] = {}
 
     # --- selection ------------------------------------------------------------------------
 
@@ -138,6 +149,10 @@ class ReplayJobs:
     ) -> ReplayJobRecord:
         """Record a job for ``flt`` bounded at the dry run's ``token`` (or now), held by this
         process. ``run`` or ``run_in_background`` does the work."""
+        if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
+            raise ValidationFailed(
+                f"rate: between {MIN_RATE:g} and {MAX_RATE:g} entries per second"
+            )
         if token is not None:
             flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, token))
         if flt.upto_id is None:
@@ -175,7 +190,7 @@ class ReplayJobs:
         """Work ``job`` (held by this process) to its end, a cancel, or the loss of its lease.
         Returns the job as stored at the end (None if another replica took it over)."""
         try:
-            state = await self._work(job)
+            state = await self._work(job, self._cancelled.setdefault(job.id, asyncio.Event()))
         except StorageError as exc:
             # The lease runs out and a replica (this one included) takes the job over.
             self._audit.replay_job_stopped(job_id=job.id, error=exc, interrupted=True)
@@ -184,6 +199,8 @@ class ReplayJobs:
             self._audit.replay_job_stopped(job_id=job.id, error=exc, interrupted=False)
             state = "failed"
             await self._store.finish_replay_job(job.id, self._owner, state, repr(exc)[:500])
+        finally:
+            self._cancelled.pop(job.id, None)
         if state is None:
             return None
         final = await self._store.get_replay_job(job.id)
@@ -197,7 +214,9 @@ class ReplayJobs:
             )
         return final
 
-    async def _work(self, job: ReplayJobRecord) -> str | None:
+    async def _work(self, job: ReplayJobRecord, cancelled: asyncio.Event) -> str | None:
+        if job.cancel_requested:  # asked of a runner that died before it could stop
+            return await self._stopped(job.id, True)
         p = job.progress
         counts = ReplaySummary(p.replayed, p.succeeded, p.failed, p.exhausted, p.deferred)
         cursor = p.cursor_id
@@ -213,7 +232,9 @@ class ReplayJobs:
                 break
             for entry in batch:
                 if pace_s:
-                    await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
+                    cancel = await self._pace(job.id, next_slot, cancelled)
+                    if cancel is not False:
+                        return await self._stopped(job.id, cancel)
                     next_slot = max(next_slot, time.monotonic()) + pace_s
                 await self._replay_one(job.id, entry, counts, lease_s)
                 cursor = entry.id
@@ -228,15 +249,40 @@ class ReplayJobs:
                 cancel = await self._store.save_replay_job_progress(
                     job.id, self._owner, progress, lease_s
                 )
-                if cancel is None:
-                    return None  # another replica holds it now
-                if cancel:
-                    await self._store.finish_replay_job(job.id, self._owner, "cancelled")
-                    return "cancelled"
+                if cancel is not False:
+                    return await self._stopped(job.id, cancel)
                 if job.max_entries is not None and counts.replayed >= job.max_entries:
                     break
         await self._store.finish_replay_job(job.id, self._owner, "done")
         return "done"
+
+    async def _stopped(self, job_id: int, cancel: bool | None) -> str | None:
+        """The end of a run before its selection's: cancelled (``cancel``), or None when the job
+        is no longer this process's (another replica holds it now)."""
+        if cancel is None:
+            return None
+        await self._store.finish_replay_job(job_id, self._owner, "cancelled")
+        return "cancelled"
+
+    async def _pace(self, job_id: int, slot: float, cancelled: asyncio.Event) -> bool | None:
+        """Wait until ``slot`` (monotonic time) for the next entry; a cancel ends the wait. Returns
+        whether a cancel was asked, None if the job is no longer this process's to run."""
+        if slot <= time.monotonic():
+            return cancelled.is_set()  # the last save of progress read the store's flag
+        while (left := slot - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(min(left, CANCEL_CHECK_S)):
+                    await cancelled.wait()
+            except TimeoutError:
+                pass
+            if cancelled.is_set():
+                return True
+            job = await self._store.get_replay_job(job_id)
+            if job is None or job.state != "running" or job.lease_owner != self._owner:
+                return None
+            if job.cancel_requested:
+                return True
+        return False
 
     async def _replay_one(
         self, job_id: int, entry: DeadLetterRecord, counts: ReplaySummary, lease_s: float
@@ -249,20 +295,7 @@ class ReplayJobs:
         entry = claimed[0]
         # A new trace for the replay, linked to the signal's original one.
         trace = TraceContext(new_trace_id(), new_span_id(), links=(entry.trace_id,))
-        outcome, result = await self._replayer.replay_claimed(entry, counts, trace)
-        await self._store.record_replay_attempt(
-            ReplayAttemptRecord(
-                log_id=entry.log_id,
-                dead_letter_id=entry.id,
-                job_id=job_id,
-                agent=entry.agent,
-                trace_id=trace.trace_id,
-                outcome=outcome,
-                error=result.error if not result.ok else None,
-                created_at=datetime.now(UTC),
-            )
-        )
-        self._audit.replay_attempt(job_id=job_id, log_id=entry.log_id, outcome=outcome, trace=trace)
+        await self._replayer.replay_claimed(entry, counts, trace, job_id)
 
     async def cancel(self, job_id: int, by: str) -> ReplayJobRecord:
         job = await self._store.cancel_replay_job(job_id)
@@ -270,6 +303,8 @@ class ReplayJobs:
             raise NotFound(f"no replay job {job_id}")
         if job.state in ("done", "failed"):
             raise InvalidState(f"replay job {job_id} is {job.state}; nothing to cancel")
+        if job.cancel_requested and job_id in self._cancelled:
+            self._cancelled[job_id].set()  # this process runs it: stop its wait now
         self._audit.audit("replay.cancel", job_id=job_id, by=by, state=job.state)
         return job
 

@@ -239,6 +239,30 @@ def test_a_replay_needs_the_snapshot_of_the_same_selection(
     assert api.get("/dlq/replays").json()["items"] == []
 
 
+def test_the_console_refuses_an_id_past_64_bits_and_a_rate_the_api_refuses(
+    new_client: Callable[[], httpx.Client], agents: RunningAgents
+) -> None:
+    """Form errors (422), never a 500 (SQLite's driver overflowing), and never a job whose pace
+    (1e-300 per second) never comes: the console's bounds are the API's."""
+    api = admin_api(new_client)
+    (entry,) = park(api, agents, 1)
+    client, csrf = signed_in(new_client, "admin-key")
+    for ids in (str(2**63), "0"):
+        refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": ids})
+        assert refused.status_code == 422, refused.text
+        assert "ids: dead-letter ids are between 1 and" in refused.json()["error"]["message"]
+    _, snapshot = preview(client, csrf, ids=str(entry["id"]))
+    for rate in ("1e-300", "0.001", "10001"):
+        refused = client.post(
+            "/console/dead-letters/replay",
+            data={"csrf": csrf, "ids": str(entry["id"]), "snapshot": snapshot, "rate": rate},
+        )
+        assert refused.status_code == 422, refused.text
+        message = refused.json()["error"]["message"]
+        assert "rate: between 0.01 and 10000 entries per second" in message
+    assert api.get("/dlq/replays").json()["items"] == []
+
+
 def test_a_console_job_is_cancelled_and_resumed_by_an_admin_only(
     new_client: Callable[[], httpx.Client], agents: RunningAgents
 ) -> None:

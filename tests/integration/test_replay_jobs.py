@@ -14,7 +14,9 @@ from click.testing import CliRunner
 
 from router_service.cli import main
 from router_service.devtools.demo_agents import RunningAgents
+from router_service.domain.errors import ValidationFailed
 from router_service.service.records import DeadLetterFilter
+from router_service.service.replay_jobs import snapshot_token
 from tests.conftest import make_settings
 from tests.support.db import query
 from tests.support.polling import wait_for
@@ -224,3 +226,139 @@ def test_the_cli_dry_runs_then_replays_the_same_set(
     assert pending(database_url) == 1
     job = client.get("/dlq/replays").json()["items"][0]
     assert job["created_by"].startswith("cli:")
+
+
+def start_paced_job(client: httpx.Client, agents: RunningAgents, sender: str) -> tuple[int, int]:
+    """A job over 4 entries at 0.2 per second, once its first entry went out: its id, and what
+    alpha had received before it started."""
+    park(client, agents, 4, sender=sender)
+    before = len(agents.received("alpha"))
+    started = client.post("/dlq/replay", json={"sender_id": sender, "rate": 0.2})
+    assert started.status_code == 202, started.text
+    job_id = int(started.json()["job"]["id"])
+    wait_for(lambda: client.get(f"/dlq/replays/{job_id}").json()["counts"]["replayed"] == 1)
+    return job_id, before
+
+
+def assert_stopped_after_one(
+    client: httpx.Client, agents: RunningAgents, job_id: int, before: int
+) -> None:
+    # The next entry was 5 s away: the job ends during the wait, with nothing more sent.
+    stopped = wait_for(
+        lambda: (j := client.get(f"/dlq/replays/{job_id}").json())["state"] == "cancelled" and j
+    )
+    assert stopped["counts"]["replayed"] == 1
+    assert len(agents.received("alpha")) == before + 1
+
+
+def test_a_paced_job_cancelled_during_its_wait_sends_nothing_more(
+    client: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    job_id, before = start_paced_job(client, agents, "paced")
+    cancelled = client.post(f"/dlq/replays/{job_id}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["cancel_requested"] is True
+    assert_stopped_after_one(client, agents, job_id, before)
+    assert pending(database_url) == 3
+
+
+def test_a_paced_job_cancelled_through_another_process_stops_during_its_wait(
+    client: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    """The cancel reaches the runner through the store alone, as from another replica."""
+    job_id, before = start_paced_job(client, agents, "elsewhere")
+
+    async def cancel() -> None:
+        async with open_store(database_url) as store:
+            job = await store.cancel_replay_job(job_id)
+            assert job is not None
+            assert job.cancel_requested
+
+    asyncio.run(cancel())
+    assert_stopped_after_one(client, agents, job_id, before)
+
+
+def test_replays_by_ids_and_by_limit_are_in_the_delivery_history(
+    client: httpx.Client, agents: RunningAgents
+) -> None:
+    first, second = park(client, agents, 2)
+    entry_ids = {e["log_id"]: e["id"] for e in client.get("/dlq").json()["items"]}
+    agents.set("alpha", mode="fail", status=400)
+    failed = client.post("/dlq/replay", json={"ids": [entry_ids[first]]})
+    assert failed.json()["failed"] == 1, failed.text
+    agents.set("alpha", mode="ok")
+    replayed = client.post("/dlq/replay", json={"limit": 10})
+    assert replayed.json()["succeeded"] == 2, replayed.text
+
+    def history(log_id: str) -> list[dict[str, Any]]:
+        return list(client.get(f"/logs/{log_id}").json()["delivery_history"])
+
+    once_failed, succeeded_at_once = history(first), history(second)
+    assert [(h["attempt"], h.get("outcome")) for h in once_failed] == [
+        ("original", None),
+        ("replay", "pending"),
+        ("replay", "succeeded"),
+    ]
+    assert [(h["attempt"], h.get("outcome")) for h in succeeded_at_once] == [
+        ("original", None),
+        ("replay", "succeeded"),
+    ]
+    replays = [*once_failed[1:], *succeeded_at_once[1:]]
+    assert all(h["job_id"] is None and h["agent"] is None for h in replays)  # whole signals
+    assert "400" in str(once_failed[1]["error"])
+    # Outside a job a replay continues the signal's own trace (a job's gets one linked to it).
+    for history_of in (once_failed, succeeded_at_once):
+        assert {h["trace_id"] for h in history_of} == {history_of[0]["trace_id"]}
+
+
+def test_a_snapshot_or_an_entry_id_past_64_bits_is_a_422(
+    client: httpx.Client, database_url: str
+) -> None:
+    """Never a 500 (SQLite's driver overflowing) nor the database's own refusal."""
+    forged = snapshot_token(DeadLetterFilter(kind="nomatch"), 2**63)
+    for body in ({"kind": "nomatch", "snapshot": forged}, {"ids": [2**63], "dry_run": True}):
+        answer = client.post("/dlq/replay", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "validation_error"
+    message = client.post("/dlq/replay", json={"kind": "nomatch", "snapshot": forged}).json()
+    assert "snapshot is not one this server issued" in message["error"]["message"]
+
+    async def select_past_64_bits() -> None:
+        async with open_store(database_url) as store:
+            with pytest.raises(ValidationFailed):
+                await store.select_dead_letters(DeadLetterFilter(ids=(2**63,)), after_id=0, limit=1)
+
+    asyncio.run(select_past_64_bits())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dry_run": True, "error_contains": "\u0000"},
+        {"dry_run": "yes"},
+        {"dry_run": True, "background": "true"},
+        {"dry_run": True, "rate": "1"},
+        {"dry_run": True, "rate": True},
+    ],
+    ids=[
+        "nul-in-error-contains",
+        "dry-run-string",
+        "background-string",
+        "rate-string",
+        "rate-bool",
+    ],
+)
+def test_a_replay_request_of_the_wrong_type_or_with_a_nul_is_a_422(
+    client: httpx.Client, body: dict[str, Any]
+) -> None:
+    answer = client.post("/dlq/replay", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "validation_error"
+    assert client.get("/dlq/replays").json()["items"] == []
+
+
+def test_a_rate_is_any_json_number_in_range(client: httpx.Client) -> None:
+    for rate in (1, 2.5):
+        answer = client.post("/dlq/replay", json={"kind": "nomatch", "rate": rate})
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["job"]["rate"] == rate

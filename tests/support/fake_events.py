@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from router_service.domain.trace import TraceContext
+
 
 class RecordingEvents:
     """``Events`` that remembers every call as ``(name, arguments)``."""
@@ -61,6 +63,11 @@ class RecordingEvents:
 
     def replayed(self, *, outcome: str) -> None:
         self._note("replayed", outcome=outcome)
+
+    def replay_attempt(
+        self, *, job_id: int | None, log_id: str, outcome: str, trace: TraceContext
+    ) -> None:
+        self._note("replay_attempt", job_id=job_id, log_id=log_id, outcome=outcome, trace=trace)
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None:
         self._note("db_call", operation=operation, ok=ok)

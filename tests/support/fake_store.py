@@ -20,6 +20,7 @@ from router_service.service.records import (
     LogQuery,
     LogRecord,
     Page,
+    ReplayAttemptRecord,
     ReplayResult,
 )
 
@@ -49,6 +50,7 @@ class FakeStore:
       ``finish_replay`` settles one (replayed / pending / exhausted; not attempted = deferred).
     - ``reclaim_expired`` takes over signals whose lease ran out; ``release_leases`` ends an
       owner's leases now.
+    - ``record_replay_attempt`` appends to ``attempts``, which ``replay_history`` reads.
 
     Time is the store's own (``advance``); it also ticks a microsecond per read, as time passes
     between a real database's statements. Every method yields once before its (atomic) work.
@@ -63,6 +65,7 @@ class FakeStore:
         self._ids = itertools.count(1)
         self.fail_next: StorageError | None = None
         self.calls: list[str] = []  # method names, in call order
+        self.attempts: list[ReplayAttemptRecord] = []
 
     def now(self) -> datetime:
         self._now += timedelta(microseconds=1)
@@ -316,3 +319,11 @@ class FakeStore:
     async def dlq_backlog(self) -> int:
         await self._enter("dlq_backlog")
         return sum(1 for e in self.letters.values() if e.record.status == "pending")
+
+    async def record_replay_attempt(self, attempt: ReplayAttemptRecord) -> None:
+        await self._enter("record_replay_attempt")
+        self.attempts.append(attempt)
+
+    async def replay_history(self, log_id: str) -> list[ReplayAttemptRecord]:
+        await self._enter("replay_history")
+        return [a for a in self.attempts if a.log_id == log_id]

@@ -96,12 +96,15 @@ def test_a_replay_form_becomes_the_filter_the_preview_and_the_job_share() -> Non
     assert selection(["3,1"], "alpha", "one") == DeadLetterFilter(ids=(3, 1))
     assert selection([], "alpha", "") == DeadLetterFilter(agent="alpha")
     assert selection([], "", "") == DeadLetterFilter()
-    for bad in (["x"], [","], [",".join(["1"] * 2001)]):
+    for bad in (["x"], [","], [",".join(["1"] * 2001)], ["0"], ["-3"], [str(2**63)]):
         with pytest.raises(ValidationFailed):
             selection(bad, "", "")
+    assert selection([str(2**63 - 1)], "", "") == DeadLetterFilter(ids=(2**63 - 1,))
     assert rate("") == 10.0
     assert rate("0.5") == 0.5
-    for bad_rate in ("0", "-1", "1001", "fast"):
+    # The API's bounds (ReplayRequest.rate, replay-dlq --rate): 0.01 to 10000 per second.
+    assert (rate("0.01"), rate("10000")) == (0.01, 10_000.0)
+    for bad_rate in ("0", "-1", "1e-300", "0.009", "10001", "nan", "inf", "fast"):
         with pytest.raises(ValidationFailed):
             rate(bad_rate)
 

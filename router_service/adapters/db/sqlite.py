@@ -5,7 +5,8 @@ the rarer writes, and the hot path's claim and outcome on the writer's thread
 SQLite has one writer at a time, so an ``UPDATE`` is itself an atomic claim. Every commit is
 durable (``synchronous=FULL``, see ``engine.py``) but the claim's, whose frames the outcome's
 commit flushes before any answer leaves. Driver errors become ``StorageUnavailable`` here and
-nowhere else.
+nowhere else; a value the driver cannot bind (an integer past 64 bits) is the request's bad
+input, ``ValidationFailed`` (422), as a data exception is on Postgres (``pg_pool.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ from router_service.adapters.db.tables import (
     signal_leases,
     signals,
 )
-from router_service.domain.errors import Overloaded, StorageError, StorageUnavailable
+from router_service.domain.errors import (
+    Overloaded,
+    StorageError,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
@@ -104,6 +110,11 @@ class SqliteStore(SqliteDeadLetters):
             ok = True
         except PoolTimeout as exc:
             raise Overloaded("every database connection is busy; retry shortly") from exc
+        except OverflowError as exc:
+            # sqlite3 binds integers as 64-bit: a larger one is refused before any statement.
+            raise ValidationFailed(
+                "a number of this request is out of the database's range (64-bit integers)"
+            ) from exc
         except (DBAPIError, OSError, TimeoutError) as exc:
             raise StorageUnavailable("the database is unavailable; try again shortly") from exc
         except SQLAlchemyError as exc:

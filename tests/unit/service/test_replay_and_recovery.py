@@ -106,6 +106,31 @@ def test_a_replay_with_the_agents_circuit_open_is_deferred_and_spends_nothing() 
     assert w.events.named("replayed") == [{"outcome": "deferred"}]
 
 
+def test_the_redelivery_workers_replays_are_recorded_in_the_delivery_history() -> None:
+    """Its replays (due, paced) as much as a job's: each outcome, with no job, under the trace
+    they went out with (the signal's own, continued)."""
+    w = wire()
+    parked(w, "solo", "a")
+    original = w.store.signals["sig-1"].trace_id
+    w.agents.script("a", PermanentAgentError("still no"))
+    failed = replay(w, max_replays=2, due_only=True, pace_s=0.001)
+    w.store.advance(3600)
+    w.agents.script("a", PermanentAgentError("no again"))
+    exhausted = replay(w, max_replays=2, due_only=True, pace_s=0.001)
+    assert (failed.failed, exhausted.exhausted) == (1, 1)
+    history = asyncio.run(w.store.replay_history("sig-1"))
+    assert [(a.outcome, a.job_id, a.error) for a in history] == [
+        ("pending", None, "a: still no"),
+        ("exhausted", None, "a: no again"),
+    ]
+    assert {a.trace_id for a in history} == {c.trace_id for c in w.agents.calls} == {original}
+    events = w.events.named("replay_attempt")
+    assert [(e["job_id"], e["outcome"], e["trace"].trace_id) for e in events] == [
+        (None, "pending", original),
+        (None, "exhausted", original),
+    ]
+
+
 def test_an_entry_for_an_agent_no_longer_configured_fails_without_a_call() -> None:
     w = wire()
     parked(w, "fanout", "b")
