@@ -16,6 +16,8 @@ HTTP 2xx, task ``input/auth-required``      ``AgentNeedsInput`` (result ``needs_
 HTTP 2xx, task still ``submitted/working``  ``RetryableAgentError`` (try later)
 HTTP 2xx with a JSON-RPC ``error``          ``PermanentAgentError`` (servers do this)
 HTTP 2xx, not JSON-RPC                      ``PermanentAgentError``
+HTTP 2xx, another request's ``id``          ``RetryableAgentError`` (invalid response; the
+                                            connection is closed, never reused)
 transport failure, 5xx, 408, 429            ``RetryableAgentError`` (as for HTTP agents)
 any other non-2xx                           ``PermanentAgentError``
 ==========================================  ================================================
@@ -46,6 +48,12 @@ DEFAULT_VERSION: Final = "1.0"
 _DELIVERED: Final = frozenset({"completed"})
 _REFUSED: Final = frozenset({"failed", "rejected", "canceled", "cancelled"})
 _NEEDS_INPUT: Final = frozenset({"input-required", "auth-required"})
+_SHOWN_ID: Final = 64  # characters of a foreign id quoted in the error
+
+
+class ForeignAnswer(RetryableAgentError):
+    """A JSON-RPC answer whose ``id`` is not the request's: an invalid response, as if the
+    transport had garbled it (and its content, another request's, is not kept)."""
 
 
 def send_message_request(envelope: Envelope, version: str, trace_id: str) -> bytes:
@@ -103,13 +111,24 @@ def _task_or_message(result: Any) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def interpret(status_code: int, body: Any) -> AgentReply:
-    """The verdict on a 2xx JSON-RPC answer: a reply (delivered), or the agent error it is."""
+def interpret(status_code: int, body: Any, request_id: str) -> AgentReply:
+    """The verdict on a 2xx JSON-RPC answer to the request ``request_id``: a reply
+    (delivered), or the agent error it is."""
     if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
         raise PermanentAgentError(
             "not a JSON-RPC 2.0 response", status_code=status_code, response=body
         )
     error = body.get("error")
+    answer_id = body.get("id")
+    # JSON-RPC 2.0: the answer carries the request's id; null only in an error about a request
+    # the server could not read.
+    if answer_id != request_id and not (answer_id is None and error is not None):
+        shown = repr(answer_id)
+        shown = shown if len(shown) <= _SHOWN_ID else shown[: _SHOWN_ID - 3] + "..."
+        raise ForeignAnswer(
+            f"invalid response: JSON-RPC id {shown} is not this request's",
+            status_code=status_code,
+        )
     if error is not None:
         code = error.get("code") if isinstance(error, dict) else None
         text = error.get("message") if isinstance(error, dict) else None
@@ -166,4 +185,9 @@ class A2aAgentClient:
         payload = response_body(response)
         if not 200 <= response.status < 300:
             raise status_error(response, payload)  # 5xx/408/429 retryable, as for HTTP agents
-        return interpret(response.status, payload)
+        try:
+            return interpret(response.status, payload, envelope.log_id)
+        except ForeignAnswer:
+            # The connection is out of step (our answer may follow on it): never reuse it.
+            self._transport.discard(response)
+            raise

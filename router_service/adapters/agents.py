@@ -41,11 +41,13 @@ def parse_retry_after(value: str | None) -> float | None:
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    except Exception:
+        # The date parser raises ValueError, TypeError, OverflowError (a year, day or zone of
+        # 20 digits)...: whatever it is, a header we cannot read is a header we did not get.
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def decode_body(raw: bytes, content_type: str) -> Any:
@@ -160,6 +162,10 @@ class HttpAgentClient:
         except OSError as exc:  # refused, unreachable, DNS, TLS
             raise RetryableAgentError(f"connection error: {exc.strerror or exc}") from exc
         return response
+
+    def discard(self, response: Response) -> None:
+        """Never reuse the connection ``response`` came on (its answer was another request's)."""
+        self._pool.discard(response)
 
     def _target(self, url: str) -> Target:
         target = self._targets.get(url)

@@ -90,6 +90,17 @@ class ConnectionPool:
                 waiter.set_result(None)
         await asyncio.sleep(0)  # let the transports report connection_lost
 
+    def discard(self, response: Response) -> None:
+        """Close the connection that carried ``response`` rather than reuse it: the caller
+        found the answer belongs to another request, so what follows on it cannot be trusted."""
+        conn = response.connection
+        if conn is None:
+            return
+        if conn.idle:
+            conn.idle = False
+            self._idle[conn.origin].remove(conn)
+        conn.abort()  # ``lost`` frees its slot when the transport reports the close
+
     def lost(self, conn: Connection) -> None:
         """From ``connection_lost``: the slot is free; an idle connection leaves its pool."""
         if conn not in self._open:

@@ -4,8 +4,8 @@ The agent client's wire format, lean on purpose because the agent call is on the
 profile under load put aiohttp's per-request machinery at about 13 % of the router's CPU). It does
 what the agent client needs and nothing else: one ``POST`` at a time per connection; bodies framed
 by Content-Length, by chunks or by the end of the connection (httptools parses); 1xx answers
-skipped; a body cap checked as bytes arrive. The pool that reuses connections is
-:mod:`router_service.adapters.connection_pool`.
+skipped; a cap on the head (``MAX_HEAD_BYTES``) and one on the body, checked as bytes arrive.
+The pool that reuses connections is :mod:`router_service.adapters.connection_pool`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection
 _UNSAFE_VALUE = frozenset("\r\n\x00")
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+# The status line and headers of an answer (1xx answers before it included), as proxies cap
+# them: past it the answer is invalid and the connection dropped, unread. Without a cap, an
+# agent's endless header would be held whole (httptools accumulates a value as it arrives,
+# at a cost that grows with its square).
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class TransportError(Exception):
@@ -50,12 +55,19 @@ class ResponseTooLarge(TransportError):
         self.status = status
 
 
+class _HeadTooLarge(Exception):
+    """Raised inside ``data_received`` when the head passes ``MAX_HEAD_BYTES``."""
+
+
 @dataclass(slots=True)
 class Response:
     status: int
     headers: dict[bytes, bytes]  # names lower-cased; a repeated header keeps its last value
     body: bytes
     keep_alive: bool
+    # The connection that carried it, for a caller that finds the answer was not its own
+    # (``ConnectionPool.discard``); None when the answer ended with the connection.
+    connection: Connection | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,7 @@ class Connection(asyncio.Protocol):
         self._size = 0
         self._interim = False  # parsing a 1xx answer
         self._head_done = False
+        self._head_size = 0  # bytes of the answer fed before its head was complete
         self._received = False
         self._error: TransportError | None = None
 
@@ -146,7 +159,7 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self.closed or transport.is_closing():
             raise ConnectionFailed("connection already closed", received=False)
-        self._status = self._size = 0
+        self._status = self._size = self._head_size = 0
         self._headers = {}
         self._body = []
         self._head_done = self._received = False
@@ -184,11 +197,17 @@ class Connection(asyncio.Protocol):
             return
         self._received = True
         try:
-            self._parser.feed_data(data)
+            if not self._head_done:
+                data = self._feed_head(data)
+            if data:
+                self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(ConnectionFailed("unexpected protocol upgrade", received=True))
         except httptools.HttpParserError as exc:
             self._fail(self._error or ConnectionFailed(f"invalid response: {exc}", received=True))
+        except _HeadTooLarge:
+            message = f"invalid response: status line and headers over {MAX_HEAD_BYTES} bytes"
+            self._fail(ConnectionFailed(message, received=True))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -244,9 +263,22 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             body = b"".join(self._body)
             keep_alive = self._parser.should_keep_alive()
-            waiter.set_result(Response(self._status, self._headers, body, keep_alive))
+            waiter.set_result(Response(self._status, self._headers, body, keep_alive, self))
 
     # --
+
+    def _feed_head(self, data: bytes) -> bytes:
+        """Feed what the head's cap allows; returns the rest (body bytes), or fails the
+        exchange when the head is not complete within the cap."""
+        room = MAX_HEAD_BYTES - self._head_size
+        self._head_size += len(data)
+        if len(data) <= room:
+            self._parser.feed_data(data)
+            return b""
+        self._parser.feed_data(data[:room])
+        if not self._head_done:
+            raise _HeadTooLarge
+        return data[room:]
 
     def _until_close(self) -> bool:
         """The body is delimited by the end of the connection (no length, not chunked)."""

@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from router_service.domain.breaker import AgentGuard, GuardPolicy
-from router_service.domain.errors import AgentError, AgentNeedsInput, RetryableAgentError
+from router_service.domain.errors import (
+    AgentError,
+    AgentNeedsInput,
+    PermanentAgentError,
+    RetryableAgentError,
+)
 from router_service.domain.hedging import HedgeBudget, LatencyWindow, hedge_delay
 from router_service.domain.outcome import AgentResult
 from router_service.domain.retry import RetryPolicy
@@ -27,6 +32,10 @@ from router_service.service.ports import AgentClient, AgentReply, Envelope, Even
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+
+# The error of an agent's result when its call raised something unexpected (logged in full as
+# ``dispatch.crashed``).
+_CRASHED = "internal error during dispatch"
 
 
 @dataclass(slots=True)
@@ -97,13 +106,9 @@ class Dispatcher:
         if plan.mode is Mode.HEDGE and len(plan.agents) > 1:
             return await self._hedge(plan, envelope, trace, deadline)
         if plan.mode is Mode.AGGREGATE:
-            return list(
-                await asyncio.gather(
-                    *(
-                        self._bounded(a, envelope, trace, deadline, fanout, _Progress(probe=probe))
-                        for a in plan.agents
-                    )
-                )
+            return await _every(
+                self._bounded(a, envelope, trace, deadline, fanout, _Progress(probe=probe))
+                for a in plan.agents
             )
         return await self._first_success(plan.agents, envelope, trace, deadline, fanout, probe)
 
@@ -246,6 +251,25 @@ class Dispatcher:
         deadline: float,
         progress: _Progress,
     ) -> AgentResult:
+        """One agent's result, with its retries. An unexpected error (a bug of ours, or an
+        answer we failed to read) ends this agent's call as its failed result, never retried:
+        the other agents of the signal keep their own results."""
+        try:
+            return await self._retrying(agent, envelope, trace, deadline, progress)
+        except Exception as exc:
+            self._events.dispatch_crashed(log_id=envelope.log_id, error=exc)
+            progress.last_error = _CRASHED
+            progress.last_status = None
+            return self._failed(agent, progress)
+
+    async def _retrying(
+        self,
+        agent: AgentSpec,
+        envelope: Envelope,
+        trace: TraceContext,
+        deadline: float,
+        progress: _Progress,
+    ) -> AgentResult:
         progress.started = time.perf_counter()
         guard = self.guard(agent.name)
         while True:
@@ -324,6 +348,13 @@ class Dispatcher:
             self._observe(agent.name, guard, outcome)
             self._attempted(agent, progress, span, started, exc, retryable)
             raise
+        except Exception:
+            # Not a verdict the client knows: the attempt failed all the same, and counts
+            # against the breaker, so that an agent whose answers keep crashing us is cut off.
+            progress.last_error, progress.last_status = _CRASHED, None
+            self._observe(agent.name, guard, guard.breaker.failure)
+            self._attempted(agent, progress, span, started, PermanentAgentError(_CRASHED), False)
+            raise
         except BaseException:
             guard.breaker.release()  # cancelled mid-attempt: no verdict on the agent
             raise
@@ -399,6 +430,20 @@ class Dispatcher:
             task_id=asked.task_id if asked else None,
             context_id=asked.context_id if asked else None,
         )
+
+
+async def _every(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every call's result, in order. Should one raise (or the caller be cancelled), the
+    others are cancelled and awaited before the error goes on: no call outlives the answer."""
+    tasks = [asyncio.create_task(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        unfinished = [task for task in tasks if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
 
 def _with_cancelled(

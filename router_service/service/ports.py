@@ -276,7 +276,8 @@ class Events(Protocol):
         """Distinct senders with attempts waiting for an agent slot."""
 
     def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
-        """A bug in dispatch; the signal was dead-lettered instead of left in flight."""
+        """A bug in dispatch, or an agent's answer we failed to read: that agent's call (or the
+        whole signal's dispatch) ended as a failed result instead of leaving it in flight."""
 
     def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
         """A sweeper finished a signal whose owner's lease ran out."""

@@ -4,10 +4,12 @@ length or its chunks, and an agent that drip-feeds its answer past the attempt's
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from router_service.adapters.agents import HttpAgentClient
+from router_service.adapters.http1 import MAX_HEAD_BYTES
 from router_service.domain.errors import PermanentAgentError, RetryableAgentError
 from tests.support.agent_calls import CAP, call, run
 from tests.support.fake_clock import MovableClockLoop
@@ -159,3 +161,69 @@ def test_an_answer_nested_too_deep_to_write_again_is_kept_as_text(
 
         body = run(scenario)
     assert body == {"text": deep.decode()}
+
+
+def test_an_endless_header_is_refused_at_the_head_cap_and_the_connection_dropped() -> None:
+    """An agent that never ends its header (here: up to 128 MiB of it) is an invalid answer once
+    the status line and headers pass ``MAX_HEAD_BYTES``: the attempt fails then, long before
+    its deadline, and the rest is never read (the agent can push only what the sockets'
+    buffers hold before the connection is gone)."""
+    offered = 128 << 20
+    sent: list[int] = []
+    ended = threading.Event()
+
+    async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        if received.connection > 0:
+            writer.write(response())
+            await writer.drain()
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        part = b"a" * 65536
+        try:
+            while sum(sent) < offered:
+                writer.write(part)
+                await writer.drain()
+                sent.append(len(part))
+        except ConnectionError:
+            return False
+        finally:
+            ended.set()
+        return False
+
+    with RawAgent(answer) as agent:
+
+        async def scenario(client: HttpAgentClient) -> None:
+            message = f"invalid response: status line and headers over {MAX_HEAD_BYTES} bytes"
+            with pytest.raises(RetryableAgentError, match=message):
+                await call(client, agent.url(), timeout_s=20.0)
+            await eventually(ended.is_set)  # the agent's writes failed: the connection is gone
+            assert (await call(client, agent.url())).status_code == 200  # on a new connection
+
+        run(scenario)
+    assert sum(sent) < 64 * 1024 * 1024  # of the 128 MiB offered: socket buffers at most
+    assert agent.accepts == 2
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-write", "head-in-pieces"])
+def test_a_head_just_under_the_cap_is_read_with_its_body(split: bool) -> None:
+    head = response(200, b'{"ok":true}', headers={"X-Big": "b" * (MAX_HEAD_BYTES - 200)})
+    assert MAX_HEAD_BYTES - 200 < head.index(b"\r\n\r\n") + 4 <= MAX_HEAD_BYTES
+
+    async def answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        if split:  # the head in many reads, the body in the same write as its end
+            cut = head.index(b"\r\n\r\n")
+            for start in range(0, cut, 4096):
+                writer.write(head[start : min(start + 4096, cut)])
+                await writer.drain()
+            writer.write(head[cut:])
+        else:
+            writer.write(head)
+        await writer.drain()
+        return True
+
+    with RawAgent(answer) as agent:
+
+        async def scenario(client: HttpAgentClient) -> object:
+            return (await call(client, agent.url())).body
+
+        assert run(scenario) == {"ok": True}

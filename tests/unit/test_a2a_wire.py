@@ -71,7 +71,7 @@ def test_request_0_3_and_no_text_part_without_a_message_string() -> None:
     ],
 )
 def test_a_message_or_a_completed_task_is_delivered_unchanged(result: dict[str, Any]) -> None:
-    reply = interpret(200, rpc(result=result))
+    reply = interpret(200, rpc(result=result), "L1")
     assert reply.body == result
 
 
@@ -80,7 +80,7 @@ def test_a_message_or_a_completed_task_is_delivered_unchanged(result: dict[str, 
 def test_refused_tasks_are_permanent(state: str, v1: bool) -> None:
     task = {"id": "t", "status": {"state": f"TASK_STATE_{state.upper()}" if v1 else state}}
     with pytest.raises(PermanentAgentError) as info:
-        interpret(200, rpc(result={"task": task} if v1 else {"kind": "task", **task}))
+        interpret(200, rpc(result={"task": task} if v1 else {"kind": "task", **task}), "L1")
     assert not isinstance(info.value, AgentNeedsInput)
     assert info.value.message == f"A2A task {state}"
 
@@ -89,14 +89,15 @@ def test_refused_tasks_are_permanent(state: str, v1: bool) -> None:
 def test_a_task_wanting_input_is_needs_input_with_its_ids(state: str) -> None:
     task = {"id": "t1", "contextId": "c1", "status": {"state": state}}
     with pytest.raises(AgentNeedsInput) as info:
-        interpret(200, rpc(result={"task": task}))
+        interpret(200, rpc(result={"task": task}), "L1")
     assert (info.value.task_id, info.value.context_id) == ("t1", "c1")
     assert info.value.message.startswith("needs_input: A2A task ")
 
 
 def test_a_task_still_working_is_retryable() -> None:
+    working = {"task": {"id": "t", "status": {"state": "TASK_STATE_WORKING"}}}
     with pytest.raises(RetryableAgentError):
-        interpret(200, rpc(result={"task": {"id": "t", "status": {"state": "TASK_STATE_WORKING"}}}))
+        interpret(200, rpc(result=working), "L1")
 
 
 @pytest.mark.parametrize(
@@ -110,8 +111,32 @@ def test_a_task_still_working_is_retryable() -> None:
 )
 def test_errors_and_non_answers_are_permanent(body: dict[str, Any]) -> None:
     with pytest.raises(PermanentAgentError) as info:
-        interpret(200, body)
+        interpret(200, body, "L1")
     assert not isinstance(info.value, AgentNeedsInput)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jsonrpc": "2.0", "id": "another", "result": {"message": {"role": "ROLE_AGENT"}}},
+        {"jsonrpc": "2.0", "result": {"kind": "message", "role": "agent", "parts": []}},
+        {"jsonrpc": "2.0", "id": None, "result": {"message": {"role": "ROLE_AGENT"}}},
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "boom"}},
+    ],
+    ids=["other-id", "no-id", "null-id-result", "other-id-error"],
+)
+def test_an_answer_that_is_not_to_this_request_is_an_invalid_response(
+    body: dict[str, Any],
+) -> None:
+    with pytest.raises(RetryableAgentError, match="invalid response: JSON-RPC id") as info:
+        interpret(200, body, "L1")
+    assert info.value.response is None  # another request's answer is not kept
+
+
+def test_a_null_id_error_answers_a_request_the_server_could_not_read() -> None:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
+    with pytest.raises(PermanentAgentError, match="JSON-RPC error -32700: parse error"):
+        interpret(200, body, "L1")
 
 
 def test_task_state_spellings() -> None:

@@ -46,6 +46,22 @@ def test_retry_after_that_is_absent_or_garbage_is_none(value: str | None) -> Non
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        "Mon, 01 Jan 99999999999 00:00:00 GMT",
+        "Mon, 01 Jan 2026 00:00:00 +99999999999999999999",
+        "Mon, 99999999999999999999 Jan 2026 00:00:00 GMT",
+        "Mon, 01 Jan 2026 99999999999999999999:00:00 GMT",
+        "Mon, 01 Jan 2026 00:00:99999999999 GMT",
+    ],
+    ids=["year", "zone", "day", "hour", "second"],
+)
+def test_retry_after_date_whose_numbers_overflow_is_none_not_an_error(value: str) -> None:
+    # The date parser raises OverflowError on these: an unreadable header is no header.
+    assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize(
     ("raw", "content_type", "expected"),
     [
         (b'{"a": 1}', "application/json", {"a": 1}),

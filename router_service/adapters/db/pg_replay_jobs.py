@@ -15,6 +15,7 @@ from router_service.adapters.db.records import (
     filter_column,
     replay_attempt_record,
     replay_job_record,
+    text_column,
     utcnow,
 )
 from router_service.service.records import (
@@ -186,7 +187,7 @@ class PgReplayJobs:
             a.agent or "",
             a.trace_id,
             a.outcome,
-            a.error,
+            None if a.error is None else text_column(a.error),
             a.created_at,
         )
         await self._pool.run(

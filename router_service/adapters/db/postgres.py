@@ -33,6 +33,7 @@ from router_service.adapters.db.records import (
     log_record,
     merged_replay,
     replayed_entry,
+    text_column,
     utcnow,
 )
 from router_service.domain.errors import StorageError
@@ -164,7 +165,7 @@ class PgStore(PgReplayJobs):
                 letter.agent or "",  # '' when the whole signal is parked
                 plan.kind,
                 plan.mode.value,
-                letter.error,
+                text_column(letter.error),
                 letter.attempts,
                 row.updated_at,
             )
@@ -293,7 +294,7 @@ class PgStore(PgReplayJobs):
             )
             return "pending"
         status, replay_count = replayed_entry(entry, result.ok, max_replays)
-        error = result.error or entry.error
+        error = text_column(result.error or entry.error)
 
         async def write(conn: Any) -> None:
             async with conn.transaction():

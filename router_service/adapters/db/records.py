@@ -1,4 +1,5 @@
-"""Rows to records and back, the same on both backends: timestamps, cursors, JSON columns.
+"""Rows to records and back, the same on both backends: timestamps, cursors, JSON and text
+columns.
 
 Shared by the Postgres store (``postgres.py``) and the SQLite store (``sqlite.py``), so that a
 record read from either looks the same to the service.
@@ -63,6 +64,13 @@ def json_column(value: Any) -> str:
     if _NUL in data:
         data = dumps(_strip_nul(value))
     return data.decode()
+
+
+def text_column(value: str) -> str:
+    """The text of a column an agent's answer can reach (a dead letter's error quotes an A2A
+    error message or task id): NUL, which Postgres refuses in text, becomes U+FFFD as it does
+    in JSON columns, on both backends, so that the outcome is always storable."""
+    return value.replace("\x00", "\ufffd")
 
 
 def decode_json_text(value: Any) -> Any:

@@ -31,6 +31,7 @@ from router_service.adapters.db.records import (
     log_cursor,
     log_cursor_bound,
     log_record,
+    text_column,
     utcnow,
 )
 from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
@@ -211,7 +212,7 @@ class SqliteStore(SqliteDeadLetters):
                 "agent": letter.agent or "",  # '' when the whole signal is parked
                 "kind": plan.kind,
                 "mode": plan.mode.value,
-                "error": letter.error,
+                "error": text_column(letter.error),
                 "attempts": letter.attempts,
                 "replay_count": 0,
                 "status": "pending",

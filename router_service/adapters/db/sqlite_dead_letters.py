@@ -18,6 +18,7 @@ from router_service.adapters.db.records import (
     encode_cursor,
     merged_replay,
     replayed_entry,
+    text_column,
     utcnow,
 )
 from router_service.adapters.db.sqlite_replay_jobs import DLQ_COLUMNS, SqliteReplayJobs
@@ -138,7 +139,7 @@ class SqliteDeadLetters(SqliteReplayJobs):
                 this_entry.values(
                     status=status,
                     replay_count=replay_count,
-                    error=result.error or entry.error,
+                    error=text_column(result.error) if result.error else entry.error,
                     last_attempt_at=now,
                     **released,
                 )

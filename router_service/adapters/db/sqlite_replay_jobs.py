@@ -27,6 +27,7 @@ from router_service.adapters.db.records import (
     filter_column,
     replay_attempt_record,
     replay_job_record,
+    text_column,
     utcnow,
 )
 from router_service.adapters.db.tables import (
@@ -301,7 +302,7 @@ class SqliteReplayJobs:
             agent=a.agent or "",
             trace_id=a.trace_id,
             outcome=a.outcome,
-            error=a.error,
+            error=None if a.error is None else text_column(a.error),
             created_at=a.created_at,
         )
         async with self._connect("record_replay_attempt", transaction=True) as conn:
