@@ -251,25 +251,9 @@ class Dispatcher:
         deadline: float,
         progress: _Progress,
     ) -> AgentResult:
-        """One agent's result, with its retries. An unexpected error (a bug of ours, or an
-        answer we failed to read) ends this agent's call as its failed result, never retried:
-        the other agents of the signal keep their own results."""
-        try:
-            return await self._retrying(agent, envelope, trace, deadline, progress)
-        except Exception as exc:
-            self._events.dispatch_crashed(log_id=envelope.log_id, error=exc)
-            progress.last_error = _CRASHED
-            progress.last_status = None
-            return self._failed(agent, progress)
-
-    async def _retrying(
-        self,
-        agent: AgentSpec,
-        envelope: Envelope,
-        trace: TraceContext,
-        deadline: float,
-        progress: _Progress,
-    ) -> AgentResult:
+        """One agent's result, with its retries. An unexpected error in an attempt (a bug of
+        ours, or an answer we failed to read) ends this agent's call as its failed result,
+        never retried: the other agents of the signal keep their own results."""
         progress.started = time.perf_counter()
         guard = self.guard(agent.name)
         while True:
@@ -314,6 +298,10 @@ class Dispatcher:
                 self._events.retry(agent=agent.name, delay_s=delay)
                 await self._sleep(delay)
                 continue
+            except Exception as exc:
+                self._events.dispatch_crashed(log_id=envelope.log_id, error=exc)
+                progress.last_error, progress.last_status = _CRASHED, None
+                return self._failed(agent, progress)
             return AgentResult(
                 agent=agent.name,
                 ok=True,

@@ -241,14 +241,29 @@ def test_the_first_outcome_wins_when_the_original_owner_finishes_after_a_takeove
     assert w.store.signals["sig-1"].status is Status.DELIVERED
 
 
-def test_a_background_step_that_hits_a_storage_error_is_reported_and_runs_again() -> None:
+@pytest.mark.parametrize(
+    ("error", "reported"),
+    [
+        (StorageError("database away"), "database away"),
+        # A sweep that hit a bug (an outcome nothing could store) ended the task: crash
+        # recovery stopped for the whole process, and nothing was logged.
+        (
+            UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+            "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0:"
+            " surrogates not allowed",
+        ),
+    ],
+)
+def test_a_background_step_that_fails_is_reported_and_runs_again(
+    error: Exception, reported: str
+) -> None:
     w = wire()
     ticks: list[int] = []
 
     async def step() -> int:
         ticks.append(len(ticks))
         if len(ticks) == 1:
-            raise StorageError("database away")
+            raise error
         if len(ticks) == 3:
             raise asyncio.CancelledError  # stop the loop: it never ends by itself
         return 1
@@ -256,26 +271,4 @@ def test_a_background_step_that_hits_a_storage_error_is_reported_and_runs_again(
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(run_every(0.0, "sweep", step, w.events))
     assert ticks == [0, 1, 2]
-    assert w.events.named("background_failed") == [{"step": "sweep", "error": "database away"}]
-
-
-def test_a_background_step_that_raises_anything_else_is_reported_and_runs_again() -> None:
-    """A sweep that hit a bug (an outcome nothing could store) ended the task: crash recovery
-    stopped for the whole process, and nothing was logged."""
-    w = wire()
-    ticks: list[int] = []
-
-    async def step() -> int:
-        ticks.append(len(ticks))
-        if len(ticks) == 1:
-            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
-        if len(ticks) == 3:
-            raise asyncio.CancelledError  # stop the loop: it never ends by itself
-        return 1
-
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(run_every(0.0, "sweep", step, w.events))
-    assert ticks == [0, 1, 2]
-    [failed] = w.events.named("background_failed")
-    assert failed["step"] == "sweep"
-    assert failed["error"].startswith("UnicodeEncodeError: 'utf-8' codec can't encode")
+    assert w.events.named("background_failed") == [{"step": "sweep", "error": reported}]
