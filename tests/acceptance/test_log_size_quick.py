@@ -56,7 +56,9 @@ def test_compare_alternates_a_grown_and_an_empty_log_and_drops_both(tmp_path: Pa
     assert all(w.rows >= 2_000 for w in windows if w.log == "grown")
     assert all(w.rows == 0 for w in windows if w.log == "empty")  # emptied before each window
     assert all(w.throughput_rps > 0 and w.router_cpu_us > 0 and w.reads >= 0 for w in windows)
-    # New pages of the log count as reads: each window shows the log's heap among its relations.
-    assert all(w.reads_by_relation.get("signals", 0) > 0 for w in windows)
+    # New pages of the log count as reads, so the log's heap shows among the relations read.
+    # Not in every window: Postgres 15 holds an idle backend's counters for up to 10 s before it
+    # flushes them, and a 1-s window's may land in the next one.
+    assert sum(w.reads_by_relation.get("signals", 0) for w in windows) > 0
     left = query(PG_ADMIN, "SELECT datname FROM pg_database WHERE datname LIKE 'router_logsize_%'")
     assert left == []

@@ -23,7 +23,7 @@ from router_service.observability.metrics import Metrics
 from router_service.runtime.services import Services, build_services
 from router_service.service.recovery import sweep_batch
 from tests.conftest import API_KEY, make_settings
-from tests.support.db import migrated_database, query, wipe
+from tests.support.db import migrated_database, query
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 from tests.support.processes import BIN, ROOT, start, stop
@@ -307,14 +307,14 @@ def test_a_sweep_takes_only_what_it_can_finish_within_its_lease() -> None:
 
 
 def test_dlq_backlog_is_current_right_after_a_sweep_and_a_replay(
-    database_url: str, routing_file: Path, agents: RunningAgents
+    database_url: str, routing_file: Path, agents: RunningAgents, tmp_path: Path
 ) -> None:
     """No wait for the periodic refresh: the gauge follows the process's own changes."""
-    wipe(database_url)
     agents.set("alpha", mode="fail", status=400)
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgres"
 
-    async def scenario() -> tuple[float, float]:
-        settings = make_settings(database_url, routing_file, dlq_backlog_refresh_s=3600)
+    async def scenario(url: str) -> tuple[float, float]:
+        settings = make_settings(url, routing_file, dlq_backlog_refresh_s=3600)
         routing = RoutingSource.fixed(load_routing_config(routing_file))
         services = build_services(settings, routing, Metrics())
         try:
@@ -331,4 +331,7 @@ def test_dlq_backlog_is_current_right_after_a_sweep_and_a_replay(
         finally:
             await services.close()
 
-    assert asyncio.run(scenario()) == (1, 0)
+    # A database of its own: the module's router, if an earlier test started it, sweeps the
+    # shared one and could take the expired lease before this sweep does.
+    with migrated_database(backend, tmp_path) as url:
+        assert asyncio.run(scenario(url)) == (1, 0)

@@ -135,7 +135,9 @@ async def _reading(url: str, *, count: bool) -> tuple[int, dict[str, int]]:
     (``all``: the whole database). Counting reads the key table, so it comes first, and its
     reads are flushed to the counters before they are read: a backend flushes its statistics
     at most once a second otherwise, and the rest when it exits, which would charge them to
-    the window."""
+    the window. The router's own backends cannot be made to flush: an idle one holds its
+    counters for up to 10 s (Postgres 15), so a window's last second may count in the next
+    window; over windows of a minute that is small."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
         rows = 0
