@@ -111,16 +111,19 @@ def loads(text: str | bytes) -> Any:
         value = json.loads(text, parse_float=_finite, parse_constant=_not_json)
         # The standard library reads an escaped lone surrogate into the string, where nothing
         # can write it as UTF-8 again (the log, the client's answer): refused, as orjson does.
-        if _SURROGATE_ESCAPE.search(text) and holds_lone_surrogate(value):
+        if holds_lone_surrogate(text, value):
             raise ValueError("JSON holds a lone UTF-16 surrogate")
     except RecursionError as exc:  # the exact parser's depth is Python's recursion limit
         raise ValueError("JSON nested too deeply to read") from exc
     return value
 
 
-def holds_lone_surrogate(value: Any) -> bool:
-    """Whether parsed JSON holds a lone UTF-16 surrogate (read from an escape such as
-    ``\\ud800``), which UTF-8 cannot encode."""
+def holds_lone_surrogate(text: str, value: Any) -> bool:
+    """Whether ``value``, parsed from ``text``, holds a lone UTF-16 surrogate (read from an
+    escape such as ``\\ud800``), which UTF-8 cannot encode. Only a text with such an escape
+    is checked further."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +23,6 @@ from router_service.domain.errors import (
 )
 from router_service.jsonwire import check_depth, holds_lone_surrogate, within_limits_by_size
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -136,7 +134,7 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidJson(f"body is not valid JSON: {exc.msg} at {where}") from exc
     except RecursionError as exc:
         raise ValidationFailed("JSON nesting is too deep") from exc
-    if _SURROGATE_ESCAPE.search(raw) and holds_lone_surrogate(value):
+    if holds_lone_surrogate(text, value):
         raise InvalidJson("body contains a lone UTF-16 surrogate")
     return value
 

@@ -160,6 +160,7 @@ class EventLogger:
         self._min_level = min_level
 
     def info(self, event: str, **fields: Any) -> None:
+        # ``_emit`` written out: both of a signal's lines are info, and a call less counts.
         if self._min_level <= logging.INFO:
             fields["event"] = event  # last, as structlog puts it
             self._write(self._render(None, "info", fields))

@@ -93,11 +93,9 @@ async def run_every(interval_s: float, step_name: str, step: Step, events: Event
     while True:
         try:
             did = await step()
-        except StorageError as exc:
-            events.background_failed(step=step_name, error=exc.message)
-            did = 0
-        except Exception as exc:  # a bug, or a value nothing can store: the next tick retries
-            events.background_failed(step=step_name, error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # the database away, or a bug: the next tick retries
+            error = exc.message if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
+            events.background_failed(step=step_name, error=error)
             did = 0
         if not did:
             await asyncio.sleep(interval_s)
