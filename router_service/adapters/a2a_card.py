@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from router_service.domain.routing import AgentProtocol, AgentSpec
+from router_service.domain.routing import AgentProtocol, AgentSpec, redacted_url
 
 _MAX_CARD_BYTES: Final = 1024 * 1024
 
@@ -64,7 +64,7 @@ def check_card(spec: AgentSpec, card: Any) -> tuple[str | None, str | None]:
         ]
         here = [i for i in jsonrpc if _same(i.get("url"), spec.url)]
         if not here:
-            return _first_version(jsonrpc), f"no JSONRPC interface at {spec.url}"
+            return _first_version(jsonrpc), f"no JSONRPC interface at {spec.shown_url}"
         versions = [str(i.get("protocolVersion", "")) for i in here]
         if not any(v == version or v.startswith(version + ".") for v in versions):
             return versions[0], f"the card offers version {', '.join(versions)}, not {version}"
@@ -76,7 +76,7 @@ def check_card(spec: AgentSpec, card: Any) -> tuple[str | None, str | None]:
         if isinstance(extra, dict) and str(extra.get("transport", "")).upper() == "JSONRPC":
             urls.append(extra.get("url"))
     if not any(_same(u, spec.url) for u in urls):
-        return card_version or None, f"the card does not serve JSON-RPC at {spec.url}"
+        return card_version or None, f"the card does not serve JSON-RPC at {spec.shown_url}"
     if not (card_version == version or card_version.startswith(version + ".")):
         return card_version or None, f"the card says version {card_version or '?'}, not {version}"
     return card_version, None
@@ -102,14 +102,15 @@ def check_agent(spec: AgentSpec, timeout_s: float = 5.0) -> CardCheck:
         try:
             card = _fetch(url, timeout_s)
         except urllib.error.HTTPError as exc:
-            last_error = f"HTTP {exc.code} at {url}"
+            last_error = f"HTTP {exc.code} at {redacted_url(url)}"
             continue
         except (OSError, ValueError, RecursionError) as exc:  # a card nested past the parser
-            last_error = f"cannot fetch {url}: {exc}"
+            last_error = f"cannot fetch {redacted_url(url)}: {exc}"
             continue
         card_version, problem = check_card(spec, card)
-        return CardCheck(spec.name, spec.url, version, url, card_version, problem)
-    return CardCheck(spec.name, spec.url, version, None, None, last_error)
+        shown = redacted_url(url)
+        return CardCheck(spec.name, spec.shown_url, version, shown, card_version, problem)
+    return CardCheck(spec.name, spec.shown_url, version, None, None, last_error)
 
 
 async def check_agents(agents: Iterable[AgentSpec], timeout_s: float = 5.0) -> list[CardCheck]:

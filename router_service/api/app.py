@@ -27,7 +27,7 @@ from router_service.api.replay_jobs import router as replay_jobs_router
 from router_service.api.routes import router
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
-from router_service.console import install_console, running_console
+from router_service.console import ConsoleHeaders, install_console, running_console
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import Metrics
 from router_service.runtime.startup import running_services
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     app.add_middleware(UnexpectedErrors)  # inside the trace: a 500 carries its ids
     app.add_middleware(NoNulInUrl)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # every other request
+    # Outermost: every answer under /console carries them, a 500 or NoNulInUrl's 422 included.
+    app.add_middleware(ConsoleHeaders)
     app.hot_path = TraceMiddleware(RouteFastPath(), metrics=metrics)
     return app
 

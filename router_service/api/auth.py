@@ -136,11 +136,12 @@ class KeyRing:
             raise AuthError("invalid API key")
         return found
 
-    def scopes_of(self, name: str) -> frozenset[str]:
-        """The scopes the key called ``name`` has now (empty if it is gone), so a console
-        session loses what its key loses."""
+    def scopes_of(self, name: str, is_same: Callable[[bytes], bool]) -> frozenset[str]:
+        """The scopes the key called ``name`` has now, when it is still the same key (``is_same``
+        of its digest); empty when it is gone or another key has the name. A console session
+        loses what its key loses."""
         for key in self._keys:
-            if key.name == name:
+            if key.name == name and is_same(key.digest):
                 return key.scopes
         return frozenset()
 
@@ -177,6 +178,14 @@ def client_address(peer: str, forwarded_for: str | None, proxies: tuple[IpNetwor
             except ValueError:
                 return peer  # a garbled header: count against the proxy rather than guess
     return peer
+
+
+def forwarded_https(peer: str, forwarded_proto: str | None, proxies: tuple[IpNetwork, ...]) -> bool:
+    """Whether a trusted proxy in front says its client came over HTTPS: ``X-Forwarded-Proto``
+    from a peer in ``TRUSTED_PROXIES``, its last value (the one the nearest proxy wrote)."""
+    if not forwarded_proto or not proxies or not _trusted(peer, proxies):
+        return False
+    return forwarded_proto.rsplit(",", 1)[-1].strip().lower() == "https"
 
 
 def counted_as(address: str) -> str:

@@ -19,7 +19,12 @@ from pydantic import (
 
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.routing import Mode
-from router_service.service.replay_jobs import MAX_ENTRY_ID, MAX_RATE, MIN_RATE
+from router_service.service.replay_jobs import (
+    MAX_ENTRY_ID,
+    MAX_RATE,
+    MAX_SNAPSHOT_CHARS,
+    MIN_RATE,
+)
 
 NoNul = Field(pattern=r"^[^\x00]*$")
 # The log_id travels as the Idempotency-Key header: visible ASCII only, nothing to inject.
@@ -137,8 +142,10 @@ class ReplayRequest(BaseModel):
     dry_run: StrictBool = Field(
         False, description="count, sample and agents concerned; sends nothing"
     )
-    snapshot: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = Field(
-        None, description="a dry run's snapshot: handle exactly its set, nothing created since"
+    snapshot: Annotated[StrictStr, Field(min_length=1, max_length=MAX_SNAPSHOT_CHARS)] | None = (
+        Field(
+            None, description="a dry run's snapshot: handle exactly its set, nothing created since"
+        )
     )
     # A JSON number (an integer too); never a string or a boolean.
     rate: Annotated[StrictFloat, Field(ge=MIN_RATE, le=MAX_RATE)] | None = Field(

@@ -2,8 +2,9 @@
 autoescape), a little progressive enhancement from one static script, no build step and nothing
 fetched from elsewhere.
 
-``install_console(app)`` adds its routes, its static files and its security headers; the app's
-lifespan runs ``running_console`` beside the router's services.
+``install_console(app)`` adds its routes and its static files; the app adds ``ConsoleHeaders``
+(its security headers) outside every other middleware, and its lifespan runs
+``running_console`` beside the router's services.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from router_service.console.actions import actions
 from router_service.console.pages import pages
 from router_service.console.state import running_console
 
-__all__ = ["install_console", "running_console"]
+__all__ = ["ConsoleHeaders", "install_console", "running_console"]
 
 
 def install_console(app: FastAPI) -> None:
@@ -24,4 +25,3 @@ def install_console(app: FastAPI) -> None:
     app.include_router(actions)
     static = StaticFiles(packages=[("router_service.console", "static")])
     app.mount("/console/static", static, name="console-static")
-    app.add_middleware(ConsoleHeaders)

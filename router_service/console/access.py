@@ -3,14 +3,16 @@ line of every state-changing action, and the security headers of every console r
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router_service.api.auth import forwarded_https
 from router_service.api.body import BodyLimits, read_body
 from router_service.api.edge import edge
 from router_service.console.session import COOKIE, ConsoleSession
@@ -47,15 +49,19 @@ def console_state(request: Request) -> ConsoleState:
 
 
 def session_of(request: Request) -> ConsoleSession | None:
-    """The signed-in session, with the scopes its key still has; None without one."""
+    """The signed-in session, with the scopes its key still has; None without one, or when
+    the key it signed in with is gone (removed, or replaced under the same name)."""
     state = console_state(request)
     session = state.signer.verify(request.cookies.get(COOKIE))
     if session is None:
         return None
-    scopes = session.scopes & state.keys.scopes_of(session.key_name)
+    now_held = state.keys.scopes_of(
+        session.key_name, lambda digest: state.signer.mark(digest) == session.key_mark
+    )
+    scopes = session.scopes & now_held
     if READ not in scopes:
         return None
-    return ConsoleSession(session.key_name, scopes, session.expires_at, session.nonce)
+    return dataclasses.replace(session, scopes=scopes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +76,36 @@ class Form:
         return self.fields.get(name, [])
 
 
+def reached_over_https(request: Request) -> bool:
+    """HTTPS to the router, or to a trusted proxy in front of it (``X-Forwarded-Proto``): the
+    session cookie is ``Secure`` then."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else ""
+    proto = request.headers.get("x-forwarded-proto")
+    return forwarded_https(peer, proto, edge(request).trusted_proxies)
+
+
+def refuse_cross_site(request: Request) -> None:
+    """A form a browser sends from another site's page is refused: with the CSRF token every
+    form but sign-in carries, and for sign-in itself (login CSRF: a page elsewhere signing its
+    visitor in with its own key, so that what they do next is seen and done under that key).
+    The browser says where the form comes from in ``Sec-Fetch-Site``; one too old to send it,
+    in ``Origin``, checked against ``Host``. A client sending neither is no browser."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        cross = site not in ("same-origin", "none")  # "none": the person typed or bookmarked it
+    else:
+        origin = request.headers.get("origin")
+        cross = origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+    if cross:
+        raise Forbidden("a console form must come from the console's own pages")
+
+
 async def read_form(request: Request, limits: BodyLimits) -> Form:
-    """A URL-encoded form, under the same size and time limits as a signal's body."""
+    """A URL-encoded form from the console's own pages, under the same size and time limits as
+    a signal's body."""
+    refuse_cross_site(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("Content-Type must be application/x-www-form-urlencoded")

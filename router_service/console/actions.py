@@ -4,10 +4,12 @@ token; every one that changes state needs ``dlq:admin`` and is audited with the 
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from router_service.api.body import BodyLimits, parse_json
 from router_service.api.edge import edge, services
 from router_service.api.replay_jobs import checked_job_id
 from router_service.api.routes import count_auth_failure
@@ -18,11 +20,13 @@ from router_service.console.access import (
     audit,
     authorised_form,
     console_state,
+    reached_over_https,
     read_form,
 )
 from router_service.console.pages import render, rules_context
 from router_service.console.session import COOKIE
-from router_service.domain.errors import AuthError, ValidationFailed
+from router_service.domain.errors import AuthError, InvalidJson, ValidationFailed
+from router_service.jsonwire import check_depth, within_limits_by_size
 from router_service.observability.logging import get_logger
 from router_service.service.explain import explain_payload
 
@@ -42,7 +46,7 @@ async def sign_in(request: Request) -> Response:
     if READ not in key.scopes:
         message = f"The key {key.name!r} lacks the scope logs:read, which the console needs."
         return render(request, "sign_in.html", None, 403, error=message)
-    token, _ = console_state(request).signer.issue(key.name, key.scopes)
+    token, _ = console_state(request).signer.issue(key.name, key.digest, key.scopes)
     get_logger("console.audit").info("console.signed_in", key=key.name)
     response = RedirectResponse("/console/signals", 303)
     response.set_cookie(
@@ -52,7 +56,7 @@ async def sign_in(request: Request) -> Response:
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=reached_over_https(request),
     )
     return response
 
@@ -62,7 +66,13 @@ async def sign_out(request: Request) -> Response:
     session, _ = await authorised_form(request, READ)
     audit(session, "signed_out")
     response = RedirectResponse("/console/sign-in", 303)
-    response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
+    response.delete_cookie(
+        COOKIE,
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=reached_over_https(request),
+    )
     return response
 
 
@@ -74,12 +84,9 @@ async def explain(request: Request) -> Response:
     text = form.first("payload")
     context = rules_context(request)
     try:
-        payload = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        error = f"Not JSON: {exc}"
-        return render(request, "rules.html", session, 422, pasted=text, error=error, **context)
-    if not isinstance(payload, dict):
-        error = "The payload must be a JSON object."
+        payload = pasted_payload(text, edge(request).limits)
+    except (InvalidJson, ValidationFailed) as exc:
+        error = f"Not JSON: {exc}" if isinstance(exc, InvalidJson) else f"Refused: {exc}"
         return render(request, "rules.html", session, 422, pasted=text, error=error, **context)
     svc = services(request)
     trace = explain_payload(
@@ -89,6 +96,19 @@ async def explain(request: Request) -> Response:
         circuits=svc.dispatcher.circuit_states(),
     )
     return render(request, "rules.html", session, pasted=text, trace=trace, **context)
+
+
+def pasted_payload(text: str, limits: BodyLimits) -> dict[str, Any]:
+    """The pasted payload, read as ``POST /route/explain`` reads a body's: strict JSON, within
+    the body's limits (nesting, strings, arrays), an object."""
+    raw = text.encode()
+    value = parse_json(raw)
+    bounds = (limits.max_depth, limits.max_string_chars, limits.max_array_items)
+    if not within_limits_by_size(raw, *bounds):
+        check_depth(value, *bounds)
+    if not isinstance(value, dict):
+        raise ValidationFailed("the payload must be a JSON object")
+    return value
 
 
 @actions.post("/dead-letters/preview")

@@ -1,8 +1,9 @@
-"""Console sessions: an HMAC-signed cookie holding the key's name, its scopes, an expiry and a
-nonce, never the key itself; and the CSRF token derived from that nonce.
+"""Console sessions: an HMAC-signed cookie holding the key's name, a mark of the key, its
+scopes, an expiry and a nonce, never the key itself; and the CSRF token derived from that nonce.
 
-The cookie is ``HttpOnly`` and ``SameSite=Strict``. Each request re-reads the key's scopes from
-the key ring, so a key removed or narrowed in the configuration loses its sessions' rights at
+The cookie is ``HttpOnly`` and ``SameSite=Strict``. Each request looks the key up again in the
+key ring, by its name and its mark (an HMAC of the key's digest): a key removed, replaced under
+the same name (a rotation) or narrowed in the configuration loses its sessions' rights at
 once. The CSRF token is a synchronizer token: ``HMAC(secret, nonce)``, tied to one session,
 checked on every state-changing request.
 """
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 
 import orjson
 
-COOKIE = "router_console"  # marked Secure too when the console is reached over HTTPS
+COOKIE = "router_console"  # Secure too when reached over HTTPS (``access.reached_over_https``)
 
 
 @dataclass(frozen=True, slots=True)
 class ConsoleSession:
     key_name: str
+    key_mark: str  # ``SessionSigner.mark`` of the key signed in with: a rotated key has another
     scopes: frozenset[str]
     expires_at: float
     nonce: str
@@ -58,13 +60,23 @@ class SessionSigner:
     def _mac(self, message: bytes) -> bytes:
         return hmac.new(self._secret, message, hashlib.sha256).digest()
 
-    def issue(self, key_name: str, scopes: frozenset[str]) -> tuple[str, ConsoleSession]:
+    def mark(self, key_digest: bytes) -> str:
+        """What a session remembers of its key: enough to tell it from the key that replaces it
+        under the same name, nothing to guess the key from."""
+        return self._mac(b"key\0" + key_digest)[:16].hex()
+
+    def issue(
+        self, key_name: str, key_digest: bytes, scopes: frozenset[str]
+    ) -> tuple[str, ConsoleSession]:
         session = ConsoleSession(
-            key_name, scopes, self._clock() + self._lifetime_s, secrets.token_hex(16)
+            key_name,
+            self.mark(key_digest),
+            scopes,
+            self._clock() + self._lifetime_s,
+            secrets.token_hex(16),
         )
-        body = orjson.dumps(
-            {"n": key_name, "s": sorted(scopes), "e": session.expires_at, "c": session.nonce}
-        )
+        fields = {"n": key_name, "k": session.key_mark, "s": sorted(scopes)}
+        body = orjson.dumps({**fields, "e": session.expires_at, "c": session.nonce})
         return f"{_b64(body)}.{_b64(self._mac(body))}", session
 
     def verify(self, token: str | None) -> ConsoleSession | None:
@@ -81,7 +93,11 @@ class SessionSigner:
         try:
             fields = orjson.loads(body)
             session = ConsoleSession(
-                str(fields["n"]), frozenset(fields["s"]), float(fields["e"]), str(fields["c"])
+                str(fields["n"]),
+                str(fields["k"]),
+                frozenset(fields["s"]),
+                float(fields["e"]),
+                str(fields["c"]),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None

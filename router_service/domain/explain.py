@@ -254,5 +254,8 @@ def _show(value: Any) -> Any:
             if not isinstance(value, str) or len(value) <= _SHOW_CHARS
             else value[:_SHOW_CHARS] + "…"
         )
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a payload read without a depth limit (a file given to the CLI)
+        return "(nested too deep to show)"
     return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "…"

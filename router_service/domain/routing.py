@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_KIND = "default"
 
@@ -36,6 +37,24 @@ class AgentSpec:
     timeout_s: float | None = None
     protocol: AgentProtocol = AgentProtocol.HTTP
     a2a_version: str | None = None
+
+    @property
+    def shown_url(self) -> str:
+        """The url as pages, answers and log lines show it (``redacted_url``)."""
+        return redacted_url(self.url)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password and its query's values as ``***``: an agent's url may carry
+    its credentials (``https://user:secret@host/hook?token=...``), which only the call needs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    fields = (field.partition("=") for field in parts.query.split("&")) if parts.query else ()
+    query = "&".join(f"{name}=***" if equals else name for name, equals, _ in fields)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ def explain_payload(
     )
     body = decision.as_dict()
     for agent in body["plan"]["agents"]:
-        agent["url"] = config.agents[agent["name"]].url
+        agent["url"] = config.agents[agent["name"]].shown_url
         if circuits is not None:
             state = circuits.get(agent["name"], "closed")
             agent["circuit"] = state

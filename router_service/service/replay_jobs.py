@@ -48,6 +48,8 @@ MIN_RATE = 0.01
 MAX_RATE = 10_000.0
 # Entry ids are 64-bit database keys: anything outside cannot exist (and would overflow).
 MAX_ENTRY_ID = 2**63 - 1
+# A snapshot token's length, at most (one a server issues is about 40 characters).
+MAX_SNAPSHOT_CHARS = 200
 # How often a paced job waiting for its next entry reads the store for a cancel (one asked of
 # another process; one asked of this process wakes it at once).
 CANCEL_CHECK_S = 1.0
@@ -65,9 +67,11 @@ def snapshot_token(flt: DeadLetterFilter, snapshot_id: int) -> str:
 
 def snapshot_bound(flt: DeadLetterFilter, token: str) -> int:
     """The entry id a dry run's ``snapshot`` bounds the same filter at."""
+    if len(token) > MAX_SNAPSHOT_CHARS:
+        raise ValidationFailed("snapshot is not one this server issued")
     try:
         upto, fingerprint = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ValidationFailed("snapshot is not one this server issued") from exc
     if not isinstance(upto, int) or isinstance(upto, bool) or not 0 <= upto <= MAX_ENTRY_ID:
         raise ValidationFailed("snapshot is not one this server issued")

@@ -5,6 +5,7 @@ browser tests cover what a person does)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import socket
@@ -93,9 +94,10 @@ def test_every_console_response_carries_the_security_headers(
         client.get("/console/signals?status=bogus"),
         client.post("/console/rules/explain", data={"payload": "{}"}),
         client.get("/console/replays/999999"),
+        client.get("/console/signals?sender_id=%00"),  # NoNulInUrl's, outside the console
     ]
     assert [r.status_code for r in responses] == [
-        303, 200, 303, 200, 200, 401, 401, 200, 200, 200, 200, 404, 422, 403, 404,
+        303, 200, 303, 200, 200, 401, 401, 200, 200, 200, 200, 404, 422, 403, 404, 422,
     ]  # fmt: skip
     for response in responses:
         assert_secure_headers(response)
@@ -236,6 +238,14 @@ def test_a_replay_needs_the_snapshot_of_the_same_selection(
     )
     assert other.status_code == 422
     assert "another selection" in other.json()["error"]["message"]
+    # A forged token nesting 5,000 lists deep (a 500 before): the API's length cap holds here.
+    forged = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+    deep = client.post(
+        "/console/dead-letters/replay",
+        data={"csrf": csrf, "ids": str(first["id"]), "snapshot": forged},
+    )
+    assert deep.status_code == 422
+    assert "not one this server issued" in deep.json()["error"]["message"]
     assert api.get("/dlq/replays").json()["items"] == []
 
 
@@ -344,6 +354,17 @@ def test_the_explain_box_answers_bad_input_with_a_message(
     a_list = client.post("/console/rules/explain", data={"csrf": csrf, "payload": "[1]"})
     assert a_list.status_code == 422
     assert "must be a JSON object" in a_list.text
+    # Read as POST /route/explain reads a body: its depth limit (a 500 at 1,000 levels before),
+    # no duplicate keys.
+    deep = "[" * 1000 + "1" + "]" * 1000
+    too_deep = client.post(
+        "/console/rules/explain", data={"csrf": csrf, "payload": f'{{"route": {deep}}}'}
+    )
+    assert too_deep.status_code == 422
+    assert "Refused: JSON nesting" in too_deep.text
+    twice = client.post("/console/rules/explain", data={"csrf": csrf, "payload": '{"a":1,"a":2}'})
+    assert twice.status_code == 422
+    assert "duplicate object key" in twice.text
     # A body declared over MAX_BODY_BYTES is refused from its Content-Length, before it is read
     # (sending it all would race the server's close: the client could see a reset instead).
     cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
@@ -452,3 +473,98 @@ def test_the_console_refuses_a_filter_past_the_calendar_and_a_nul(
         nul = client.post("/console/dead-letters/preview", data={"csrf": csrf, field: "a\x00"})
         assert nul.status_code == 422
         assert "NUL" in nul.json()["error"]["message"]
+
+
+@pytest.fixture
+def proxied(database_url: str, agents: RunningAgents, tmp_path: Path) -> Iterator[RouterServer]:
+    """A router behind a trusted proxy (this machine's loopback address), whose agent ``dead``
+    is called with a password and a token in its url."""
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        routing_yaml(agents).replace(
+            "http://127.0.0.1:9/agents/dead", "http://ops:S3cret@127.0.0.1:9/agents/dead?token=t0k"
+        )
+    )
+    settings = make_settings(
+        database_url, routing, api_key=None, api_keys=KEYS, trusted_proxies="127.0.0.1/32"
+    )
+    server = RouterServer(settings)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_an_agents_password_and_token_are_shown_by_neither_the_console_nor_explain(
+    proxied: RouterServer,
+) -> None:
+    with httpx.Client(base_url=proxied.base_url, timeout=30) as client:
+        assert client.post("/console/sign-in", data={"api_key": "reader-key"}).status_code == 303
+        rules = client.get("/console/rules").text
+        body = {"sender_id": "ex", "payload": {"route": "deadend"}}
+        trace = client.post("/route/explain", json=body, headers={"X-API-Key": "admin-key"})
+    shown = "http://ops:***@127.0.0.1:9/agents/dead?token=***"
+    assert f"<code>{shown}</code>" in rules
+    assert [agent["url"] for agent in trace.json()["plan"]["agents"]] == [shown]
+    assert "S3cret" not in rules + trace.text
+    assert "t0k" not in rules + trace.text
+
+
+def test_the_cookie_is_secure_when_a_trusted_proxy_says_https(
+    router: RouterServer, proxied: RouterServer
+) -> None:
+    """``X-Forwarded-Proto: https`` from a trusted proxy makes the cookie ``Secure`` (sign-out's
+    deletion too); from any other peer the header proves nothing."""
+    https = {"X-Forwarded-Proto": "https"}
+    with httpx.Client(base_url=proxied.base_url, timeout=30) as client:
+        signed = client.post("/console/sign-in", data={"api_key": "reader-key"}, headers=https)
+        # A Secure cookie does not come back over this test's plain HTTP: sign in without it.
+        plain = client.post("/console/sign-in", data={"api_key": "reader-key"})
+        page = client.get("/console/signals").text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+        assert csrf is not None
+        out = client.post("/console/sign-out", data={"csrf": csrf.group(1)}, headers=https)
+    assert signed.status_code == out.status_code == plain.status_code == 303
+    assert "; Secure" in signed.headers["set-cookie"]
+    assert "; Secure" in out.headers["set-cookie"]
+    assert "Secure" not in plain.headers["set-cookie"]
+    with httpx.Client(base_url=router.base_url, timeout=30) as client:
+        untrusted = client.post("/console/sign-in", data={"api_key": "reader-key"}, headers=https)
+    assert untrusted.status_code == 303
+    assert "Secure" not in untrusted.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://elsewhere.example"},
+        {"Origin": "null"},
+    ],
+)
+def test_a_sign_in_sent_from_another_sites_page_is_refused(
+    new_client: Callable[[], httpx.Client], headers: dict[str, str]
+) -> None:
+    """Login CSRF: a page elsewhere posting its own key would sign its visitor in under it."""
+    client = new_client()
+    refused = client.post("/console/sign-in", data={"api_key": "reader-key"}, headers=headers)
+    assert refused.status_code == 403
+    assert "console's own pages" in refused.json()["error"]["message"]
+    assert "router_console" not in client.cookies
+
+
+def test_a_sign_in_from_the_consoles_own_page_is_taken(
+    router: RouterServer, new_client: Callable[[], httpx.Client]
+) -> None:
+    host = httpx.URL(router.base_url).netloc.decode()
+    for headers in (
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://elsewhere.example"},
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": f"http://{host}"},
+        {},  # no browser: curl, a script
+    ):
+        answer = new_client().post(
+            "/console/sign-in", data={"api_key": "reader-key"}, headers=headers
+        )
+        assert answer.status_code == 303, headers

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import Request
 
+from router_service.api.auth import ApiKey, KeyRing
 from router_service.config.routing_file import parse_routing_config
 from router_service.config.routing_source import RoutingSource
+from router_service.console.access import session_of
 from router_service.console.conditions import rule_condition
 from router_service.console.pages import shadow_differences
 from router_service.console.replays import JobView, rate, selection
 from router_service.console.sampling import Sampler, histogram_buckets, quantile, sparkline
-from router_service.console.session import SessionSigner
+from router_service.console.session import ConsoleSession, SessionSigner
 from router_service.console.views import resend_command
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
@@ -53,7 +57,7 @@ class Clock:
 
 def test_a_session_token_round_trips_and_holds_no_key() -> None:
     signer = SessionSigner(b"secret", 60)
-    token, session = signer.issue("ops", frozenset({"logs:read"}))
+    token, session = signer.issue("ops", b"digest", frozenset({"logs:read"}))
     assert signer.verify(token) == session
     assert "secret" not in token
 
@@ -61,7 +65,7 @@ def test_a_session_token_round_trips_and_holds_no_key() -> None:
 def test_a_tampered_foreign_or_expired_token_is_refused() -> None:
     clock = Clock()
     signer = SessionSigner(b"secret", 60, clock)
-    token, _ = signer.issue("ops", frozenset({"logs:read"}))
+    token, _ = signer.issue("ops", b"digest", frozenset({"logs:read"}))
     body, mac = token.split(".")
     forged_body = body[:-2] + ("AA" if body[-2:] != "AA" else "BB")
     assert signer.verify(f"{forged_body}.{mac}") is None
@@ -72,10 +76,38 @@ def test_a_tampered_foreign_or_expired_token_is_refused() -> None:
     assert signer.verify(token) is None
 
 
+def session_seen(signer: SessionSigner, keys: KeyRing, token: str) -> ConsoleSession | None:
+    """``session_of`` for a request carrying ``token`` to a console holding ``keys``."""
+    console = SimpleNamespace(signer=signer, keys=keys)
+    scope = {
+        "type": "http",
+        "app": SimpleNamespace(state=SimpleNamespace(console=console)),
+        "headers": [(b"cookie", f"router_console={token}".encode())],
+    }
+    return session_of(Request(scope))
+
+
+def test_a_session_ends_when_its_key_is_replaced_under_the_same_name() -> None:
+    signer = SessionSigner(b"secret", 60)
+    old = ApiKey("default", b"old-digest")
+    token, _ = signer.issue(old.name, old.digest, old.scopes)
+    seen = session_seen(signer, KeyRing([old]), token)
+    assert seen is not None
+    assert seen.can("dlq:admin")
+    # API_KEY rotated: the new key is "default" too, and the old one's sessions end with it.
+    assert session_seen(signer, KeyRing([ApiKey("default", b"new-digest")]), token) is None
+    assert session_seen(signer, KeyRing([ApiKey("renamed", b"old-digest")]), token) is None
+    narrowed = session_seen(
+        signer, KeyRing([ApiKey("default", b"old-digest", frozenset({"logs:read"}))]), token
+    )
+    assert narrowed is not None
+    assert narrowed.scopes == {"logs:read"}
+
+
 def test_a_csrf_token_belongs_to_one_session() -> None:
     signer = SessionSigner(b"secret", 60)
-    _, first = signer.issue("ops", frozenset({"dlq:admin"}))
-    _, second = signer.issue("ops", frozenset({"dlq:admin"}))
+    _, first = signer.issue("ops", b"digest", frozenset({"dlq:admin"}))
+    _, second = signer.issue("ops", b"digest", frozenset({"dlq:admin"}))
     assert signer.csrf_valid(first, signer.csrf_token(first))
     assert not signer.csrf_valid(first, signer.csrf_token(second))
     assert not signer.csrf_valid(first, "")

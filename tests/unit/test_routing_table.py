@@ -68,3 +68,20 @@ def test_plans_are_frozen() -> None:
     plan = TABLE.plan("emergency", "r")
     with pytest.raises(AttributeError):
         plan.kind = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://127.0.0.1:9100/agents/a", "http://127.0.0.1:9100/agents/a"),
+        ("https://ops:s3cret@agents.example/hook", "https://ops:***@agents.example/hook"),
+        ("https://ops@agents.example/hook", "https://ops@agents.example/hook"),
+        (
+            "https://h.example/hook?token=abc&v=2&flag",
+            "https://h.example/hook?token=***&v=***&flag",
+        ),
+        ("https://u:p@w@h.example:8443/x?k=v", "https://u:***@h.example:8443/x?k=***"),
+    ],
+)
+def test_an_agents_url_is_shown_without_its_password_and_query_values(url: str, shown: str) -> None:
+    assert AgentSpec("a", url).shown_url == shown
