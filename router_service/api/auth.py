@@ -77,8 +77,10 @@ def _from_env(api_keys: str) -> list[ApiKey]:
 def _from_file(path: Path) -> list[ApiKey]:
     try:
         document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the keys file: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: cannot read the keys file: nested too deep") from exc
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected a mapping with a 'keys' list")

@@ -23,19 +23,30 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 def read_payload(text: str) -> tuple[dict[str, Any], Mode | None]:
     """The payload from JSON text, ``@file`` or ``-`` (stdin). A whole ``/route`` body (with
     ``sender_id`` and ``payload``) is accepted too: its payload and mode are used."""
+    hint = "PAYLOAD_JSON"
     if text == "-":
         text = sys.stdin.read()
     elif text.startswith("@"):
-        text = Path(text[1:]).read_text(encoding="utf-8")
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {text[1:]}: {exc}", param_hint=hint) from exc
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="PAYLOAD_JSON") from exc
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=hint) from exc
+    except RecursionError as exc:
+        raise click.BadParameter("JSON nested too deep to read", param_hint=hint) from exc
     if not isinstance(value, dict):
-        raise click.BadParameter("the payload must be a JSON object", param_hint="PAYLOAD_JSON")
+        raise click.BadParameter("the payload must be a JSON object", param_hint=hint)
     if "sender_id" in value and isinstance(value.get("payload"), dict):
         mode = value.get("mode")
-        return value["payload"], Mode(mode) if mode in {m.value for m in Mode} else None
+        if mode is None:
+            return value["payload"], None
+        modes = [m.value for m in Mode]
+        if mode not in modes:  # as POST /route refuses it
+            raise click.BadParameter(f"mode must be one of {', '.join(modes)}", param_hint=hint)
+        return value["payload"], Mode(mode)
     return value, None
 
 

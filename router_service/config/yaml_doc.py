@@ -130,6 +130,8 @@ def load_yaml(text: str, source: str) -> tuple[object, Doc]:
         raise ConfigError(f"{source}: invalid YAML: {problem}{line}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    except RecursionError as exc:  # PyYAML's composer and our walk recurse per level
+        raise ConfigError(f"{source}: invalid YAML: nested too deep to read") from exc
     finally:
         loader.dispose()
     return data, Doc(source, walker.lines, walker.key_lines)

@@ -75,6 +75,40 @@ def test_check_config_names_file_location_and_problem(tmp_path: Path) -> None:
     assert "ok" in good.stdout
 
 
+def test_bad_files_and_payloads_get_one_error_line_not_a_traceback(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"  # JSON is YAML: a routing file too
+    deep.write_text("[" * 5000 + "]" * 5000)
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {name: a, key: " + "[" * 3000 + "}\n")
+    routing = str(ROOT / "router_service/config/routing.yaml")
+    env = {"ROUTING_CONFIG": routing}
+    cases = [
+        (["explain", f"@{tmp_path / 'missing.json'}"], env, "cannot read"),
+        (["explain", f"@{tmp_path}"], env, "cannot read"),
+        (["explain", f"@{deep}"], env, "nested too deep"),
+        (["explain", '{"sender_id": "s", "payload": {}, "mode": [1]}'], env, "mode must be one of"),
+        (["check-config", str(deep)], {}, "nested too deep"),
+        (["check-config", routing], {"API_KEYS_FILE": str(keys)}, None),
+    ]
+    for args, extra, message in cases:
+        result = run(*args, env=extra)
+        assert "Traceback" not in result.stderr, args
+        if message is None:
+            assert result.returncode == 0, result.stderr
+            continue
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    served = run(
+        "serve",
+        "--port",
+        "1",
+        env={"API_KEYS_FILE": str(keys), "DATABASE_URL": sqlite_url(tmp_path / "r.db")},
+    )
+    assert served.returncode == 2
+    assert "Traceback" not in served.stderr
+    assert "cannot read the keys file: nested too deep" in served.stderr
+
+
 @pytest.mark.parametrize("command", [["migrate"], ["alembic"]])
 def test_migrate_creates_a_missing_postgres_database_and_says_so(command: list[str]) -> None:
     name = f"router_new_{secrets.token_hex(4)}"
