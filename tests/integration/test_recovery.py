@@ -23,7 +23,7 @@ from router_service.observability.metrics import Metrics
 from router_service.runtime.services import Services, build_services
 from router_service.service.recovery import sweep_batch
 from tests.conftest import API_KEY, make_settings
-from tests.support.db import migrated_database, query
+from tests.support.db import migrated_database, query, wipe
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 from tests.support.processes import BIN, ROOT, start, stop
@@ -110,6 +110,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
 
 @pytest.fixture
 def worker_router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    """A router whose redelivery worker runs every 50 ms, on empty tables: a dead letter an
+    earlier test left would be redelivered too, and could be the one a test waits for."""
+    wipe(database_url)
     settings = make_settings(
         database_url,
         routing_file,
