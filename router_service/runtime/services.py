@@ -30,6 +30,7 @@ from router_service.observability.logging import get_logger
 from router_service.observability.metrics import Metrics
 from router_service.runtime.reload import RoutingReloader
 from router_service.runtime.supervisor import peer_notifier
+from router_service.service.backlog import BacklogGauge
 from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
 from router_service.service.fairness import SenderLimiter, SenderWeights
@@ -56,6 +57,7 @@ class Services:
     replayer: Replayer
     sweeper: Sweeper
     telemetry: Telemetry
+    backlog: BacklogGauge
     owner: str
     senders: SenderLimiter
     reloader: RoutingReloader
@@ -72,7 +74,7 @@ class Services:
         """Owned tasks, cancelled by ``close``: backlog gauge, lease sweeper, redelivery, and
         the routing file's watcher when ``ROUTING_WATCH`` is on."""
         s = self.settings
-        self.tasks.append(asyncio.create_task(refresh_backlog(self)))
+        self.tasks.append(asyncio.create_task(self.backlog.run()))
         if s.routing_watch:
             self.tasks.append(asyncio.create_task(watch_routing(self.routing)))
         self.tasks.append(
@@ -185,7 +187,8 @@ def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics)
     if settings.shadow_routing_config is not None:
         path = settings.shadow_routing_config
         shadow = RoutingSource(read_version(path), path)
-    ctx = Collaborators(store, dispatcher, routing, telemetry, deadline_s, owner, shadow)
+    backlog = BacklogGauge(store, telemetry, settings.dlq_backlog_refresh_s)
+    ctx = Collaborators(store, dispatcher, routing, telemetry, backlog, deadline_s, owner, shadow)
     replayer = Replayer(
         ctx,
         max_replays=settings.max_replays,
@@ -203,6 +206,7 @@ def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics)
         client=client,
         dispatcher=dispatcher,
         telemetry=telemetry,
+        backlog=backlog,
         intake=Intake(ctx),
         replayer=replayer,
         replay_jobs=ReplayJobs(ctx, replayer, lease_s=settings.replay_job_lease_s),
@@ -212,11 +216,3 @@ def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics)
         reloader=RoutingReloader(routing, telemetry, peer_notifier()),
         shadow=shadow,
     )
-
-
-async def refresh_backlog(services: Services) -> None:
-    """Keep ``dlq_backlog`` true when other replicas or workers change the queue."""
-    while True:
-        with contextlib.suppress(StorageError):
-            services.metrics.dlq_backlog.set(await services.store.dlq_backlog())
-        await asyncio.sleep(services.settings.dlq_backlog_refresh_s)

@@ -57,6 +57,7 @@ class Intake:
     def __init__(self, ctx: Collaborators) -> None:
         self._store, self._dispatcher = ctx.store, ctx.dispatcher
         self._routing, self._events = ctx.routing, ctx.events
+        self._backlog = ctx.backlog
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
         self._shadow = ctx.shadow
 
@@ -119,7 +120,7 @@ class Intake:
         )
         if created:
             self._events.dead_lettered(created)
-            self._events.dlq_backlog(await self._store.dlq_backlog())
+            self._backlog.changed()  # counted soon, off this request (``service/backlog.py``)
         agent_s = max((r.latency_ms for r in results), default=0.0) / 1000
         self._events.signal_finished(
             log_id=signal.log_id,

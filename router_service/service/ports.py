@@ -229,6 +229,13 @@ class AgentClient(Protocol):
         ...
 
 
+class Backlog(Protocol):
+    """The dead-letter backlog gauge (``service/backlog.py``)."""
+
+    def changed(self) -> None:
+        """Dead letters were added: count the backlog again soon; returns at once."""
+
+
 class Events(Protocol):
     """What the service tells observability. Implementations must not raise."""
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from router_service.domain.errors import StorageError
 from router_service.domain.outcome import fold
 from router_service.domain.trace import TraceContext, new_span_id
+from router_service.service.backlog import recount_backlog
 from router_service.service.context import Collaborators
 from router_service.service.ports import Events
 from router_service.service.records import LogRecord
@@ -61,7 +62,7 @@ class Sweeper:
         await asyncio.gather(*(finish(record) for record in found))
         if found:
             # Recovered signals may have been dead-lettered: keep dlq_backlog current.
-            self._events.dlq_backlog(await self._store.dlq_backlog())
+            await recount_backlog(self._store, self._events)
         return len(found)
 
     async def _finish(self, record: LogRecord) -> None:

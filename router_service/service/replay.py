@@ -20,6 +20,7 @@ from router_service.domain.outcome import Status, fold
 from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode
 from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
+from router_service.service.backlog import recount_backlog
 from router_service.service.context import Collaborators
 from router_service.service.records import DeadLetterRecord, ReplayAttemptRecord, ReplayResult
 from router_service.service.redispatch import Redispatcher, StoredSignal
@@ -150,7 +151,7 @@ class Replayer:
                     on_entry(summary)
             if ids is not None or len(entries) < batch:
                 break
-        self._events.dlq_backlog(await self._store.dlq_backlog())
+        await recount_backlog(self._store, self._events)
         return summary
 
     async def replay_claimed(

@@ -10,6 +10,7 @@ import httpx
 from router_service.devtools.demo_agents import RunningAgents
 from tests.support.db import query
 from tests.support.metrics import metric
+from tests.support.polling import wait_for
 from tests.support.server import RouterServer
 
 
@@ -61,7 +62,8 @@ def test_replay_success_marks_entry_and_updates_the_log(
     client: httpx.Client, agents: RunningAgents
 ) -> None:
     [log_id] = park(client, agents, 1)
-    assert metric(client, "dlq_backlog") == 1
+    # Counted off the request, soon after it (service/backlog.py).
+    wait_for(lambda: metric(client, "dlq_backlog") == 1, what="the backlog counted at 1")
     summary = client.post("/dlq/replay", json={"limit": 10}).json()
     assert summary == {
         "replayed": 1,

@@ -74,3 +74,13 @@ class RecordingEvents:
 
     def db_pool(self, *, in_use: int = 0, size: int = 0) -> None:
         self._note("db_pool", in_use=in_use, size=size)
+
+
+class CountedChanges:
+    """``Backlog``: counts the times it was told the dead-letter queue grew."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+
+    def changed(self) -> None:
+        self.changes += 1

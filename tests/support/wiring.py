@@ -31,7 +31,7 @@ from router_service.service.context import Collaborators
 from router_service.service.dispatch import Dispatcher
 from tests.support.fake_agents import FakeAgents
 from tests.support.fake_clock import FakeClock
-from tests.support.fake_events import RecordingEvents
+from tests.support.fake_events import CountedChanges, RecordingEvents
 from tests.support.fake_store import FakeStore
 
 # The payload's ``route`` field picks the kind; agents a, b, c (and an A2A one) by name.
@@ -101,6 +101,7 @@ class Wired:
     store: FakeStore
     agents: FakeAgents
     events: RecordingEvents
+    backlog: CountedChanges
     ctx: Collaborators
 
 
@@ -114,17 +115,18 @@ def wire(
     store: FakeStore | None = None,
 ) -> Wired:
     """The collaborators of ``Intake``, ``Replayer`` and ``Sweeper``, on the fakes."""
-    agents, events = FakeAgents(), RecordingEvents()
+    agents, events, backlog = FakeAgents(), RecordingEvents(), CountedChanges()
     store = store or FakeStore()
     ctx = Collaborators(
         store,
         dispatcher(agents, events, policy=policy, guard=guard),
         routing(routing_text),
         events,
+        backlog,
         deadline_s,
         owner,
     )
-    return Wired(store, agents, events, ctx)
+    return Wired(store, agents, events, backlog, ctx)
 
 
 def signal(route: str, log_id: str = "sig-1", sender: str = "sender-1", **extra: Any) -> Signal:

@@ -150,7 +150,7 @@ def test_a_signal_is_classified_and_planned_from_one_read_of_the_source(tmp_path
         versions.append(RoutingSource.from_file(path).current())
     source = _Alternating(versions)
     unused = cast(Any, None)  # plan() touches only the routing
-    intake = Intake(Collaborators(unused, unused, cast(Any, source), unused, 1.0, "me"))
+    intake = Intake(Collaborators(unused, unused, cast(Any, source), unused, unused, 1.0, "me"))
     signal = Signal.create(sender_id="s", payload={"m": "zebra"}, timestamp=datetime.now(UTC))
     for expected_agent in ("a", "b", "a"):
         plan = intake.plan(signal, None)

@@ -10,7 +10,12 @@ from dataclasses import replace
 import pytest
 
 from router_service.domain.breaker import GuardPolicy
-from router_service.domain.errors import PermanentAgentError, RetryableAgentError, StorageError
+from router_service.domain.errors import (
+    PermanentAgentError,
+    RetryableAgentError,
+    StorageError,
+    StorageUnavailable,
+)
 from router_service.domain.outcome import DeadLetter, Outcome, Status
 from router_service.domain.retry import RetryPolicy
 from router_service.service.intake import Intake
@@ -54,6 +59,20 @@ def test_replaying_a_parked_signal_delivers_it_under_its_original_log_id() -> No
     assert {c.log_id for c in w.agents.calls} == {"sig-1"}
     assert w.events.named("replayed") == [{"outcome": "succeeded"}]
     assert w.events.named("dlq_backlog")[-1] == {"size": 0}
+
+
+def test_a_replay_whose_backlog_count_fails_still_reports_what_it_did() -> None:
+    w = wire()
+    parked(w, "race", "a", "b")
+
+    async def count_fails() -> int:
+        raise StorageUnavailable("every database connection is busy")
+
+    w.store.dlq_backlog = count_fails  # type: ignore[method-assign]
+    summary = replay(w)
+    assert (summary.replayed, summary.succeeded) == (1, 1)
+    assert w.store.letter("sig-1", None).status == "replayed"
+    assert w.events.named("dlq_backlog") == []  # the gauge stays until the next count
 
 
 def test_replaying_one_agent_of_an_aggregate_merges_its_answer_into_the_signal() -> None:
