@@ -25,8 +25,6 @@ from router_service.service.context import Collaborators
 from router_service.service.records import DeadLetterRecord, ReplayAttemptRecord, ReplayResult
 from router_service.service.redispatch import Redispatcher, StoredSignal
 
-BATCH = 100
-
 
 @dataclass(slots=True)
 class Deferral:
@@ -129,28 +127,35 @@ class Replayer:
         summary = ReplaySummary()
         next_slot = time.monotonic()
         last_id: int | None = None  # one call attempts an entry at most once
-        while True:
-            batch = BATCH if limit is None else min(BATCH, limit - summary.replayed)
-            if batch <= 0:
+        named = list(dict.fromkeys(ids)) if ids is not None else None
+        # One entry claimed at a time, its lease covering its own replay: claimed by the
+        # hundred, the last ones' lease ran out while the first were replayed (a slow or down
+        # agent takes up to the deadline each), and another replayer took them and sent them
+        # a second time.
+        lease_s = self._deadline_s * 4 + pace_s
+        while limit is None or summary.replayed < limit:
+            if named is not None and not named:
                 break
             entries = await self._store.claim_dead_letters(
-                limit=None if ids is not None else batch,
-                ids=ids,
+                limit=None if named is not None else 1,
+                ids=[named.pop(0)] if named is not None else None,
                 owner=self._owner,
-                lease_s=self._deadline_s * 4 + pace_s * batch,
+                lease_s=lease_s,
                 due_only=due_only,
-                after_id=last_id,
+                after_id=None if named is not None else last_id,
             )
-            for entry in entries:
-                if pace_s:
-                    await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
-                    next_slot = max(next_slot, time.monotonic()) + pace_s
-                await self._replay_entry(entry, summary, probe=ids is not None)
-                last_id = entry.id
-                if on_entry is not None:
-                    on_entry(summary)
-            if ids is not None or len(entries) < batch:
+            if not entries:
+                if named is not None:
+                    continue  # not pending, or held by another replayer
                 break
+            [entry] = entries
+            if pace_s:
+                await asyncio.sleep(max(0.0, next_slot - time.monotonic()))
+                next_slot = max(next_slot, time.monotonic()) + pace_s
+            await self._replay_entry(entry, summary, probe=ids is not None)
+            last_id = entry.id
+            if on_entry is not None:
+                on_entry(summary)
         await recount_backlog(self._store, self._events)
         return summary
 

@@ -5,6 +5,7 @@ whose owner died are taken over."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -21,7 +22,7 @@ from router_service.domain.retry import RetryPolicy
 from router_service.service.intake import Intake
 from router_service.service.recovery import Sweeper, run_every
 from router_service.service.replay import Replayer, ReplaySummary
-from tests.support.fake_agents import Reply
+from tests.support.fake_agents import Hold, Reply
 from tests.support.wiring import Wired, routing, signal, trace, wire
 
 WITHOUT_B = """\
@@ -59,6 +60,31 @@ def test_replaying_a_parked_signal_delivers_it_under_its_original_log_id() -> No
     assert {c.log_id for c in w.agents.calls} == {"sig-1"}
     assert w.events.named("replayed") == [{"outcome": "succeeded"}]
     assert w.events.named("dlq_backlog")[-1] == {"size": 0}
+
+
+def test_two_replayers_never_send_an_entry_twice_when_an_agent_is_slow() -> None:
+    """Each entry takes the whole deadline: claimed by the hundred, the last ones' lease ran out
+    before their turn came, and a second replayer took and sent them too."""
+    w = wire()
+    for n in range(1, 7):
+        parked(w, "solo", "a", log_id=f"sig-{n}")
+    holds = [Hold() for _ in range(5)]
+    w.agents.script("a", *holds)
+    other = replace(w.ctx, owner="router-2")
+
+    async def scenario() -> None:
+        first = asyncio.create_task(Replayer(w.ctx, max_replays=3).replay())
+        for n, hold in enumerate(holds, start=1):
+            await w.agents.called("a", times=6 + n)  # the six first calls, then this replay
+            w.store.advance(w.ctx.deadline_s)
+            if n == len(holds):
+                await Replayer(other, max_replays=3).replay()
+            hold.release()
+        await first
+
+    asyncio.run(scenario())
+    sent = Counter(call.log_id for call in w.agents.calls_to("a"))
+    assert sent == {f"sig-{n}": 2 for n in range(1, 7)}  # the first call, then one replay
 
 
 def test_a_replay_whose_backlog_count_fails_still_reports_what_it_did() -> None:
