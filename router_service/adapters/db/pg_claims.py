@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.group_commit import GroupCommit
 from router_service.adapters.db.pg_pool import PgPool, refused_rows
+from router_service.adapters.db.records import utcnow
 
 ClaimParams = tuple[Any, ...]  # the parameters of ``pg_statements.CLAIM``; the log_id first
 
@@ -33,7 +35,9 @@ class ClaimWrite:
 
 class PgClaims:
     def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
         self._lane = pool.lane("claim")  # the batches run one at a time: one connection kept
+        self._last_instant = utcnow()
         self._batches: GroupCommit[ClaimParams, ClaimWrite] = GroupCommit(
             self._write, self._write_one, isolate=refused_rows
         )
@@ -43,6 +47,24 @@ class PgClaims:
 
     async def claim(self, params: ClaimParams) -> ClaimWrite:
         return await self._batches.submit(params)
+
+    def instant(self) -> datetime:
+        """The time a claim is taken at: never the same twice in this process, so that a claim
+        re-sent after its connection died can tell its own first try's row (``was_ours``)."""
+        now = utcnow()
+        if now <= self._last_instant:
+            now = self._last_instant + timedelta(microseconds=1)
+        self._last_instant = now
+        return now
+
+    async def was_ours(self, log_id: str, instant: datetime, owner: str) -> bool:
+        """Whether the lease on ``log_id`` is the one a claim at ``instant`` by ``owner`` took:
+        the first try of a claim whose answer was lost with its connection. Not the trace id,
+        which a client's ``traceparent`` sets, and a retry or a duplicate may carry too."""
+        found = await self._pool.run(
+            "claim", lambda conn: conn.fetchval(sql.LEASE_TAKEN_AT, log_id, instant, owner)
+        )
+        return found is not None
 
     async def _write_one(self, params: ClaimParams) -> ClaimWrite:
         taken, retried = await self._lane.run_twice(lambda conn: conn.fetchval(sql.CLAIM, *params))

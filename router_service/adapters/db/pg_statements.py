@@ -40,6 +40,11 @@ SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progr
 RETURNING log_id
 """
 
+# Whether a claim's first try took the lease (its answer lost with its connection).
+LEASE_TAKEN_AT = """
+SELECT 1 FROM signal_leases WHERE log_id = $1 AND created_at = $2 AND owner = $3
+"""
+
 # The outcome of one signal, run once per row of a group commit (``executemany``: one
 # transaction, one WAL flush for the batch). The first final outcome wins: a signal finished
 # twice (taken over after a crash) keeps the first. None of the columns it sets is indexed, so

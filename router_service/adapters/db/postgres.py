@@ -106,7 +106,7 @@ class PgStore(PgReplayJobs):
     ) -> Claim:
         """Take the idempotency key, the lease and the log row as ``in_progress``, all or none;
         the key's primary key makes the claim atomic."""
-        now = utcnow()
+        now = self._claims.instant()
         params = (
             signal.log_id,
             signal.sender_id,
@@ -132,11 +132,12 @@ class PgStore(PgReplayJobs):
             raise StorageError("claimed signal vanished")
         if (
             write.retried
-            and existing.trace_id == trace_id
             and existing.status is Status.IN_PROGRESS
+            and existing.created_at == now
+            and await self._claims.was_ours(signal.log_id, now, lease_owner)
         ):
             # Our own first try went through before its connection died.
-            return Claim(claimed_at=existing.created_at)
+            return Claim(claimed_at=now)
         return Claim(record=existing)
 
     async def get(self, log_id: str) -> LogRecord | None:
