@@ -128,13 +128,17 @@ UPDATE dead_letters
  WHERE id = $1
 """
 
+# A successful replay locks its signal before it marks its entry, and counts what is still
+# outstanding after both, in a statement of its own: a statement's snapshot is taken when it
+# starts, so a count taken with the lock, or before it was granted, missed an entry another
+# replay of the same signal had just marked, and both left the signal partial for ever.
 REPLAYED_SIGNAL = f"""
-SELECT s.created_at, s.response, s.results,
-       (SELECT count(*) FROM dead_letters d WHERE d.log_id = s.log_id AND d.status <> 'replayed')
-       AS outstanding
-  FROM signals AS s WHERE {SIGNAL_BY_KEY}
-   FOR UPDATE
+SELECT s.created_at, s.response, s.results FROM signals AS s WHERE {SIGNAL_BY_KEY} FOR UPDATE
 """  # noqa: S608
+
+OUTSTANDING_LETTERS = """
+SELECT count(*) FROM dead_letters WHERE log_id = $1 AND status <> 'replayed'
+"""
 
 UPDATE_REPLAYED_SIGNAL = """
 UPDATE signals SET status = $3, response = $4::jsonb, results = $5::jsonb, updated_at = $6

@@ -299,19 +299,24 @@ class PgStore(PgReplayJobs):
 
         async def write(conn: Any) -> None:
             async with conn.transaction():
+                if not result.ok:
+                    await conn.execute(
+                        sql.FINISH_REPLAY, entry.id, status, replay_count, error, now, due
+                    )
+                    return
+                signal = await conn.fetchrow(sql.REPLAYED_SIGNAL, entry.log_id)  # locked first
                 await conn.execute(
                     sql.FINISH_REPLAY, entry.id, status, replay_count, error, now, due
                 )
-                if result.ok:
-                    await self._after_successful_replay(conn, entry, result, now)
+                await self._after_successful_replay(conn, entry, signal, result, now)
 
         await self._pool.run("finish_replay", write)
         return status
 
     async def _after_successful_replay(
-        self, conn: Any, entry: DeadLetterRecord, result: ReplayResult, now: datetime
+        self, conn: Any, entry: DeadLetterRecord, row: Any, result: ReplayResult, now: datetime
     ) -> None:
-        row = await conn.fetchrow(sql.REPLAYED_SIGNAL, entry.log_id)
+        outstanding = await conn.fetchval(sql.OUTSTANDING_LETTERS, entry.log_id)
         response, results = merged_replay(
             entry,
             decode_json_text(row["response"]),
@@ -319,7 +324,7 @@ class PgStore(PgReplayJobs):
             result.response,
             list(result.results),
         )
-        status = Status.DELIVERED if row["outstanding"] == 0 else Status.PARTIAL
+        status = Status.DELIVERED if outstanding == 0 else Status.PARTIAL
         await conn.execute(
             sql.UPDATE_REPLAYED_SIGNAL,
             entry.log_id,
