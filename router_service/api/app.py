@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from router_service import __version__
 from router_service.api.admin import router as admin_router
 from router_service.api.auth import KeyRing
+from router_service.api.connection_limits import ConnectionLimits
 from router_service.api.edge import Edge
 from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
                 "send_timeout_s": settings.send_timeout_s,
                 "keep_alive_s": settings.keep_alive_s,
                 "idle_connections": IdleConnections(settings.max_idle_connections),
+                "connection_limits": ConnectionLimits.from_settings(settings),
             }
             yield {HTTP_LIMITS: limits}
 

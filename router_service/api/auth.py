@@ -153,7 +153,7 @@ def require_scope(key: ApiKey, scope: str) -> None:
         raise Forbidden(f"the key {key.name!r} lacks the scope {scope!r}")
 
 
-def _trusted(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
+def is_trusted_proxy(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -168,13 +168,13 @@ def client_address(peer: str, forwarded_for: str | None, proxies: tuple[IpNetwor
     right-most address in it that is not itself a trusted proxy (everything left of that was
     written by the client and proves nothing).
     """
-    if not forwarded_for or not proxies or not _trusted(peer, proxies):
+    if not forwarded_for or not proxies or not is_trusted_proxy(peer, proxies):
         return peer
     for hop in reversed(forwarded_for.split(",")):
         hop = hop.strip()
         if not hop:
             continue
-        if not _trusted(hop, proxies):
+        if not is_trusted_proxy(hop, proxies):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:
@@ -185,7 +185,7 @@ def client_address(peer: str, forwarded_for: str | None, proxies: tuple[IpNetwor
 def forwarded_https(peer: str, forwarded_proto: str | None, proxies: tuple[IpNetwork, ...]) -> bool:
     """Whether a trusted proxy in front says its client came over HTTPS: ``X-Forwarded-Proto``
     from a peer in ``TRUSTED_PROXIES``, its last value (the one the nearest proxy wrote)."""
-    if not forwarded_proto or not proxies or not _trusted(peer, proxies):
+    if not forwarded_proto or not proxies or not is_trusted_proxy(peer, proxies):
         return False
     return forwarded_proto.rsplit(",", 1)[-1].strip().lower() == "https"
 

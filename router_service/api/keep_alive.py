@@ -8,9 +8,11 @@ than they do (an AWS load balancer keeps them 60 s, nginx's upstreams 60 s); 75 
 
 Kept that long, idle connections could pile up: a client that opens a connection per request and
 never closes it would hold hundreds. So a process keeps at most ``MAX_IDLE_CONNECTIONS`` idle;
-past that, the one idle longest is closed, as nginx does when its connections run short. The
-longest idle is the one its client is least likely to reuse, and a connection busy with a
-request is never closed here.
+past that, one is closed, as nginx does when its connections run short: the one idle longest
+of the client holding the most idle ones. Closed longest idle first across all clients, a
+client keeping 600 connections busy made every other client's connection, idle a second
+between its requests, the longest idle: closed under it, again and again. A connection busy
+with a request is never closed here.
 """
 
 from __future__ import annotations
@@ -23,26 +25,38 @@ class Closable(Protocol):
 
 
 class IdleConnections:
-    """The process's idle keep-alive connections, longest idle first (a dict keeps insertion
-    order: a connection enters when its response completes and leaves when bytes arrive)."""
+    """The process's idle keep-alive connections by client, longest idle first (a dict keeps
+    insertion order: a connection enters when its response completes and leaves when bytes
+    arrive or it closes)."""
 
-    __slots__ = ("_idle", "_limit")
+    __slots__ = ("_by_client", "_count", "_limit")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._idle: dict[Closable, None] = {}
+        self._by_client: dict[str, dict[Closable, None]] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._idle)
+        return self._count
 
-    def idle(self, conn: Closable) -> None:
-        """``conn`` waits for its next request; past the limit, the longest idle is closed."""
-        self._idle[conn] = None
-        while len(self._idle) > self._limit:
-            oldest = next(iter(self._idle))
-            del self._idle[oldest]
+    def idle(self, conn: Closable, client: str) -> None:
+        """``conn`` of ``client`` waits for its next request; past the limit, the longest idle
+        of the client holding the most idle connections is closed."""
+        self.busy(conn, client)  # (idle already: to the back of the queue)
+        self._by_client.setdefault(client, {})[conn] = None
+        self._count += 1
+        while self._count > self._limit:
+            most = max(self._by_client, key=lambda c: len(self._by_client[c]))
+            oldest = next(iter(self._by_client[most]))
+            self.busy(oldest, most)
             oldest.close_idle()
 
-    def busy(self, conn: Closable) -> None:
+    def busy(self, conn: Closable, client: str) -> None:
         """Bytes arrived on ``conn``, or it closed."""
-        self._idle.pop(conn, None)
+        idle = self._by_client.get(client)
+        if idle is None or conn not in idle:
+            return
+        del idle[conn]
+        self._count -= 1
+        if not idle:
+            del self._by_client[client]

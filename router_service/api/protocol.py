@@ -23,6 +23,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from router_service.api.auth import counted_as
+from router_service.api.connection_limits import ConnectionLimits
 from router_service.api.errors import raw_refusal
 from router_service.api.keep_alive import IdleConnections
 
@@ -55,6 +57,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.send_timeout_s = limits.get("send_timeout_s", self.send_timeout_s)
         self.timeout_keep_alive = limits.get("keep_alive_s", self.keep_alive_s)
         self._idle_connections: IdleConnections | None = limits.get("idle_connections")
+        self._connection_limits: ConnectionLimits | None = limits.get("connection_limits")
+        self._client_key = ""  # what this connection counts under (``ConnectionLimits``)
+        self._idle_key = ""  # and its client, for ``IdleConnections``
+        self._admitted = False
         self._header_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
         self._send_timer: TimerHandle | None = None
@@ -88,13 +94,31 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        host = self.client[0] if self.client else ""
+        self._idle_key = counted_as(host)
+        limits = self._connection_limits
+        if limits is not None:
+            self._client_key = limits.client_of(host)
+            refused = limits.admit(self._client_key)
+            if refused is not None:
+                # At once: the client reads it when it sends its request.
+                unavailable = raw_refusal(
+                    503, "Service Unavailable", "too_many_connections", refused
+                )
+                transport.write(unavailable)
+                transport.close()
+                return
+            self._admitted = True
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._sent()
         if self._idle_connections is not None:
-            self._idle_connections.busy(self)
+            self._idle_connections.busy(self, self._idle_key)
+        if self._admitted and self._connection_limits is not None:
+            self._admitted = False
+            self._connection_limits.release(self._client_key)
         self._body_done()
         super().connection_lost(exc)
 
@@ -102,7 +126,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._ending:
             return
         if self.timeout_keep_alive_task is not None and self._idle_connections is not None:
-            self._idle_connections.busy(self)
+            self._idle_connections.busy(self, self._idle_key)
         self._unset_keepalive_if_required()
         self._feed(data)
         if self._body_pending and self._body_timer is None and not self.transport.is_closing():
@@ -269,7 +293,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.write(self._refusal_after)
             self.transport.close()
         elif self.timeout_keep_alive_task is not None and self._idle_connections is not None:
-            self._idle_connections.idle(self)
+            self._idle_connections.idle(self, self._idle_key)
 
     def close_idle(self) -> None:
         """Closed while idle, over ``MAX_IDLE_CONNECTIONS`` (``api/keep_alive.py``)."""

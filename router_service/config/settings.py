@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # Longer than a load balancer's or a client pool's idle timeout (see api/keep_alive.py).
     keep_alive_s: float = Field(75.0, gt=0)
     max_idle_connections: int = Field(512, ge=1)
+    # Connections one client may hold, and all together (0: the open-files limit less the
+    # router's own sockets); see api/connection_limits.py.
+    max_connections_per_client: int = Field(256, ge=1)
+    max_connections: int = Field(0, ge=0)
     api_keys_file: Path | None = None
     auth_failures_per_minute: int = Field(20, ge=1)
     # Peers whose X-Forwarded-For names the real client (load balancers, ingress).

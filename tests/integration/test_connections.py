@@ -47,6 +47,11 @@ def two_idle(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
 
 
 @pytest.fixture
+def two_per_client(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
+    yield from _serve(database_url, routing_file, max_connections_per_client=2)
+
+
+@pytest.fixture
 def short_send_timeout(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
     yield from _serve(database_url, routing_file, send_timeout_s=0.3, max_body_bytes=1_000_000)
 
@@ -93,6 +98,54 @@ def test_past_max_idle_connections_the_longest_idle_is_closed(two_idle: RouterSe
             assert _closed_by_router(b)
             assert _exchange(a).startswith(b"HTTP/1.1 200 ")
             assert _exchange(c).startswith(b"HTTP/1.1 200 ")
+
+
+def test_past_max_idle_connections_the_client_holding_the_most_loses_one(
+    two_idle: RouterServer,
+) -> None:
+    """A client idle a second between its requests keeps its connection while another keeps
+    opening them: the other's longest idle goes."""
+    with connect(two_idle, source="127.0.0.2") as quiet:
+        assert _exchange(quiet).startswith(b"HTTP/1.1 200 ")
+        with (
+            connect(two_idle, source="127.0.0.3") as first,
+            connect(two_idle, source="127.0.0.3") as second,
+        ):
+            assert _exchange(first).startswith(b"HTTP/1.1 200 ")
+            assert _exchange(second).startswith(b"HTTP/1.1 200 ")  # over the limit
+            assert _closed_by_router(first)
+            assert _exchange(quiet).startswith(b"HTTP/1.1 200 ")
+            assert _exchange(second).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_client_past_max_connections_per_client_gets_503_and_others_are_served(
+    two_per_client: RouterServer,
+) -> None:
+    """A client opening connections and sending nothing held every file of the process."""
+    with (
+        connect(two_per_client, source="127.0.0.2") as a,
+        connect(two_per_client, source="127.0.0.2") as b,
+    ):
+        assert _exchange(a).startswith(b"HTTP/1.1 200 ")  # both admitted before the third
+        with connect(two_per_client, source="127.0.0.2") as third:
+            refused = until_closed(third)  # written at once, before any request
+        assert refused.startswith(b"HTTP/1.1 503 ")
+        body = json.loads(refused.partition(b"\r\n\r\n")[2])
+        assert body["error"]["code"] == "too_many_connections"
+        with connect(two_per_client, source="127.0.0.3") as other:
+            assert _exchange(other).startswith(b"HTTP/1.1 200 ")
+        assert _exchange(b).startswith(b"HTTP/1.1 200 ")
+    # Their connections closed, the client may open new ones.
+
+    def admitted() -> bytes | None:
+        with connect(two_per_client, source="127.0.0.2") as again:
+            try:
+                answer = _exchange(again)
+            except OSError:  # refused while the router had yet to see the others close
+                return None
+        return answer if answer.startswith(b"HTTP/1.1 200 ") else None
+
+    wait_for(admitted, what="a connection admitted again")
 
 
 def test_a_client_pipelining_without_limit_is_answered_up_to_the_limit_then_closed(

@@ -8,9 +8,13 @@ import socket
 from tests.support.server import RouterServer
 
 
-def connect(server: RouterServer, timeout_s: float = 10) -> socket.socket:
+def connect(server: RouterServer, timeout_s: float = 10, source: str = "") -> socket.socket:
+    """A connection to ``server``, from ``source`` when given (any 127.x address is this
+    machine's: a client of its own address, to the router)."""
     port = int(server.base_url.rsplit(":", 1)[1])
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout_s, source_address=(source, 0) if source else None
+    )
 
 
 def read_response(sock: socket.socket, data: bytes = b"") -> bytes:

@@ -6,7 +6,10 @@ control client's event loop: ``python -m chaos.flood --port P --seconds S ... --
 - ``slow``: connections sending the request headers one byte at a time (slowloris).
 
 Each worker reconnects until the time is up and records what the server did: the status it
-answered, how many bytes it let us send first, and when it closed the connection.
+answered, how many bytes it let us send first, and when it closed the connection. The flood
+comes from an address of its own (``FLOOD_ADDRESS``, this machine's too), as a hostile client
+would: the router holds one client to ``MAX_CONNECTIONS_PER_CLIENT``, and the control client
+must not be counted with it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ HUGE = 100 * 1024 * 1024
 CHUNK = b"a" * 65536
 WRITE_STALL_S = 5.0
 SLOW_BYTE_EVERY_S = 0.2
+FLOOD_ADDRESS = "127.0.0.66"
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(FLOOD_ADDRESS, 0))
 
 
 @dataclass
@@ -76,7 +84,7 @@ def _status(line: bytes) -> str:
 
 async def _body(port: int, api_key: str, chunked: bool, end: float) -> Attempt:
     started = time.monotonic()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await _connect(port)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {HUGE}"
     answer = asyncio.create_task(reader.readline())
     sent = 0
@@ -108,7 +116,7 @@ async def _body(port: int, api_key: str, chunked: bool, end: float) -> Attempt:
 
 async def _slow(port: int, api_key: str, end: float) -> Attempt:
     started = time.monotonic()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await _connect(port)
     request = _head(api_key, "Content-Length: 2") + b"{}"
     index = 0
     try:
