@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from router_service.adapters.db.page_size import MAX_PAGE_BYTES
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
 from router_service.domain.routing import AgentSpec, Mode, Plan
@@ -155,6 +156,36 @@ def test_list_logs_filters_and_pages(url: str) -> None:
     assert pages == [["l-4", "l-3"], ["l-2", "l-1"], ["l-0"]]
     assert delivered == ["l-3", "l-1"]
     assert since == ["l-4", "l-3", "l-2", "l-1", "l-0"]
+
+
+def test_a_page_holds_what_fits_in_max_page_bytes_and_the_rest_follows(url: str) -> None:
+    """Rows of a third of the budget each: two a page whatever the limit, none lost or twice
+    (500 rows of 250 kB payloads made one 125 MB answer)."""
+    third = "x" * (MAX_PAGE_BYTES // 3)
+
+    async def scenario(store: Store) -> tuple[list[list[str]], list[list[str]]]:
+        for n in range(5):
+            claim = await store.claim(signal(f"big-{n}", text=third), PLAN, "c" * 32, "o", LEASE_S)
+            assert claim.claimed_at is not None
+            await store.record(f"big-{n}", claim.claimed_at, PLAN, PARKED, 1.0)
+        logs: list[list[str]] = []
+        cursor = None
+        while True:
+            page = await store.list_logs(LogQuery(limit=50, cursor=cursor))
+            logs.append([r.log_id for r in page.items])
+            if (cursor := page.next_cursor) is None:
+                break
+        letters: list[list[str]] = []
+        while True:
+            dead = await store.list_dead_letters(DeadLetterQuery(limit=50, cursor=cursor))
+            letters.append([e.log_id for e in dead.items])
+            if (cursor := dead.next_cursor) is None:
+                break
+        return logs, letters
+
+    logs, letters = run(url, scenario)
+    assert logs == [["big-4", "big-3"], ["big-2", "big-1"], ["big-0"]]
+    assert letters == [["big-0", "big-1"], ["big-2", "big-3"], ["big-4"]]
 
 
 def test_dead_letters_list_claim_replay_and_backlog(url: str) -> None:

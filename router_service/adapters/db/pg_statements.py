@@ -88,6 +88,13 @@ GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE {SIGNAL_BY_KEY}"  # noqa
 # ``list_logs`` adds its filters (``postgres.log_filters``) between these two.
 LIST_LOGS_HEAD = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE TRUE"  # noqa: S608
 LIST_LOGS_TAIL = " ORDER BY s.created_at DESC, s.log_id DESC LIMIT {limit}"
+# A page's rows' sizes first (``page_size.py``): the text's length without reading it, the JSON
+# columns' stored size.
+LIST_LOGS_SIZES_HEAD = (
+    "SELECT s.created_at, s.log_id, octet_length(s.payload) + pg_column_size(s.metadata)"
+    " + coalesce(pg_column_size(s.results), 0) + coalesce(pg_column_size(s.response), 0)"
+    " AS row_bytes FROM signals AS s WHERE TRUE"
+)
 
 DEAD_LETTER_COLUMNS = (
     "d.id, d.log_id, d.agent, d.kind, d.mode, d.error, d.attempts, d.replay_count, d.status, "
@@ -97,6 +104,11 @@ LIST_DEAD_LETTERS_HEAD = (
     f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters AS d {SIGNAL_OF_DEAD_LETTER} WHERE TRUE"  # noqa: S608
 )
 LIST_DEAD_LETTERS_TAIL = " ORDER BY d.id LIMIT {limit}"
+LIST_DEAD_LETTERS_SIZES_HEAD = (
+    "SELECT d.id, octet_length(s.payload) + pg_column_size(s.metadata)"  # noqa: S608
+    " + coalesce(octet_length(d.error), 0) AS row_bytes"
+    f" FROM dead_letters AS d {SIGNAL_OF_DEAD_LETTER} WHERE TRUE"
+)
 
 # A replayer's claim: pending entries nobody else holds, picked once (a materialized CTE; an
 # ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` may be re-run and claim more than n), leased

@@ -17,6 +17,7 @@ import asyncpg
 
 from router_service.adapters.db import pg_statements as sql
 from router_service.adapters.db.group_commit import GroupCommit
+from router_service.adapters.db.page_size import rows_that_fit
 from router_service.adapters.db.pg_claims import PgClaims
 from router_service.adapters.db.pg_pool import PgPool, refused_rows
 from router_service.adapters.db.pg_replay_jobs import PgReplayJobs
@@ -210,13 +211,21 @@ class PgStore(PgReplayJobs):
         if query.cursor is not None:
             created, last_id = log_cursor_bound(query.cursor)
             where.add("(s.created_at, s.log_id) < ({0}, {1})", created, last_id)
-        statement = (
-            sql.LIST_LOGS_HEAD + where.text + sql.LIST_LOGS_TAIL.format(limit=int(query.limit) + 1)
+        tail = sql.LIST_LOGS_TAIL.format(limit=int(query.limit) + 1)
+        sizes = await self._pool.run(
+            "list_logs",
+            lambda conn: conn.fetch(sql.LIST_LOGS_SIZES_HEAD + where.text + tail, *where.params),
         )
+        taken, more = rows_that_fit([r["row_bytes"] for r in sizes], query.limit)
+        if not taken:
+            return Page([], None)
+        first, last = sizes[0], sizes[taken - 1]
+        where.add("(s.created_at, s.log_id) <= ({0}, {1})", first["created_at"], first["log_id"])
+        where.add("(s.created_at, s.log_id) >= ({0}, {1})", last["created_at"], last["log_id"])
+        statement = sql.LIST_LOGS_HEAD + where.text + sql.LIST_LOGS_TAIL.format(limit=taken)
         rows = await self._pool.run("list_logs", lambda conn: conn.fetch(statement, *where.params))
-        items = [log_record(r, decode_json_text) for r in rows[: query.limit]]
-        next_cursor = log_cursor(items[-1]) if len(rows) > query.limit else None
-        return Page(items, next_cursor)
+        items = [log_record(r, decode_json_text) for r in rows]
+        return Page(items, log_cursor(items[-1]) if more and items else None)
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
         where = sql.Filters()
@@ -232,17 +241,25 @@ class PgStore(PgReplayJobs):
             where.add("d.id = ANY({0}::bigint[])", list(query.ids))
         if query.cursor is not None:
             where.add("d.id > {0}", dead_letter_cursor_bound(query.cursor))
+        tail = sql.LIST_DEAD_LETTERS_TAIL.format(limit=int(query.limit) + 1)
+        sizes = await self._pool.run(
+            "list_dead_letters",
+            lambda conn: conn.fetch(
+                sql.LIST_DEAD_LETTERS_SIZES_HEAD + where.text + tail, *where.params
+            ),
+        )
+        taken, more = rows_that_fit([r["row_bytes"] for r in sizes], query.limit)
+        if not taken:
+            return Page([], None)
+        where.add("d.id BETWEEN {0} AND {1}", sizes[0]["id"], sizes[taken - 1]["id"])
         statement = (
-            sql.LIST_DEAD_LETTERS_HEAD
-            + where.text
-            + sql.LIST_DEAD_LETTERS_TAIL.format(limit=int(query.limit) + 1)
+            sql.LIST_DEAD_LETTERS_HEAD + where.text + sql.LIST_DEAD_LETTERS_TAIL.format(limit=taken)
         )
         rows = await self._pool.run(
             "list_dead_letters", lambda conn: conn.fetch(statement, *where.params)
         )
-        items = [dead_letter_record(r, decode_json_text) for r in rows[: query.limit]]
-        next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
-        return Page(items, next_cursor)
+        items = [dead_letter_record(r, decode_json_text) for r in rows]
+        return Page(items, encode_cursor(items[-1].id) if more and items else None)
 
     async def claim_dead_letters(
         self,

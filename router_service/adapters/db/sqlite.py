@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import and_, literal_column, or_, select, text, tuple_, update
+from sqlalchemy import and_, func, literal_column, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import ColumnClause
 
 from router_service.adapters.db import sqlite_statements as sql
+from router_service.adapters.db.page_size import rows_that_fit
 from router_service.adapters.db.records import (
     already_decoded,
     as_utc,
@@ -250,17 +251,30 @@ class SqliteStore(SqliteDeadLetters):
                     and_(signals.c.created_at == created, signals.c.log_id < last_id),
                 )
             )
-        statement = (
-            select(signals)
-            .where(*conditions)
-            .order_by(signals.c.created_at.desc(), signals.c.log_id.desc())
-            .limit(query.limit + 1)
+        newest_first = (signals.c.created_at.desc(), signals.c.log_id.desc())
+        row_bytes = (
+            func.length(signals.c.payload)
+            + func.length(signals.c.metadata)
+            + func.coalesce(func.length(signals.c.results), 0)
+            + func.coalesce(func.length(signals.c.response), 0)
         )
+        sizes_of = select(signals.c.created_at, signals.c.log_id, row_bytes.label("row_bytes"))
         async with self._connect("list_logs") as conn:
+            sizes = (
+                await conn.execute(
+                    sizes_of.where(*conditions).order_by(*newest_first).limit(query.limit + 1)
+                )
+            ).all()
+            taken, more = rows_that_fit([r.row_bytes for r in sizes], query.limit)
+            if not taken:
+                return Page([], None)
+            first, last = sizes[0], sizes[taken - 1]
+            conditions.append(tuple_(signals.c.created_at, signals.c.log_id) <= tuple_(*first[:2]))
+            conditions.append(tuple_(signals.c.created_at, signals.c.log_id) >= tuple_(*last[:2]))
+            statement = select(signals).where(*conditions).order_by(*newest_first).limit(taken)
             rows = (await conn.execute(statement)).mappings().all()
-        items = [log_record(r, already_decoded) for r in rows[: query.limit]]
-        next_cursor = log_cursor(items[-1]) if len(rows) > query.limit else None
-        return Page(items, next_cursor)
+        items = [log_record(r, already_decoded) for r in rows]
+        return Page(items, log_cursor(items[-1]) if more and items else None)
 
     async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]:
         """Take over signals whose owner died mid-flight (their lease expired)."""

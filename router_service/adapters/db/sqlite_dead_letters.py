@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router_service.adapters.db.page_size import rows_that_fit
 from router_service.adapters.db.records import (
     already_decoded,
     dead_letter_cursor_bound,
@@ -47,18 +48,34 @@ class SqliteDeadLetters(SqliteReplayJobs):
             conditions.append(dead_letters.c.id.in_(list(query.ids)))
         if query.cursor is not None:
             conditions.append(dead_letters.c.id > dead_letter_cursor_bound(query.cursor))
-        statement = (
-            select(*DLQ_COLUMNS)
+        row_bytes = (
+            func.length(signals.c.payload)
+            + func.length(signals.c.metadata)
+            + func.coalesce(func.length(dead_letters.c.error), 0)
+        )
+        sizes_of = (
+            select(dead_letters.c.id, row_bytes.label("row_bytes"))
             .select_from(dead_letters_with_signals())
             .where(*conditions)
             .order_by(dead_letters.c.id)
             .limit(query.limit + 1)
         )
         async with self._connect("list_dead_letters") as conn:
+            sizes = (await conn.execute(sizes_of)).all()
+            taken, more = rows_that_fit([r.row_bytes for r in sizes], query.limit)
+            if not taken:
+                return Page([], None)
+            conditions.append(dead_letters.c.id.between(sizes[0].id, sizes[taken - 1].id))
+            statement = (
+                select(*DLQ_COLUMNS)
+                .select_from(dead_letters_with_signals())
+                .where(*conditions)
+                .order_by(dead_letters.c.id)
+                .limit(taken)
+            )
             rows = (await conn.execute(statement)).mappings().all()
-        items = [dead_letter_record(r, already_decoded) for r in rows[: query.limit]]
-        next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
-        return Page(items, next_cursor)
+        items = [dead_letter_record(r, already_decoded) for r in rows]
+        return Page(items, encode_cursor(items[-1].id) if more and items else None)
 
     async def claim_dead_letters(
         self,
