@@ -127,7 +127,7 @@ class Replayer:
         summary = ReplaySummary()
         next_slot = time.monotonic()
         last_id: int | None = None  # one call attempts an entry at most once
-        named = list(dict.fromkeys(ids)) if ids is not None else None
+        named = sorted(set(ids)) if ids is not None else None  # in id order, as claimed
         # One entry claimed at a time, its lease covering its own replay: claimed by the
         # hundred, the last ones' lease ran out while the first were replayed (a slow or down
         # agent takes up to the deadline each), and another replayer took them and sent them

@@ -138,7 +138,10 @@ async def overload(run: Run) -> None:
     stack = run.stack
     limit = 16
     await stack.agents.set("good-a", mode="slow", delay_ms=1000)
-    await stack.start_replica("router-a", env={"MAX_IN_FLIGHT": str(limit)})
+    # The burst stands for many clients, here all on one address: not held to one client's
+    # share of connections (MAX_CONNECTIONS_PER_CLIENT), which the flood scenario covers.
+    env = {"MAX_IN_FLIGHT": str(limit), "MAX_CONNECTIONS_PER_CLIENT": "100000"}
+    await stack.start_replica("router-a", env=env)
     pick = stack.pick("router-a")
     # Every slot taken by a slow signal; then probes, one at a time, measure the refusal itself.
     holders = run.signals("hold", limit, "fast")

@@ -15,6 +15,9 @@ from chaos.run import DEADLINE_S, Run, post_json
 
 # --------------------------------------------------------------------------- 6 replayers
 
+# How long the agent holds each replay while a replayer is picked to die (then it answers fast).
+HELD_MS = 2000
+
 
 async def replayers(run: Run) -> None:
     """Four concurrent replayers (three CLI processes, one POST /dlq/replay); one killed -9."""
@@ -25,7 +28,9 @@ async def replayers(run: Run) -> None:
     signals = run.signals("parked", count, "replay")
     await send_all(stack.recorder, signals, stack.pick("router-a"), concurrency=24)
     run.notes.append(f"{len(await stack.dead_letters())} dead letters parked")
-    await stack.agents.set("flaky", mode="slow", delay_ms=80)
+    # Each replayer claims one entry at a time: their first ones are held at the agent while
+    # one replayer dies, then the agent answers in 80 ms.
+    await stack.agents.set("flaky", mode="slow", delay_ms=HELD_MS)
     limit = count // 3
     clis = [
         stack.processes.spawn("replayer", [ROUTER, "replay-dlq", "--limit", str(limit)], stack.env)
@@ -35,6 +40,7 @@ async def replayers(run: Run) -> None:
     victim, held = await _pick_victim(run, clis)
     killed_at = time.time()
     victim.kill9()
+    await stack.agents.set("flaky", mode="slow", delay_ms=80)
     claimed = await _claims(run, victim)
     run.crash_affected = set(claimed)
     run.notes.append(
@@ -88,30 +94,21 @@ async def _claims(run: Run, proc: Proc) -> list[str]:
     return [r["log_id"] for r in rows]
 
 
-async def _pick_victim(run: Run, clis: Sequence[Proc]) -> tuple[Proc, int]:
-    """Once no entry is left unclaimed, the process holding the most claims, as soon as it is
-    mid-batch (it finished a few). Returns it and how many claims it held."""
+async def _pick_victim(run: Run, procs: Sequence[Proc]) -> tuple[Proc, int]:
+    """The first process seen holding a claim: a replayer claims one entry at a time and holds
+    it while the agent holds its request (``HELD_MS``), so it dies with that claim unfinished.
+    Returns it and how many claims it held."""
+    found: list[tuple[Proc, int]] = []
 
-    async def all_claimed() -> bool:
-        rows = await run.stack.cluster.fetch(
-            "SELECT count(*) AS n FROM dead_letters WHERE status = 'pending' "
-            "AND claimed_by IS NULL",
-            database=run.stack.database,
-        )
-        return int(rows[0]["n"]) == 0 or all(not p.alive() for p in clis)
+    async def holding() -> bool:
+        for proc in procs:
+            if proc.alive() and (held := len(await _claims(run, proc))):
+                found.append((proc, held))
+                return True
+        return all(not p.alive() for p in procs)
 
-    await poll(all_claimed, timeout_s=30, every_s=0.05)
-    held = {p.pid: len(await _claims(run, p)) for p in clis if p.alive()}
-    victim = max(clis, key=lambda p: held.get(p.pid, -1))
-    taken = held.get(victim.pid, 0)
-
-    async def mid_batch() -> bool:
-        left = len(await _claims(run, victim))
-        return left <= taken - 3 or left == 0 or not victim.alive()
-
-    if taken:
-        await poll(mid_batch, timeout_s=30, every_s=0.02)
-    return victim, taken
+    await poll(holding, timeout_s=30, every_s=0.02)
+    return found[0] if found else (procs[0], 0)
 
 
 async def _check_claims_expire(run: Run) -> None:
@@ -150,15 +147,16 @@ async def dlq_worker(run: Run) -> None:
     signals = run.signals("worker", count, "replay")
     await send_all(stack.recorder, signals, stack.pick("router-a"), concurrency=24)
     run.notes.append(f"{len(await stack.dead_letters())} dead letters parked")
-    await stack.agents.set("flaky", mode="slow", delay_ms=20)
+    await stack.agents.set("flaky", mode="slow", delay_ms=HELD_MS)  # until one redeliverer dies
     pace = {"DLQ_WORKER_RATE": "15", "DLQ_WORKER_INTERVAL_S": "0.5", "DLQ_RETRY_BASE_S": "1"}
     env = {**stack.env, **pace}
     workers = [stack.processes.spawn("worker", [ROUTER, "worker"], env) for _ in range(2)]
     replica = await stack.start_replica("router-b", env={**pace, "DLQ_WORKER_ENABLED": "true"})
-    # Whichever redeliverer holds the most claims dies: a worker process or the replica.
+    # The first redeliverer seen holding a claim dies: a worker process or the replica.
     victim, held = await _pick_victim(run, [*workers, replica.proc])
     killed_at = time.time()
     victim.kill9()
+    await stack.agents.set("flaky", mode="slow", delay_ms=20)
     claimed = await _claims(run, victim)
     run.crash_affected = set(claimed)
     who = "the replica's worker" if victim is replica.proc else "a worker process"

@@ -84,19 +84,21 @@ EXPLAINED: Mapping[str, str] = {
         "`in_progress`; the forged ones 422 `idempotency_key_reused`."
     ),
     "replayers": (
-        "Signals are parked by an agent answering 400, then the agent recovers (80 ms per "
-        "answer) and four replayers start at once: three `router-service replay-dlq --limit N` "
-        "processes and one `POST /dlq/replay`. Once every replayer holds its claim and replays "
-        "are under way, the CLI replayer holding the most claims is killed with SIGKILL. The "
-        "survivors must finish their own entries, no entry may be replayed twice except the one "
-        "the dead replayer was sending (a redelivery), and its other claims must expire; a last "
-        "`replay-dlq` then takes them. Recovery: from the kill until every entry is `replayed`."
+        "Signals are parked by an agent answering 400, then four replayers start at once: three "
+        "`router-service replay-dlq --limit N` processes and one `POST /dlq/replay`. Each claims "
+        "one entry at a time; the agent holds their first replays 2 s, and the first CLI "
+        "replayer seen holding a claim is killed with SIGKILL, then the agent answers in 80 ms. "
+        "The survivors must finish their own entries, no entry may be replayed twice except the "
+        "one the dead replayer was sending (a redelivery), and its claim must expire; a last "
+        "`replay-dlq` then takes what is left. Recovery: from the kill until every entry is "
+        "`replayed`."
     ),
     "dlq-worker": (
         "Automatic redelivery: signals are parked, the agent recovers, then two "
         "`router-service worker` processes and a replica with `DLQ_WORKER_ENABLED=true` drain "
-        "the queue at `DLQ_WORKER_RATE=15` entries/s each. Whichever of the three holds the "
-        "most claims is killed with SIGKILL mid-batch and started again. Every entry must end "
+        "the queue at `DLQ_WORKER_RATE=15` entries/s each. The agent holds the first replays "
+        "2 s; the first of the three seen holding a claim is killed with SIGKILL while it does, "
+        "and started again. Every entry must end "
         "`replayed`, none sent twice except one the dead worker was sending. Recovery: from the "
         "kill until the queue is empty."
     ),
