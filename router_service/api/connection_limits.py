@@ -20,7 +20,7 @@ from __future__ import annotations
 import resource
 from collections import Counter
 
-from router_service.api.auth import counted_as, is_trusted_proxy
+from router_service.api.auth import is_trusted_proxy
 from router_service.config.settings import IpNetwork, Settings
 
 # Files the process keeps for itself beyond its database pool and agent connections: the log,
@@ -55,9 +55,10 @@ class ConnectionLimits:
         total = settings.max_connections or default_max_connections(settings)
         return cls(settings.max_connections_per_client, total, settings.trusted_proxy_networks)
 
-    def client_of(self, address: str) -> str:
-        """What a peer's connections are counted under; '' for a trusted proxy (uncounted)."""
-        return "" if is_trusted_proxy(address, self._proxies) else counted_as(address)
+    def client_of(self, address: str, client: str) -> str:
+        """What the connections of the peer at ``address`` (the client ``client``, as
+        ``counted_as`` names it) count under here: '' for a trusted proxy (uncounted)."""
+        return "" if is_trusted_proxy(address, self._proxies) else client
 
     def admit(self, client: str) -> str | None:
         """Count a new connection of ``client``; None, or why it is refused (then uncounted)."""

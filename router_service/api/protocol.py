@@ -98,7 +98,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._idle_key = counted_as(host)
         limits = self._connection_limits
         if limits is not None:
-            self._client_key = limits.client_of(host)
+            self._client_key = limits.client_of(host, self._idle_key)
             refused = limits.admit(self._client_key)
             if refused is not None:
                 # At once: the client reads it when it sends its request.
