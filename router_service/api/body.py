@@ -148,11 +148,16 @@ def validate(model: type[M], value: Any) -> M:
         raise ValidationFailed(describe_validation(list(exc.errors()))) from exc
 
 
-async def read_model(request: Request, model: type[M], limits: BodyLimits) -> M:
-    check_media_type(request)
-    raw = await read_body(request, limits)
+def parse_within(raw: bytes, limits: BodyLimits) -> Any:
+    """Strict JSON (``parse_json``) within the body's limits: nesting, strings, arrays."""
     value = parse_json(raw)
     bounds = (limits.max_depth, limits.max_string_chars, limits.max_array_items)
     if not within_limits_by_size(raw, *bounds):
         check_depth(value, *bounds)
-    return validate(model, value)
+    return value
+
+
+async def read_model(request: Request, model: type[M], limits: BodyLimits) -> M:
+    check_media_type(request)
+    raw = await read_body(request, limits)
+    return validate(model, parse_within(raw, limits))

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from router_service.api.body import BodyLimits, parse_json
+from router_service.api.body import BodyLimits, parse_within
 from router_service.api.edge import edge, services
 from router_service.api.replay_jobs import checked_job_id
 from router_service.api.routes import count_auth_failure
@@ -26,7 +26,6 @@ from router_service.console.access import (
 from router_service.console.pages import render, rules_context
 from router_service.console.session import COOKIE
 from router_service.domain.errors import AuthError, InvalidJson, ValidationFailed
-from router_service.jsonwire import check_depth, within_limits_by_size
 from router_service.observability.logging import get_logger
 from router_service.service.explain import explain_payload
 
@@ -101,11 +100,7 @@ async def explain(request: Request) -> Response:
 def pasted_payload(text: str, limits: BodyLimits) -> dict[str, Any]:
     """The pasted payload, read as ``POST /route/explain`` reads a body's: strict JSON, within
     the body's limits (nesting, strings, arrays), an object."""
-    raw = text.encode()
-    value = parse_json(raw)
-    bounds = (limits.max_depth, limits.max_string_chars, limits.max_array_items)
-    if not within_limits_by_size(raw, *bounds):
-        check_depth(value, *bounds)
+    value = parse_within(text.encode(), limits)
     if not isinstance(value, dict):
         raise ValidationFailed("the payload must be a JSON object")
     return value
