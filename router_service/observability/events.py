@@ -130,6 +130,16 @@ class Telemetry:
     def senders_waiting(self, count: int) -> None:
         self.metrics.senders_waiting.set(count)
 
+    def outcome_write_retry(self, *, log_id: str, attempt: int, delay_s: float, error: str) -> None:
+        self.metrics.outcome_write_retries.inc()
+        self._log.warning(
+            "signal.outcome_retry",
+            log_id=log_id,
+            attempt=attempt,
+            delay_ms=round(delay_s * 1000, 3),
+            error=error,
+        )
+
     def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
         self._log.error("dispatch.crashed", log_id=log_id, exc_info=error)
 

@@ -78,6 +78,11 @@ class Metrics:
         )
         self.dlq = Counter("dlq", "Dead-letter entries created", registry=r)
         self.retry_attempts = Counter("retry_attempts", "Agent attempts retried", registry=r)
+        self.outcome_write_retries = Counter(
+            "outcome_write_retries",
+            "Outcome writes of dispatched signals tried again after the database failed them",
+            registry=r,
+        )
         self.dlq_backlog = Gauge(
             "dlq_backlog", "Pending dead-letter entries", registry=r, multiprocess_mode="mostrecent"
         )

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from router_service.domain.errors import Conflict, IdempotencyKeyReused
-from router_service.domain.outcome import AgentResult, Status, fold
+from router_service.domain.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    Overloaded,
+    StorageUnavailable,
+)
+from router_service.domain.outcome import AgentResult, Outcome, Status, fold
+from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import Mode, Plan
 from router_service.domain.signal import Signal
 from router_service.domain.trace import TraceContext
@@ -19,6 +28,14 @@ from router_service.service.records import LogRecord
 # How often a duplicate re-reads a signal still in flight (doubling up to the cap).
 _POLL_FIRST_S = 0.005
 _POLL_CAP_S = 0.100
+
+# A dispatched signal whose outcome the database failed to take (it is away, or every
+# connection is busy) is written again, for at most this many request deadlines from the
+# signal's arrival. Its lease runs two (``lease_s`` of the claim): once the lease has run out, a
+# sweeper would take the signal for unfinished and send it again, which a written outcome
+# prevents. The half deadline left over is the last write's time to finish.
+OUTCOME_WRITE_DEADLINES = 1.5
+OUTCOME_WRITE_RETRY = RetryPolicy(max_attempts=1_000_000, base_s=0.050, cap_s=0.500)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +71,21 @@ class RouteAnswer:
 class Intake:
     """Routes one signal, exactly once per ``log_id`` across every process sharing the store."""
 
-    def __init__(self, ctx: Collaborators) -> None:
+    def __init__(
+        self,
+        ctx: Collaborators,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.perf_counter,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self._store, self._dispatcher = ctx.store, ctx.dispatcher
         self._routing, self._events = ctx.routing, ctx.events
         self._backlog = ctx.backlog
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
         self._shadow = ctx.shadow
+        # The outcome's write retries wait and measure on these (``_record``).
+        self._sleep, self._clock, self._rand = sleep, clock, rand
 
     def plan(self, signal: Signal, mode: Mode | None) -> Plan:
         # One read of the source: classification and plan come from the same version.
@@ -115,11 +141,18 @@ class Intake:
         latency_s = time.perf_counter() - started
         claimed_at = claim.claimed_at
         assert claimed_at is not None  # a won claim says when
-        created = await self._store.record(
-            signal.log_id, claimed_at, plan, outcome, latency_s * 1000
-        )
+        try:
+            created = await self._store.record(
+                signal.log_id, claimed_at, plan, outcome, latency_s * 1000
+            )
+        except (StorageUnavailable, Overloaded) as exc:
+            write_for_s = started + self._deadline_s * OUTCOME_WRITE_DEADLINES - time.perf_counter()
+            created = await self._record_again(
+                signal.log_id, claimed_at, plan, outcome, latency_s, write_for_s, exc
+            )
         if created:
             self._events.dead_lettered(created)
+        if outcome.dead_letters:
             self._backlog.changed()  # counted soon, off this request (``service/backlog.py``)
         agent_s = max((r.latency_ms for r in results), default=0.0) / 1000
         self._events.signal_finished(
@@ -146,6 +179,40 @@ class Intake:
             duplicate=False,
             latency_ms=round(latency_s * 1000, 3),
         )
+
+    async def _record_again(
+        self,
+        log_id: str,
+        claimed_at: datetime,
+        plan: Plan,
+        outcome: Outcome,
+        latency_s: float,
+        write_for_s: float,
+        failed: StorageUnavailable | Overloaded,
+    ) -> int:
+        """The outcome's write, after the database failed it for its absence
+        (``StorageUnavailable``) or its busy pool (``Overloaded``): tried again with capped
+        backoff and full jitter, for ``write_for_s``. The signal reached its agents already, and
+        an outcome left unwritten has it sent again when its lease runs out. The write is
+        idempotent (the first outcome wins; a dead letter is one per signal and agent). Past
+        that time the last error answers, as before: 503, and the sweeper finishes the signal.
+        Returns the dead letters created."""
+        give_up = self._clock() + write_for_s
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = give_up - self._clock()
+            delay = OUTCOME_WRITE_RETRY.next_delay(attempt, remaining, rand=self._rand)
+            if delay is None:
+                raise failed
+            self._events.outcome_write_retry(
+                log_id=log_id, attempt=attempt, delay_s=delay, error=failed.message
+            )
+            await self._sleep(delay)
+            try:
+                return await self._store.record(log_id, claimed_at, plan, outcome, latency_s * 1000)
+            except (StorageUnavailable, Overloaded) as exc:
+                failed = exc
 
     def _compare_shadow(self, shadow: Routing, signal: Signal, plan: Plan) -> None:
         """Classify by the shadow file too; a different kind or agents is reported, and

@@ -282,6 +282,10 @@ class Events(Protocol):
     def senders_waiting(self, count: int) -> None:
         """Distinct senders with attempts waiting for an agent slot."""
 
+    def outcome_write_retry(self, *, log_id: str, attempt: int, delay_s: float, error: str) -> None:
+        """A dispatched signal's outcome could not be written (the database is away); it is
+        written again after ``delay_s``, within the signal's lease (``service/intake.py``)."""
+
     def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
         """A bug in dispatch, or an agent's answer we failed to read: that agent's call (or the
         whole signal's dispatch) ended as a failed result instead of leaving it in flight."""

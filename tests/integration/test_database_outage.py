@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,11 @@ from sqlalchemy.engine import make_url
 from router_service.devtools.demo_agents import RunningAgents
 from tests.conftest import API_KEY, make_settings
 from tests.support.db import query
+from tests.support.metrics import metric
+from tests.support.polling import wait_for
 from tests.support.proxy import FaultyProxy
+from tests.support.raw_agent import RawAgent, Received, response
+from tests.support.routing_files import agent, routing_text
 from tests.support.server import RouterServer
 
 
@@ -104,3 +110,55 @@ def test_killed_backends_never_make_a_500(
     assert set(statuses) <= {200, 503}
     assert after.status_code in (200, 503)
     assert statuses.count(200) >= 20  # the pool replaces killed connections by itself
+
+
+def test_an_outcome_written_again_once_the_database_is_back_is_sent_once(
+    proxy: FaultyProxy, migrated: object, tmp_path: Path
+) -> None:
+    """The database goes away while the agent has the signal: the router writes the outcome
+    again until the database is back (within the signal's lease), and answers 200. Before,
+    it answered 503 and the signal stayed in flight, for the sweeper to send a second time."""
+
+    async def cut_then_answer(received: Received, writer: asyncio.StreamWriter) -> bool:
+        proxy.cut()  # the outage begins after the claim and before the outcome
+        writer.write(response())
+        await writer.drain()
+        return True
+
+    url = make_url(migrated("postgres")).set(host="127.0.0.1", port=proxy.port)  # type: ignore[operator]
+    with RawAgent(cut_then_answer) as raw:
+        routing = tmp_path / "routing.yaml"
+        routing.write_text(
+            routing_text([agent("held", raw.url())], {"default": {"agents": ["held"]}})
+        )
+        settings = make_settings(
+            url.render_as_string(hide_password=False),
+            routing,
+            db_connect_timeout_s=1,
+            request_deadline_ms=10_000,  # the outcome is written again for 15 s at most
+        )
+        server = RouterServer(settings).start()
+        try:
+            with (
+                httpx.Client(
+                    base_url=server.base_url, headers={"X-API-Key": API_KEY}, timeout=30
+                ) as client,
+                httpx.Client(base_url=server.base_url) as watcher,
+                ThreadPoolExecutor(1) as pool,
+            ):
+                body = {"sender_id": "outage", "payload": {"n": 1}}
+                answer = pool.submit(client.post, "/route", json=body)
+                wait_for(
+                    lambda: metric(watcher, "outcome_write_retries_total") >= 1 or answer.done(),
+                    what="the outcome's write to be retried",
+                )
+                assert not answer.done(), answer.result().text  # still waiting, not a 503
+                proxy.restore()
+                routed = answer.result(timeout=30)
+                assert routed.status_code == 200, routed.text
+                assert routed.json()["status"] == "delivered"
+                stored = client.get(f"/logs/{routed.json()['log_id']}")
+                assert stored.json()["status"] == "delivered"  # no lease left to run out
+        finally:
+            server.stop()
+        assert len(raw.requests) == 1

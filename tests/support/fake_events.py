@@ -46,6 +46,11 @@ class RecordingEvents:
     def senders_waiting(self, count: int) -> None:
         self._note("senders_waiting", count=count)
 
+    def outcome_write_retry(self, *, log_id: str, attempt: int, delay_s: float, error: str) -> None:
+        self._note(
+            "outcome_write_retry", log_id=log_id, attempt=attempt, delay_s=delay_s, error=error
+        )
+
     def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
         self._note("dispatch_crashed", log_id=log_id, error=error)
 
