@@ -3,7 +3,6 @@ the domain's classifier. The condition language is drawn in ``routing_file.py``'
 
 from __future__ import annotations
 
-import re
 from types import MappingProxyType
 from typing import Final
 
@@ -34,8 +33,8 @@ from router_service.domain.classify import (
     Regex,
     Rule,
     is_finite_number,
-    regex_flags,
 )
+from router_service.domain.safe_regex import check_flags
 
 _STRING_OPS: Final = ("keywords", "regex", "prefix")
 _VALUE_OPS: Final = ("equals", "exists", *(c.value for c in Comparison))
@@ -122,12 +121,12 @@ def _string_condition(
     if not isinstance(flags, str):
         raise doc.error((*path, "flags"), f"expected letters from 'ims', got {type_name(flags)}")
     try:
-        regex_flags(flags)
+        check_flags(flags)
     except ValueError as exc:
         raise doc.error((*path, "flags"), str(exc)) from exc
     try:
         return Regex(pattern, field, flags)
-    except re.error as exc:
+    except ValueError as exc:  # RE2 cannot run it (``domain/safe_regex.py``)
         raise doc.error(at, f"invalid regex {pattern!r}: {exc}") from exc
 
 

@@ -23,7 +23,8 @@ and exactly one operator:
 
 =================  ==========================================================================
 ``keywords``       non-empty list of words/phrases; whole words, any case
-``regex``          a pattern for ``re.search``; optional ``flags`` (letters from ``ims``)
+``regex``          an RE2 pattern, searched (linear time; ``domain/safe_regex.py``);
+                   optional ``flags`` (letters from ``ims``)
 ``prefix``         a string; optional ``case_sensitive`` (default true)
 ``equals``         any JSON value (``true`` is not ``1``)                      needs ``field``
 ``exists``         true / false                                                needs ``field``

@@ -23,6 +23,8 @@ from dataclasses import field as dc_field
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
+from router_service.domain.safe_regex import compile_search
+
 DEFAULT_RULE: Final = "default"
 # String leaves deeper than this are ignored: a hostile payload must not buy unbounded work.
 MAX_SCAN_DEPTH: Final = 32
@@ -106,19 +108,6 @@ def keywords_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(phrases) + r")(?!\w)", re.IGNORECASE)
 
 
-_REGEX_FLAGS: Final = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
-
-
-def regex_flags(letters: str) -> re.RegexFlag:
-    """``"i"``, ``"m"``, ``"s"`` or a combination; ``ValueError`` names an unknown letter."""
-    flags = re.RegexFlag(0)
-    for letter in letters:
-        if letter not in _REGEX_FLAGS:
-            raise ValueError(f"unknown regex flag {letter!r} (use i, m, s)")
-        flags |= _REGEX_FLAGS[letter]
-    return flags
-
-
 @dataclass(frozen=True, slots=True)
 class Keywords:
     """Any of ``words`` (whole words or phrases, any case) occurs in a string leaf."""
@@ -140,7 +129,9 @@ class Keywords:
 
 @dataclass(frozen=True, slots=True)
 class Regex:
-    """``re.search(pattern)`` succeeds on a string leaf; ``flags`` is letters from ``ims``."""
+    """The pattern's search succeeds on a string leaf; ``flags`` is letters from ``ims``.
+    RE2, in time linear in the leaf (``safe_regex``); ``ValueError`` for a pattern it cannot
+    run."""
 
     pattern: str
     field: str | None = None
@@ -149,9 +140,9 @@ class Regex:
     _search: _StringTest = dc_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        compiled = re.compile(self.pattern, regex_flags(self.flags))
+        search = compile_search(self.pattern, self.flags)
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
-        object.__setattr__(self, "_search", compiled.search)
+        object.__setattr__(self, "_search", search)
 
     def matches(self, payload: Mapping[str, Any]) -> bool:
         return _scan(payload, self._path, self._search)

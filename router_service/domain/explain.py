@@ -9,8 +9,7 @@ never runs it.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +28,9 @@ from router_service.domain.classify import (
     Prefix,
     Regex,
     keywords_pattern,
-    regex_flags,
 )
 from router_service.domain.routing import Mode, Plan, RoutingTable
+from router_service.domain.safe_regex import compile_search
 
 MISSING = "<missing>"
 # A found value is shown as is up to this many characters of its repr.
@@ -175,12 +174,13 @@ def _trace_string(
     condition: Keywords | Regex | Prefix, payload: Mapping[str, Any]
 ) -> ConditionTrace:
     argument: Any
+    search: Callable[[str], Any]
     if isinstance(condition, Keywords):
         op, argument = "keywords", list(condition.words)
         search = keywords_pattern(condition.words).search
     elif isinstance(condition, Regex):
         op, argument = "regex", condition.pattern
-        search = re.compile(condition.pattern, regex_flags(condition.flags)).search
+        search = compile_search(condition.pattern, condition.flags)
     else:
         op, argument = "prefix", condition.prefix
         search = _prefix_search(condition)

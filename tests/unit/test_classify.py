@@ -132,6 +132,29 @@ def test_regex_multiline_and_dotall_flags() -> None:
     assert Regex(r"a.b", flags="s").matches({"m": "a\nb"})
 
 
+def test_a_backtracking_pattern_on_a_hostile_payload_is_answered() -> None:
+    """The operator's pattern, the client's text: with a backtracking engine this search takes
+    about 2**64 steps (the suite's timeout ends it); RE2 is linear in the text."""
+    words = Regex(r"^(\w+\s?)*$", field="message")
+    assert not words.matches({"message": "a" * 64 + "!"})
+    assert not words.matches({"message": "word " * 20_000 + "!"})
+    assert words.matches({"message": "word " * 20_000})
+    assert not Regex(r"(a|aa)+$").matches({"m": "a" * 100_000 + "b"})
+
+
+def test_regex_refuses_what_only_a_backtracking_engine_can_run() -> None:
+    for pattern in (r"(a)\1", r"(?<!x)a", r"a(?=b)", r"(?P<n>a)(?P=n)"):
+        with pytest.raises(ValueError, match="invalid"):
+            Regex(pattern)
+
+
+def test_regex_character_classes_are_ascii_and_unicode_ones_are_spelled_out() -> None:
+    """RE2's reading, documented in the routing file's reference: a word class is ASCII."""
+    assert not Regex(r"^\w+$").matches({"m": "été"})
+    assert Regex(r"^[\p{L}\p{N}_]+$").matches({"m": "été"})
+    assert Regex(r"^CAFÉ$", flags="i").matches({"m": "café"})
+
+
 def test_regex_rejects_unknown_flags() -> None:
     with pytest.raises(ValueError, match="unknown regex flag 'q'"):
         Regex("x", flags="q")

@@ -129,6 +129,20 @@ def test_regexes_must_compile() -> None:
     assert message.endswith("(line 10)")
 
 
+def test_a_regex_only_a_backtracking_engine_runs_is_refused_with_the_reason() -> None:
+    message, _ = rule_error(r"{regex: '(\w+)\s\1'}")
+    pattern = r"(\w+)\s\1"
+    assert message == (
+        f"routing.yaml: rules[0].when.regex: invalid regex {pattern!r}: "
+        r"invalid escape sequence: \1 (line 10)"
+    )
+    message, _ = rule_error("{regex: '(?<!no )refund'}")
+    assert message == (
+        "routing.yaml: rules[0].when.regex: invalid regex '(?<!no )refund': "
+        "invalid perl operator: (?<! (line 10)"
+    )
+
+
 def test_regex_flags_are_checked() -> None:
     message, _ = rule_error("{regex: a, flags: iq}")
     assert (
