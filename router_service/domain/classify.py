@@ -23,7 +23,7 @@ from dataclasses import field as dc_field
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
-from router_service.domain.safe_regex import compile_search
+from router_service.domain.safe_regex import compile_search, compile_words
 
 DEFAULT_RULE: Final = "default"
 # String leaves deeper than this are ignored: a hostile payload must not buy unbounded work.
@@ -102,12 +102,6 @@ def json_equal(a: object, b: object) -> bool:
     return a is None and b is None
 
 
-def keywords_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
-    """One case-insensitive, whole-word pattern for the set; inner whitespace is flexible."""
-    phrases = sorted({r"\s+".join(map(re.escape, w.split())) for w in words}, key=len, reverse=True)
-    return re.compile(r"(?<!\w)(?:" + "|".join(phrases) + r")(?!\w)", re.IGNORECASE)
-
-
 @dataclass(frozen=True, slots=True)
 class Keywords:
     """Any of ``words`` (whole words or phrases, any case) occurs in a string leaf."""
@@ -121,7 +115,7 @@ class Keywords:
         if not self.words or not all(w.strip() for w in self.words):
             raise ValueError("keywords must be a non-empty set of non-empty strings")
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
-        object.__setattr__(self, "_search", keywords_pattern(self.words).search)
+        object.__setattr__(self, "_search", compile_words(self.words))
 
     def matches(self, payload: Mapping[str, Any]) -> bool:
         return _scan(payload, self._path, self._search)

@@ -27,10 +27,9 @@ from router_service.domain.classify import (
     Not,
     Prefix,
     Regex,
-    keywords_pattern,
 )
 from router_service.domain.routing import Mode, Plan, RoutingTable
-from router_service.domain.safe_regex import compile_search
+from router_service.domain.safe_regex import compile_search, compile_words
 
 MISSING = "<missing>"
 # A found value is shown as is up to this many characters of its repr.
@@ -177,7 +176,7 @@ def _trace_string(
     search: Callable[[str], Any]
     if isinstance(condition, Keywords):
         op, argument = "keywords", list(condition.words)
-        search = keywords_pattern(condition.words).search
+        search = compile_words(condition.words)
     elif isinstance(condition, Regex):
         op, argument = "regex", condition.pattern
         search = compile_search(condition.pattern, condition.flags)

@@ -21,6 +21,11 @@ from typing import Any
 import re2
 
 FLAG_LETTERS = "ims"
+# Python's ``\w`` and ``\s`` on text, spelled for RE2 (whose own are ASCII): a keyword is a whole
+# word when no letter, digit or underscore touches it, and a phrase's words may be apart by any
+# whitespace, as ``str.isspace`` counts it.
+_WORD = r"\p{L}\p{N}_"
+_SPACES = r"[\s\x{0B}\x{1C}-\x{1F}\x{85}\p{Z}]+"
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # the error is raised (and reported with the file's path) instead
@@ -48,3 +53,20 @@ def compile_search(pattern: str, flags: str = "") -> Callable[[str], Any]:
         raise ValueError(str(reason)) from None
     search: Callable[[str], Any] = compiled.search
     return search
+
+
+def compile_words(words: tuple[str, ...]) -> Callable[[str], str | None]:
+    """Whether any of ``words`` (words or phrases) occurs as a whole word, in any case: the text
+    that hit, or ``None``. One RE2 alternation, linear in the text however many words there are
+    (``re`` tries every word at every position: 0.1 s for 256 kB of spaces against the shipped
+    file's keywords)."""
+    phrases = {_SPACES.join(map(re2.escape, w.split())) for w in words}
+    alternatives = "|".join(sorted(phrases, key=len, reverse=True))
+    # RE2 has no lookaround: the characters either side are matched, and the words captured.
+    search = compile_search(f"(?:^|[^{_WORD}])({alternatives})(?:[^{_WORD}]|$)", "i")
+
+    def found(text: str) -> str | None:
+        match = search(text)
+        return None if match is None else str(match.group(1))
+
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import string
 from typing import Any
 
@@ -66,6 +67,18 @@ def test_phrases_match_across_any_whitespace() -> None:
     assert cond.matches({"m": "ON \t\n  Fire!"})
     assert not cond.matches({"m": "onfire"})
     assert not cond.matches({"m": "on fireplace"})
+
+
+def test_keywords_on_a_hostile_payload_are_answered() -> None:
+    """Every keyword tried at every position (Python's ``re``) took 0.1 s for 256 kB of spaces
+    against the shipped file's keywords, and grows with the number of keywords; RE2 is linear
+    in the text whatever their number (a backtracking engine's cost ends in the suite's
+    timeout here)."""
+    many = Keywords(tuple(f"{letter}{i}" for i in range(2_000) for letter in "ab"))
+    assert not many.matches({"m": ["a " * 131_000] * 40})  # each "a" begins 2,000 words
+    assert many.matches({"m": "a " * 131_000 + "B1999."})
+    phrases = Keywords(tuple(f"word{i} term{i}" for i in range(5_000)))
+    assert phrases.matches({"m": " " * 262_000 + "WORD4999\u00a0\tterm4999."})
 
 
 def test_keywords_treat_regex_metacharacters_literally() -> None:
@@ -415,6 +428,23 @@ def test_keyword_matches_any_casing_of_itself(keyword: str, data: st.DataObject)
     before = data.draw(st.sampled_from(["", "x ", "well, ", "(", "\n"]))
     after = data.draw(st.sampled_from(["", " y", "!", ")", "."]))
     assert Keywords((keyword,)).matches({"m": before + cased + after})
+
+
+# Letters of several scripts and cases, digits, underscores, and the whitespace and punctuation
+# that separate words.
+mixed_text = st.text(alphabet="aAbBéÉßžΣ\u03c31_ -.\t\n\u00a0\u2003\x85", max_size=24)
+mixed_word = st.text(alphabet="aAbBéÉžΣ\u03c31_", min_size=1, max_size=4)
+
+
+@given(st.lists(st.lists(mixed_word, min_size=1, max_size=2), min_size=1, max_size=3), mixed_text)
+def test_keywords_read_words_and_spaces_as_pythons_re_did(
+    phrases: list[list[str]], text: str
+) -> None:
+    """RE2 reads the same whole words as Python's ``re`` with its Unicode ``\\w`` and ``\\s``."""
+    words = tuple(" ".join(p) for p in phrases)
+    alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words)
+    reference = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    assert Keywords(words).matches({"m": text}) == (reference.search(text) is not None)
 
 
 @given(word, word)
