@@ -112,7 +112,10 @@ def _string_condition(
     arg, at = spec[op], (*path, op)
     if op == "keywords":
         words = list_of(doc, arg, at)
-        return Keywords(tuple(string_of(doc, w, (*at, i)) for i, w in enumerate(words)), field)
+        try:
+            return Keywords(tuple(string_of(doc, w, (*at, i)) for i, w in enumerate(words)), field)
+        except ValueError as exc:  # a NUL in a word (``domain/safe_regex.py``)
+            raise doc.error(at, str(exc)) from exc
     if op == "prefix":
         case_sensitive = bool_of(doc, spec.get("case_sensitive", True), (*path, "case_sensitive"))
         return Prefix(string_of(doc, arg, at), field, case_sensitive)

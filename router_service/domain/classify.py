@@ -23,7 +23,7 @@ from dataclasses import field as dc_field
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
-from router_service.domain.safe_regex import compile_search, compile_words
+from router_service.domain.safe_regex import LEAF_SEPARATOR, compile_test, compile_words
 
 DEFAULT_RULE: Final = "default"
 # String leaves deeper than this are ignored: a hostile payload must not buy unbounded work.
@@ -76,6 +76,20 @@ def _scan(payload: Mapping[str, Any], path: _Path | None, test: _StringTest) -> 
     return _any_string_leaf(root, test, MAX_SCAN_DEPTH)
 
 
+def _string_leaves(value: Any, into: list[str], depth: int) -> list[str]:
+    """Every string leaf ``_any_string_leaf`` would test, in the same order."""
+    if isinstance(value, str):
+        into.append(value)
+    elif depth > 0:
+        if isinstance(value, Mapping):
+            value = value.values()
+        elif not isinstance(value, list | tuple):
+            return into
+        for item in value:
+            _string_leaves(item, into, depth - 1)
+    return into
+
+
 def _is_number(value: object) -> bool:
     # bool is an int subclass in Python but not a number in JSON.
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -118,7 +132,13 @@ class Keywords:
         object.__setattr__(self, "_search", compile_words(self.words))
 
     def matches(self, payload: Mapping[str, Any]) -> bool:
-        return _scan(payload, self._path, self._search)
+        # One search of every leaf at once: a search has its own cost, and a payload may hold
+        # many thousands of short strings (``LEAF_SEPARATOR`` keeps their words apart).
+        root = payload if self._path is None else _resolve(payload, self._path)
+        if isinstance(root, str):
+            return self._search(root) is not None
+        leaves = _string_leaves(root, [], MAX_SCAN_DEPTH)
+        return bool(leaves) and self._search(LEAF_SEPARATOR.join(leaves)) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +154,7 @@ class Regex:
     _search: _StringTest = dc_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        search = compile_search(self.pattern, self.flags)
+        search = compile_test(self.pattern, self.flags)
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
         object.__setattr__(self, "_search", search)
 
