@@ -23,7 +23,12 @@ from dataclasses import field as dc_field
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
-from router_service.domain.safe_regex import LEAF_SEPARATOR, compile_test, compile_words
+from router_service.domain.safe_regex import (
+    LEAF_SEPARATOR,
+    Searches,
+    compile_searches,
+    compile_words,
+)
 
 DEFAULT_RULE: Final = "default"
 # String leaves deeper than this are ignored: a hostile payload must not buy unbounded work.
@@ -123,7 +128,7 @@ class Keywords:
     words: tuple[str, ...]
     field: str | None = None
     _path: _Path | None = dc_field(init=False, repr=False, compare=False)
-    _search: _StringTest = dc_field(init=False, repr=False, compare=False)
+    _search: Callable[[str], str | None] = dc_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.words or not all(w.strip() for w in self.words):
@@ -140,6 +145,10 @@ class Keywords:
         leaves = _string_leaves(root, [], MAX_SCAN_DEPTH)
         return bool(leaves) and self._search(LEAF_SEPARATOR.join(leaves)) is not None
 
+    def hit(self, text: str) -> str | None:
+        """The words as they occur in ``text`` (the first occurrence), or ``None``."""
+        return self._search(text)
+
 
 @dataclass(frozen=True, slots=True)
 class Regex:
@@ -151,15 +160,19 @@ class Regex:
     field: str | None = None
     flags: str = ""
     _path: _Path | None = dc_field(init=False, repr=False, compare=False)
-    _search: _StringTest = dc_field(init=False, repr=False, compare=False)
+    _searches: Searches = dc_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        search = compile_test(self.pattern, self.flags)
+        searches = compile_searches(self.pattern, self.flags)
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
-        object.__setattr__(self, "_search", search)
+        object.__setattr__(self, "_searches", searches)
 
     def matches(self, payload: Mapping[str, Any]) -> bool:
-        return _scan(payload, self._path, self._search)
+        return _scan(payload, self._path, self._searches.test)
+
+    def hit(self, text: str) -> str | None:
+        """The text the pattern's first match in ``text`` covers, or ``None``."""
+        return self._searches.hit(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from router_service.domain.classify import (
     Regex,
 )
 from router_service.domain.routing import Mode, Plan, RoutingTable
-from router_service.domain.safe_regex import compile_search, compile_words
 
 MISSING = "<missing>"
 # A found value is shown as is up to this many characters of its repr.
@@ -176,17 +175,19 @@ def _trace_string(
     search: Callable[[str], Any]
     if isinstance(condition, Keywords):
         op, argument = "keywords", list(condition.words)
-        search = compile_words(condition.words)
+        search = condition.hit
     elif isinstance(condition, Regex):
         op, argument = "regex", condition.pattern
-        search = compile_search(condition.pattern, condition.flags)
+        search = condition.hit
     else:
         op, argument = "prefix", condition.prefix
         search = _prefix_search(condition)
     root = payload if condition.field is None else resolve(payload, condition.field)
     if root is _ABSENT:
         return ConditionTrace(op, False, argument, condition.field, found=MISSING)
-    hit = _first_hit(root, search, condition.field or "", MAX_SCAN_DEPTH)
+    # Keywords answer for every leaf in one search; only a match is looked for leaf by leaf.
+    missed = isinstance(condition, Keywords) and not condition.matches(payload)
+    hit = None if missed else _first_hit(root, search, condition.field or "", MAX_SCAN_DEPTH)
     if hit is None:
         found = None if condition.field is None else _show(root)
         return ConditionTrace(op, False, argument, condition.field, found=found)

@@ -21,6 +21,7 @@ against 0.6 µs, and classification searches every string leaf of a payload.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import re2
 from re2 import _re2
@@ -67,27 +68,29 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def compile_test(pattern: str, flags: str = "") -> Callable[[str], bool]:
-    """Whether the pattern occurs in a text (``re.search`` found something)."""
+@dataclass(frozen=True, slots=True)
+class Searches:
+    """One compiled pattern, two ways to ask it: ``test`` (whether it occurs in a text, as a
+    ``re.search`` that found something) and ``hit`` (the text its first match covers, or
+    ``None``; for the explanation of a decision)."""
+
+    test: Callable[[str], bool]
+    hit: Callable[[str], str | None]
+
+
+def compile_searches(pattern: str, flags: str = "") -> Searches:
     match = _compile(pattern, flags)
 
     def test(text: str) -> bool:
         data = _utf8(text)
         return match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
 
-    return test
-
-
-def compile_search(pattern: str, flags: str = "") -> Callable[[str], str | None]:
-    """The text the pattern's first match covers in a text, or ``None``."""
-    match = _compile(pattern, flags)
-
-    def search(text: str) -> str | None:
+    def hit(text: str) -> str | None:
         data = _utf8(text)
         start, end = match(_UNANCHORED, data, 0, len(data))[0]
         return None if start < 0 else data[start:end].decode("utf-8", "surrogatepass")
 
-    return search
+    return Searches(test, hit)
 
 
 def compile_words(words: tuple[str, ...]) -> Callable[[str], str | None]:
