@@ -75,6 +75,7 @@ from router_service.domain.routing import (
     Mode,
     Route,
     RoutingTable,
+    redacted_url,
 )
 from router_service.domain.routing_tests import RoutingCase
 
@@ -191,10 +192,19 @@ def _url(doc: Doc, value: object, path: YamlPath) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise doc.error(path, f"invalid url {url!r}: {exc}") from exc
+        raise doc.error(path, f"invalid url{_shown(url, parsed=False)}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
-        raise doc.error(path, f"url must be http(s)://host/..., got {url!r}")
+        raise doc.error(path, f"url must be http(s)://host/..., got{_shown(url, parsed=True)}")
     return url
+
+
+def _shown(url: str, *, parsed: bool) -> str:
+    """The url as a load error shows it (the error reaches logs and the console): as written,
+    unless it may carry credentials (a user or a query), then redacted, or left out when it
+    does not parse."""
+    if "@" not in url and "?" not in url:
+        return f" {url!r}"
+    return f" {redacted_url(url)!r}" if parsed else ""
 
 
 # --- routes ------------------------------------------------------------------------------------

@@ -190,3 +190,24 @@ def test_route_unknown_key_and_missing_agents() -> None:
 def test_route_kind_must_be_non_empty() -> None:
     message, _ = routes_error("  default: {agents: [a]}\n  '': {agents: [a]}\n")
     assert message == "routing.yaml: routes.: a route kind must be a non-empty string (line 9)"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "ftp://bob:hunter2@agents.example.com/a?token=s3cret",
+            "'ftp://bob:***@agents.example.com/a?token=***'",
+        ),
+        ("http://bob:hunter2@agents.example.com:99999/a", None),
+        ("http://bob:hunter2@[::1/a", None),
+    ],
+)
+def test_an_agent_url_refused_never_shows_its_credentials(url: str, shown: str | None) -> None:
+    """The error reaches the start-up output, the reload's log line and the console."""
+    message = error(build(agents=f"agents:\n  - name: a\n    url: '{url}'\n"))
+    assert message.startswith("routing.yaml: agents[0].url: ")
+    assert "hunter2" not in message
+    assert "s3cret" not in message
+    if shown is not None:
+        assert shown in message
