@@ -115,11 +115,12 @@ class ReplayJobs:
         """Exactly what a real run with the returned ``snapshot`` would take; sends nothing."""
         if token is not None:
             flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, token))
+        # Unbounded, the survey's count is the bounded one: it counts, in one snapshot, the
+        # entries up to the largest id that snapshot sees (its ``snapshot_id``). One survey,
+        # then: it reads the whole selection.
         survey = await self._store.survey_dead_letters(flt)
         upto = flt.upto_id if flt.upto_id is not None else survey.snapshot_id
         bounded = dataclasses.replace(flt, upto_id=upto)
-        if flt.upto_id is None:  # the count must be the bounded one
-            survey = await self._store.survey_dead_letters(bounded)
         sample = await self._store.select_dead_letters(bounded, after_id=0, limit=SAMPLE)
         circuits = self._circuits()
         agents: dict[str, dict[str, Any]] = {}
@@ -159,11 +160,10 @@ class ReplayJobs:
             )
         if token is not None:
             flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, token))
+        survey = await self._store.survey_dead_letters(flt)  # bounded as ``dry_run`` says
         if flt.upto_id is None:
-            flt = dataclasses.replace(
-                flt, upto_id=(await self._store.survey_dead_letters(flt)).snapshot_id
-            )
-        count = (await self._store.survey_dead_letters(flt)).count
+            flt = dataclasses.replace(flt, upto_id=survey.snapshot_id)
+        count = survey.count
         selected = min(count, max_entries) if max_entries is not None else count
         job = await self._store.create_replay_job(
             created_by=by,

@@ -54,11 +54,13 @@ class PgReplayJobs:
 
     async def survey_dead_letters(self, flt: DeadLetterFilter) -> DeadLetterSurvey:
         where, params = _filters(flt)
+        reads_signals = any(getattr(flt, name) is not None for name in sql.SIGNAL_FILTERS)
+        head = sql.SURVEY_HEAD if reads_signals else sql.SURVEY_HEAD_WITHOUT_SIGNALS
 
         async def read(conn: Any) -> DeadLetterSurvey:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 top = await conn.fetchval(sql.MAX_DEAD_LETTER_ID)
-                rows = await conn.fetch(sql.SURVEY_HEAD + where + sql.SURVEY_TAIL, *params)
+                rows = await conn.fetch(head + where + sql.SURVEY_TAIL, *params)
             groups = [(r["agent"], r["kind"], int(r["n"])) for r in rows]
             return DeadLetterSurvey(sum(g[2] for g in groups), int(top), groups)
 
