@@ -85,14 +85,61 @@ def _string_leaves(value: Any, into: list[str], depth: int) -> list[str]:
     """Every string leaf ``_any_string_leaf`` would test, in the same order."""
     if isinstance(value, str):
         into.append(value)
-    elif depth > 0:
-        if isinstance(value, Mapping):
-            value = value.values()
-        elif not isinstance(value, list | tuple):
-            return into
-        for item in value:
-            _string_leaves(item, into, depth - 1)
+        return into
+    if depth <= 0:
+        return into
+    if isinstance(value, Mapping):
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return into
+    for item in value:  # numbers, nulls and empty containers hold no string: no call for them
+        kind = type(item)
+        if kind is str:
+            into.append(item)
+        elif kind is dict or kind is list:
+            if item:
+                _string_leaves(item, into, depth - 1)
+        elif kind is not int and kind is not float and kind is not bool and item is not None:
+            _string_leaves(item, into, depth - 1)  # another mapping or sequence type
     return into
+
+
+class PayloadStrings:
+    """The string leaves of one payload, gathered once for every rule that reads them (by the
+    path a rule names, or all of them), and, joined, for the keyword rules. Each rule walked
+    the payload itself: a body of 131,000 small numbers cost 230 ms against the shipped file,
+    its six string rules each walking every value."""
+
+    __slots__ = ("_joined", "_leaves", "_payload")
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        self._payload = payload
+        self._leaves: dict[_Path | None, list[str]] = {}
+        self._joined: dict[_Path | None, str] = {}
+
+    def leaves(self, path: _Path | None) -> list[str]:
+        found = self._leaves.get(path)
+        if found is None:
+            root = self._payload if path is None else _resolve(self._payload, path)
+            found = self._leaves[path] = _string_leaves(root, [], MAX_SCAN_DEPTH)
+        return found
+
+    def joined(self, path: _Path | None) -> str | None:
+        """The leaves as one text (``LEAF_SEPARATOR`` between them); ``None`` when none."""
+        if path in self._joined:
+            return self._joined[path]
+        leaves = self.leaves(path)
+        text = (leaves[0] if len(leaves) == 1 else LEAF_SEPARATOR.join(leaves)) if leaves else None
+        if text is not None:
+            self._joined[path] = text
+        return text
+
+
+def _any_leaf(strings: PayloadStrings, path: _Path | None, test: _StringTest) -> bool:
+    for text in strings.leaves(path):  # noqa: SIM110 - hot path, see _any_string_leaf
+        if test(text):
+            return True
+    return False
 
 
 def _is_number(value: object) -> bool:
@@ -136,14 +183,11 @@ class Keywords:
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
         object.__setattr__(self, "_search", compile_words(self.words))
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
         # One search of every leaf at once: a search has its own cost, and a payload may hold
         # many thousands of short strings (``LEAF_SEPARATOR`` keeps their words apart).
-        root = payload if self._path is None else _resolve(payload, self._path)
-        if isinstance(root, str):
-            return self._search(root) is not None
-        leaves = _string_leaves(root, [], MAX_SCAN_DEPTH)
-        return bool(leaves) and self._search(LEAF_SEPARATOR.join(leaves)) is not None
+        text = (strings or PayloadStrings(payload)).joined(self._path)
+        return text is not None and self._search(text) is not None
 
     def hit(self, text: str) -> str | None:
         """The words as they occur in ``text`` (the first occurrence), or ``None``."""
@@ -167,8 +211,10 @@ class Regex:
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
         object.__setattr__(self, "_searches", searches)
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        return _scan(payload, self._path, self._searches.test)
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
+        if strings is None:
+            return _scan(payload, self._path, self._searches.test)
+        return _any_leaf(strings, self._path, self._searches.test)
 
     def hit(self, text: str) -> str | None:
         """The text the pattern's first match in ``text`` covers, or ``None``."""
@@ -196,8 +242,10 @@ class Prefix:
         object.__setattr__(self, "_path", _compile_path(self.field) if self.field else None)
         object.__setattr__(self, "_test", test)
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        return _scan(payload, self._path, self._test)
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
+        if strings is None:
+            return _scan(payload, self._path, self._test)
+        return _any_leaf(strings, self._path, self._test)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +259,7 @@ class Equals:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_path", _compile_path(self.field))
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
         found = _resolve(payload, self._path)
         return found is not _MISSING and json_equal(found, self.value)
 
@@ -227,7 +275,7 @@ class Exists:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_path", _compile_path(self.field))
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
         return (_resolve(payload, self._path) is not _MISSING) is self.present
 
 
@@ -262,7 +310,7 @@ class Compare:
         object.__setattr__(self, "_path", _compile_path(self.field))
         object.__setattr__(self, "_apply", _COMPARATORS[Comparison(self.op)])
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
         found = _resolve(payload, self._path)
         return _is_number(found) and self._apply(found, self.value)
 
@@ -271,9 +319,10 @@ class Compare:
 class AllOf:
     conditions: tuple[Condition, ...]
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
+        strings = strings or PayloadStrings(payload)
         for condition in self.conditions:  # noqa: SIM110 - hot path, see _any_string_leaf
-            if not condition.matches(payload):
+            if not condition.matches(payload, strings):
                 return False
         return True
 
@@ -282,9 +331,10 @@ class AllOf:
 class AnyOf:
     conditions: tuple[Condition, ...]
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
+        strings = strings or PayloadStrings(payload)
         for condition in self.conditions:  # noqa: SIM110 - hot path, see _any_string_leaf
-            if condition.matches(payload):
+            if condition.matches(payload, strings):
                 return True
         return False
 
@@ -293,8 +343,8 @@ class AnyOf:
 class Not:
     condition: Condition
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        return not self.condition.matches(payload)
+    def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
+        return not self.condition.matches(payload, strings)
 
 
 # A closed set: the routing file can only build these, and the docs list exactly these.
@@ -341,8 +391,12 @@ class Classifier:
         """Every kind a rule can produce (``default`` is always possible too)."""
         return frozenset(r.kind for r in self.rules)
 
-    def classify(self, payload: Mapping[str, Any]) -> Classification:
+    def classify(
+        self, payload: Mapping[str, Any], strings: PayloadStrings | None = None
+    ) -> Classification:
+        """``strings``: the payload's, when another classifier read them already (a shadow)."""
+        strings = strings or PayloadStrings(payload)
         for condition, outcome in self._table:
-            if condition.matches(payload):
+            if condition.matches(payload, strings):
                 return outcome
         return DEFAULT_CLASSIFICATION

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from router_service.domain.classify import PayloadStrings
 from router_service.domain.errors import (
     Conflict,
     IdempotencyKeyReused,
@@ -87,19 +88,24 @@ class Intake:
         # The outcome's write retries wait and measure on these (``_record``).
         self._sleep, self._clock, self._rand = sleep, clock, rand
 
-    def plan(self, signal: Signal, mode: Mode | None) -> Plan:
+    def plan(
+        self, signal: Signal, mode: Mode | None, strings: PayloadStrings | None = None
+    ) -> Plan:
         # One read of the source: classification and plan come from the same version.
         active = self._routing.current()
         routing = active.config
-        found = routing.classifier.classify(signal.payload)
+        found = routing.classifier.classify(signal.payload, strings)
         return routing.table.plan(found.kind, found.rule, mode, active.version)
 
     async def route(self, signal: Signal, mode: Mode | None, trace: TraceContext) -> RouteAnswer:
         started = time.perf_counter()
         deadline = started + self._deadline_s
-        plan = self.plan(signal, mode)
-        if self._shadow is not None:
-            self._compare_shadow(self._shadow, signal, plan)
+        if self._shadow is None:
+            plan = self.plan(signal, mode)
+        else:  # both classifiers read the payload's strings, gathered once
+            strings = PayloadStrings(signal.payload)
+            plan = self.plan(signal, mode, strings)
+            self._compare_shadow(self._shadow, signal, plan, strings)
         self._events.signal_received(plan.kind)
         claim = await self._store.claim(
             signal, plan, trace.trace_id, self._owner, lease_s=self._deadline_s * 2
@@ -214,11 +220,13 @@ class Intake:
             except (StorageUnavailable, Overloaded) as exc:
                 failed = exc
 
-    def _compare_shadow(self, shadow: Routing, signal: Signal, plan: Plan) -> None:
+    def _compare_shadow(
+        self, shadow: Routing, signal: Signal, plan: Plan, strings: PayloadStrings
+    ) -> None:
         """Classify by the shadow file too; a different kind or agents is reported, and
         nothing else happens (the shadow never dispatches)."""
         config = shadow.current().config
-        found = config.classifier.classify(signal.payload)
+        found = config.classifier.classify(signal.payload, strings)
         agents = config.table.route_for(found.kind).agents
         if found.kind != plan.kind or list(agents) != plan.agent_names:
             self._events.shadow_diff(
