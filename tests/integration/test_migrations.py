@@ -297,9 +297,33 @@ def test_0007_leaves_room_in_the_logs_pages_for_the_outcome_and_back(url: str) -
 
     before = storage()
     assert sqlite or before == ["fillfactor=70"]
-    upgrade_to(url, "head")
+    upgrade_to(url, "0007")
     assert storage() == (before if sqlite else ["fillfactor=40"])
     rows = query(url, "SELECT log_id FROM signals ORDER BY log_id")
     assert [r["log_id"] for r in rows] == ["m-done", "m-parked"]
     downgrade_to(url, "0006")
     assert storage() == before
+
+
+def test_0008_adds_each_signals_page_bytes_empty_for_old_rows_and_back(url: str) -> None:
+    upgrade_to(url, "0007")
+
+    def columns() -> list[str]:
+        if url.startswith("sqlite"):
+            rows = query(url, "SELECT name FROM pragma_table_info('signals')")
+            return [r["name"] for r in rows]
+        rows = query(
+            url,
+            "SELECT column_name AS name FROM information_schema.columns"
+            " WHERE table_name = 'signals' ORDER BY ordinal_position",
+        )
+        return [r["name"] for r in rows]
+
+    before = columns()
+    upgrade_to(url, "0008")
+    assert columns() == [*before, "page_bytes"]
+    rows = query(url, "SELECT log_id, page_bytes FROM signals ORDER BY log_id")
+    assert rows
+    assert all(r["page_bytes"] is None for r in rows)  # measured as before
+    downgrade_to(url, "0007")
+    assert columns() == before

@@ -15,6 +15,7 @@ from router_service.adapters.db.page_size import MAX_PAGE_BYTES
 from router_service.adapters.db.revision import SCHEMA_HEAD
 from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Status
 from router_service.domain.routing import AgentSpec, Mode, Plan
+from router_service.domain.signal import Signal
 from router_service.service.ports import Store
 from router_service.service.records import DeadLetterQuery, LogQuery, ReplayResult
 from tests.support.db import migrated_database, query
@@ -186,6 +187,49 @@ def test_a_page_holds_what_fits_in_max_page_bytes_and_the_rest_follows(url: str)
     logs, letters = run(url, scenario)
     assert logs == [["big-4", "big-3"], ["big-2", "big-1"], ["big-0"]]
     assert letters == [["big-0", "big-1"], ["big-2", "big-3"], ["big-4"]]
+
+
+def test_metadata_and_answers_count_at_the_size_they_were_written(url: str) -> None:
+    """Repeated text compresses: Postgres stores 255 kB of it in 3 kB, and a page measured by
+    its stored size built a 128 MB answer. Each row here holds a seventh of the budget in its
+    metadata and a seventh in its agent's answer (stored twice: the response and the results)."""
+    seventh = MAX_PAGE_BYTES // 7
+    answer = {"text": "b" * seventh}
+    parked = Outcome(
+        Status.DEAD_LETTERED, answer, (AgentResult("alpha", False, 503, 1, 1.0, response=answer),),
+        (DeadLetter(None, "alpha: HTTP 503", 1),),
+    )  # fmt: skip
+
+    async def scenario(store: Store) -> tuple[list[int], list[int]]:
+        for n in range(6):
+            sent = Signal.create(
+                sender_id="compressible",
+                payload={"route": "one", "n": n},
+                timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                metadata={"text": "a" * seventh},
+                log_id=f"packed-{n}",
+            )
+            claim = await store.claim(sent, PLAN, "c" * 32, "o", LEASE_S)
+            assert claim.claimed_at is not None
+            await store.record(sent.log_id, claim.claimed_at, PLAN, parked, 1.0)
+        logs: list[int] = []
+        cursor = None
+        while True:
+            page = await store.list_logs(LogQuery(limit=50, cursor=cursor))
+            logs.append(len(page.items))
+            if (cursor := page.next_cursor) is None:
+                break
+        letters: list[int] = []
+        while True:
+            dead = await store.list_dead_letters(DeadLetterQuery(limit=50, cursor=cursor))
+            letters.append(len(dead.items))
+            if (cursor := dead.next_cursor) is None:
+                break
+        return logs, letters
+
+    logs, letters = run(url, scenario)
+    assert logs == [2, 2, 2]  # three sevenths of the budget a row
+    assert sum(letters) == 6
 
 
 def test_dead_letters_list_claim_replay_and_backlog(url: str) -> None:

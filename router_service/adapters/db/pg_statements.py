@@ -32,9 +32,9 @@ WITH claimed AS (
 )
 INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id,
                      kind, rule, mode, routed_agents, status, created_at, updated_at,
-                     routing_version)
-SELECT log_id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress', $14, $14,
-       $15
+                     routing_version, page_bytes)
+SELECT log_id, $2, $3, $4::text, $5::text::jsonb, $6, $7, $8, $9, $10, $11::jsonb, 'in_progress',
+       $14, $14, $15, octet_length($4::text) + octet_length($5::text)
   FROM claimed
  WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING log_id
@@ -52,7 +52,9 @@ SELECT 1 FROM signal_leases WHERE log_id = $1 AND created_at = $2 AND owner = $3
 RECORD = """
 WITH released AS (DELETE FROM signal_leases WHERE created_at = $2 AND log_id = $1)
 UPDATE signals
-   SET status = $3, results = $4::jsonb, response = $5::jsonb, latency_ms = $6, updated_at = $7
+   SET status = $3, results = $4::text::jsonb, response = $5::text::jsonb, latency_ms = $6,
+       updated_at = $7,
+       page_bytes = page_bytes + octet_length($4::text) + coalesce(octet_length($5::text), 0)
  WHERE created_at = $2 AND log_id = $1 AND status = 'in_progress'
 RETURNING log_id
 """
@@ -89,7 +91,7 @@ SIGNAL_OF_DEAD_LETTER = (
 # batch of a replay job as long, again for every batch.
 SIGNAL_OF_EACH_DEAD_LETTER = (
     "CROSS JOIN LATERAL (SELECT s.payload, s.sender_id, s.metadata, s.signal_ts, s.trace_id,"
-    " s.routed_agents, s.status FROM idempotency_keys AS k"
+    " s.routed_agents, s.status, s.page_bytes FROM idempotency_keys AS k"
     " JOIN signals AS s ON s.created_at = k.created_at AND s.log_id = k.log_id"
     " WHERE k.log_id = d.log_id OFFSET 0) AS s"
 )
@@ -99,11 +101,15 @@ GET = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE {SIGNAL_BY_KEY}"  # noqa
 # ``list_logs`` adds its filters (``postgres.log_filters``) between these two.
 LIST_LOGS_HEAD = f"SELECT {SIGNAL_COLUMNS} FROM signals AS s WHERE TRUE"  # noqa: S608
 LIST_LOGS_TAIL = " ORDER BY s.created_at DESC, s.log_id DESC LIMIT {limit}"
-# A page's rows' sizes first (``page_size.py``): the text's length without reading it, the JSON
-# columns' stored size.
-LIST_LOGS_SIZES_HEAD = (
-    "SELECT s.created_at, s.log_id, octet_length(s.payload) + pg_column_size(s.metadata)"
+# A page's rows' sizes first (``page_size.py``): the bytes of their JSON texts as written
+# (``page_bytes``, migration 0008). A row from before it is measured as it was: the text's length
+# without reading it, the JSON columns' stored size (compressed: an underestimate).
+OLD_ROW_BYTES = (
+    "octet_length(s.payload) + pg_column_size(s.metadata)"
     " + coalesce(pg_column_size(s.results), 0) + coalesce(pg_column_size(s.response), 0)"
+)
+LIST_LOGS_SIZES_HEAD = (
+    f"SELECT s.created_at, s.log_id, coalesce(s.page_bytes, {OLD_ROW_BYTES})"  # noqa: S608
     " AS row_bytes FROM signals AS s WHERE TRUE"
 )
 
@@ -116,7 +122,7 @@ LIST_DEAD_LETTERS_HEAD = (
 )
 LIST_DEAD_LETTERS_TAIL = " ORDER BY d.id LIMIT {limit}"
 LIST_DEAD_LETTERS_SIZES_HEAD = (
-    "SELECT d.id, octet_length(s.payload) + pg_column_size(s.metadata)"  # noqa: S608
+    "SELECT d.id, coalesce(s.page_bytes, octet_length(s.payload) + pg_column_size(s.metadata))"  # noqa: S608
     " + coalesce(octet_length(d.error), 0) AS row_bytes"
     f" FROM dead_letters AS d {SIGNAL_OF_EACH_DEAD_LETTER} WHERE TRUE"
 )
@@ -164,7 +170,10 @@ SELECT count(*) FROM dead_letters WHERE log_id = $1 AND status <> 'replayed'
 """
 
 UPDATE_REPLAYED_SIGNAL = """
-UPDATE signals SET status = $3, response = $4::jsonb, results = $5::jsonb, updated_at = $6
+UPDATE signals SET status = $3, response = $4::text::jsonb, results = $5::text::jsonb,
+       updated_at = $6,
+       page_bytes = octet_length(payload) + octet_length(metadata::text)
+                    + coalesce(octet_length($4::text), 0) + coalesce(octet_length($5::text), 0)
  WHERE created_at = $2 AND log_id = $1
 """
 

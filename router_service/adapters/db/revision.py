@@ -4,4 +4,4 @@
 A test holds it equal to the head of ``migrations/versions``.
 """
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"

@@ -74,6 +74,8 @@ signals = Table(
     Column("updated_at", Timestamp, nullable=False),
     # The routing file version (content hash) that routed it; NULL before revision 0005.
     Column("routing_version", String(16), nullable=True),
+    # Postgres: the bytes of its JSON texts as written, for the pages' budget (revision 0008).
+    Column("page_bytes", Integer, nullable=True),
     PrimaryKeyConstraint("created_at", "log_id", name="signals_pkey"),
     # Room in each page for every row's outcome version: with no indexed column changed, the
     # update is HOT (no new index entries), even when no old version can be pruned yet
