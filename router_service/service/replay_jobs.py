@@ -24,7 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from router_service.domain.errors import InvalidState, NotFound, StorageError, ValidationFailed
+from router_service.domain.errors import (
+    InvalidState,
+    NotFound,
+    Overloaded,
+    StorageError,
+    ValidationFailed,
+)
 from router_service.domain.signal import canonical_json, sha256_hex
 from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
 from router_service.service.context import Collaborators
@@ -195,8 +201,10 @@ class ReplayJobs:
         Returns the job as stored at the end (None if another replica took it over)."""
         try:
             state = await self._work(job, self._cancelled.setdefault(job.id, asyncio.Event()))
-        except StorageError as exc:
-            # The lease runs out and a replica (this one included) takes the job over.
+        except (StorageError, Overloaded) as exc:
+            # The lease runs out and a replica (this one included) takes the job over. Every
+            # connection busy (concurrent reads of the log, say) is as passing as the database
+            # away: it failed the job for good, to be resumed by hand.
             self._audit.replay_job_stopped(job_id=job.id, error=exc, interrupted=True)
             return None
         except Exception as exc:

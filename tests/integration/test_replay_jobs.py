@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from router_service.cli import main
 from router_service.devtools.demo_agents import RunningAgents
-from router_service.domain.errors import ValidationFailed
+from router_service.domain.errors import Overloaded, ValidationFailed
 from router_service.service.records import DeadLetterFilter
 from router_service.service.replay_jobs import snapshot_token
 from tests.conftest import make_settings
@@ -362,3 +362,37 @@ def test_a_rate_is_any_json_number_in_range(client: httpx.Client) -> None:
         answer = client.post("/dlq/replay", json={"kind": "nomatch", "rate": rate})
         assert answer.status_code == 202, answer.text
         assert answer.json()["job"]["rate"] == rate
+
+
+def test_a_job_the_busy_pool_interrupts_is_taken_over_not_failed(
+    router: RouterServer, client: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    """Every connection busy (concurrent reads of the log) is a moment, not the job's fault: it
+    was marked failed for good, to be resumed by hand."""
+    park(client, agents, 4)
+    store: Any = router.app.state.services.store
+    select = store.select_dead_letters
+    busy = [Overloaded("every database connection is busy; retry shortly")]
+
+    async def busy_once(*args: Any, **kwargs: Any) -> Any:
+        if busy:
+            raise busy.pop()
+        return await select(*args, **kwargs)
+
+    store.select_dead_letters = busy_once
+    try:
+        started = client.post("/dlq/replay", json={"kind": "one", "rate": 50})
+        assert started.status_code == 202, started.text
+        job_id = started.json()["job"]["id"]
+        final = wait_for(
+            lambda: (
+                (j := client.get(f"/dlq/replays/{job_id}").json())["state"] in ("done", "failed")
+                and j
+            )
+        )
+    finally:
+        del store.select_dead_letters
+    assert not busy  # the first batch's selection met the busy pool
+    assert final["state"] == "done", final
+    assert final["counts"]["succeeded"] == 4
+    assert pending(database_url) == 0
