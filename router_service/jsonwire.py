@@ -17,10 +17,12 @@ from typing import Any
 import orjson
 
 from router_service.domain.errors import ValidationFailed
+from router_service.domain.safe_regex import compile_searches
 
 # A run of 19 digits may be an integer orjson cannot hold (beyond -2**63 .. 2**64-1). It may
-# also sit inside a string: then the exact path is merely a little slower.
-_LONG_DIGITS = re.compile(r"\d{19}")
+# also sit inside a string: then the exact path is merely a little slower. Looked for with RE2:
+# ``re`` took 4.5 ms to scan a 154 kB payload, longer than the standard library's whole parse.
+_LONG_DIGITS = compile_searches(r"[0-9]{19}").test
 # A lone UTF-16 surrogate can only come as an escape (UTF-8 cannot encode one); orjson refuses it.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -119,7 +121,7 @@ def loads(text: str | bytes) -> Any:
     to read)."""
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")  # UnicodeDecodeError is a ValueError too
-    if _LONG_DIGITS.search(text) is None:
+    if not _LONG_DIGITS(text):
         return orjson.loads(text)  # its own depth limit raises a ValueError
     try:
         value = json.loads(text, parse_float=_finite, parse_constant=_not_json)

@@ -81,6 +81,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(dumps(body), status, headers, media_type="application/json")
 
 
+def page_response(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
+    """``{"items": [...], "next_cursor": ...}``, each item written on its own: a value orjson
+    refuses (an integer past 64 bits) sends its own item to the standard library, not the whole
+    page (200-240 ms of the event loop for a 4 MB page)."""
+    body = b'{"items":[%b],"next_cursor":%b}' % (b",".join(map(dumps, items)), dumps(next_cursor))
+    return Response(body, 200, media_type="application/json")
+
+
 def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
@@ -204,9 +212,7 @@ async def list_logs(
         cursor=cursor,
     )
     page = await services(request).store.list_logs(query)
-    return json_response(
-        {"items": [_log_item(r) for r in page.items], "next_cursor": page.next_cursor}
-    )
+    return page_response([_log_item(r) for r in page.items], page.next_cursor)
 
 
 def _utc(moment: datetime | None, name: str) -> datetime | None:
@@ -263,9 +269,7 @@ async def list_dead_letters(
         cursor=cursor,
     )
     page = await services(request).store.list_dead_letters(query)
-    return json_response(
-        {"items": [dead_letter_item(e) for e in page.items], "next_cursor": page.next_cursor}
-    )
+    return page_response([dead_letter_item(e) for e in page.items], page.next_cursor)
 
 
 @router.post(

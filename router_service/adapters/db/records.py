@@ -8,7 +8,6 @@ record read from either looks the same to the service.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -126,7 +125,7 @@ def log_record(row: Mapping[Any, Any], decode: Decode) -> LogRecord:
         trace_id=row["trace_id"],
         sender_id=row["sender_id"],
         payload_hash=row["payload_hash"],
-        payload=json.loads(row["payload"]),  # exact: orjson would turn huge ints into floats
+        payload=loads(row["payload"]),  # exact for integers beyond 64 bits, orjson's speed else
         metadata=decode(row["metadata"]),
         signal_ts=aware(row["signal_ts"]) or utcnow(),
         kind=row["kind"],
@@ -150,7 +149,7 @@ def dead_letter_record(row: Mapping[Any, Any], decode: Decode) -> DeadLetterReco
         agent=row["agent"] or None,
         kind=row["kind"],
         mode=row["mode"],
-        payload=json.loads(row["payload"]),
+        payload=loads(row["payload"]),
         error=row["error"],
         attempts=row["attempts"],
         replay_count=row["replay_count"],
