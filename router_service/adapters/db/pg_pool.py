@@ -46,6 +46,25 @@ class PgPool:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._lanes: list[PgLane] = []
+        self._scans = asyncio.Semaphore(max(1, settings.max_size // 2))
+
+    @asynccontextmanager
+    async def scan(self) -> AsyncIterator[None]:
+        """A slot for a read that may walk much of the log (a page of it or of the dead letters,
+        filtered by a rare status; a replay's survey): at most half the pool's connections do,
+        so that reads of ``logs:read`` clients cannot take every one. Twenty-five filtered
+        pages at once took them all: ``/health`` waited 1.9 s, cheap reads got 503, and a
+        replay job running in the background failed. Past ``DB_CONNECT_TIMEOUT_S`` in line, a
+        503 ``overloaded``."""
+        try:
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                await self._scans.acquire()
+        except TimeoutError as exc:
+            raise Overloaded("too many reads of the log at once; retry shortly") from exc
+        try:
+            yield
+        finally:
+            self._scans.release()
 
     async def close(self) -> None:
         for lane in self._lanes:

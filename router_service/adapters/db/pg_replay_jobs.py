@@ -64,7 +64,8 @@ class PgReplayJobs:
             groups = [(r["agent"], r["kind"], int(r["n"])) for r in rows]
             return DeadLetterSurvey(sum(g[2] for g in groups), int(top), groups)
 
-        return await self._pool.run("survey_dead_letters", read)
+        async with self._pool.scan():
+            return await self._pool.run("survey_dead_letters", read)
 
     async def select_dead_letters(
         self, flt: DeadLetterFilter, *, after_id: int, limit: int

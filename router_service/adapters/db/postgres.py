@@ -197,6 +197,10 @@ class PgStore(PgReplayJobs):
         await self._outcome_lane.run_twice(lambda conn: conn.execute(sql.RECORD, *params))
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
+        async with self._pool.scan():
+            return await self._list_logs(query)
+
+    async def _list_logs(self, query: LogQuery) -> Page[LogRecord]:
         where = sql.Filters()
         if query.sender_id is not None:
             where.add("s.sender_id = {0}", query.sender_id)
@@ -228,6 +232,10 @@ class PgStore(PgReplayJobs):
         return Page(items, log_cursor(items[-1]) if more and items else None)
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
+        async with self._pool.scan():
+            return await self._list_dead_letters(query)
+
+    async def _list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
         where = sql.Filters()
         if query.status is not None:
             where.add("d.status = {0}", query.status)
