@@ -85,7 +85,7 @@ class Intake:
         self._backlog = ctx.backlog
         self._deadline_s, self._owner = ctx.deadline_s, ctx.owner
         self._shadow = ctx.shadow
-        # The outcome's write retries wait and measure on these (``_record``).
+        # The outcome's write retries wait and measure on these (``_record_again``).
         self._sleep, self._clock, self._rand = sleep, clock, rand
 
     def plan(
