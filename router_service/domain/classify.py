@@ -104,12 +104,12 @@ class PayloadStrings:
 
     def joined(self, path: _Path | None) -> str | None:
         """The leaves as one text (``LEAF_SEPARATOR`` between them); ``None`` when none."""
-        if path in self._joined:
-            return self._joined[path]
-        leaves = self.leaves(path)
-        text = (leaves[0] if len(leaves) == 1 else LEAF_SEPARATOR.join(leaves)) if leaves else None
-        if text is not None:
-            self._joined[path] = text
+        text = self._joined.get(path)
+        if text is None:
+            leaves = self.leaves(path)
+            if not leaves:
+                return None
+            text = self._joined[path] = LEAF_SEPARATOR.join(leaves)
         return text
 
 
