@@ -85,12 +85,20 @@ def compile_searches(pattern: str, flags: str = "") -> Searches:
         data = _utf8(text)
         return match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
 
-    def hit(text: str) -> str | None:
+    return Searches(test, _text_of(match, 0))
+
+
+def _text_of(
+    match: Callable[[int, bytes, int, int], list[tuple[int, int]]], group: int
+) -> Callable[[str], str | None]:
+    """The text ``group`` of the first match covers in a text, or ``None``."""
+
+    def text_of(text: str) -> str | None:
         data = _utf8(text)
-        start, end = match(_UNANCHORED, data, 0, len(data))[0]
+        start, end = match(_UNANCHORED, data, 0, len(data))[group]
         return None if start < 0 else data[start:end].decode("utf-8", "surrogatepass")
 
-    return Searches(test, hit)
+    return text_of
 
 
 def compile_words(words: tuple[str, ...]) -> Callable[[str], str | None]:
@@ -105,10 +113,4 @@ def compile_words(words: tuple[str, ...]) -> Callable[[str], str | None]:
     alternatives = "|".join(sorted(phrases, key=len, reverse=True))
     # RE2 has no lookaround: the characters either side are matched, and the words captured.
     match = _compile(f"(?:^|[^{_WORD}])({alternatives})(?:[^{_WORD}]|$)", "i")
-
-    def found(text: str) -> str | None:
-        data = _utf8(text)
-        start, end = match(_UNANCHORED, data, 0, len(data))[1]
-        return None if start < 0 else data[start:end].decode("utf-8", "surrogatepass")
-
-    return found
+    return _text_of(match, 1)
