@@ -22,7 +22,7 @@ from router_service.api.schemas import ReplayRequest, parse_rfc3339
 from router_service.domain.errors import NotFound
 from router_service.runtime.services import Services
 from router_service.service.records import DeadLetterFilter, ReplayJobRecord
-from router_service.service.replay_jobs import INLINE_MAX, DryRun
+from router_service.service.replay_jobs import DryRun
 
 router = APIRouter()
 
@@ -89,11 +89,16 @@ async def replay_selection(svc: Services, body: ReplayRequest, key: ApiKey) -> R
         )
         return json_response(dry_run_body(preview))
     limit = body.max if body.max is not None else body.limit
-    job = await jobs.start(flt, by=key.name, rate=body.rate, max_entries=limit, token=body.snapshot)
-    if body.rate is None and not body.background and job.selected <= INLINE_MAX:
-        done = await jobs.run(job)
-        return json_response({"job": job_item(done or job)})
-    jobs.run_in_background(job)
+    job, finished = await jobs.launch(
+        flt,
+        by=key.name,
+        rate=body.rate,
+        max_entries=limit,
+        token=body.snapshot,
+        background=body.background,
+    )
+    if finished:
+        return json_response({"job": job_item(job)})
     return json_response(
         {"job": job_item(job)}, 202, headers={"Location": f"/dlq/replays/{job.id}"}
     )

@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     dlq_retry_cap_s: float = Field(300.0, ge=0)
     replay_job_lease_s: float = Field(30.0, gt=0)
     replay_job_poll_s: float = Field(2.0, gt=0)
+    replay_max_jobs: int = Field(4, ge=1)  # background replay jobs one process runs at once
     shadow_routing_config: Path | None = None
 
     # The console's session cookies are signed with this; unset: a random secret per process

@@ -25,7 +25,13 @@ from router_service.console.access import (
 )
 from router_service.console.pages import render, rules_context
 from router_service.console.session import COOKIE
-from router_service.domain.errors import AuthError, InvalidJson, ValidationFailed
+from router_service.domain.errors import (
+    AuthError,
+    InvalidJson,
+    NotFound,
+    TooManyReplayJobs,
+    ValidationFailed,
+)
 from router_service.observability.logging import get_logger
 from router_service.service.explain import explain_payload
 
@@ -135,8 +141,22 @@ async def replay(request: Request) -> Response:
         raise ValidationFailed("snapshot: preview the replay first")
     rate = replays.rate(form.first("rate"))
     jobs = services(request).replay_jobs
-    job = await jobs.start(flt, by=session.key_name, rate=rate, token=snapshot)
-    jobs.run_in_background(job)
+    try:
+        job, _ = await jobs.launch(flt, by=session.key_name, rate=rate, token=snapshot)
+    except TooManyReplayJobs as exc:  # the same preview again, with why nothing started
+        preview = await jobs.dry_run(flt, snapshot)
+        return render(
+            request,
+            "replay_preview.html",
+            session,
+            exc.status,
+            exc.headers,
+            preview=preview,
+            ids=",".join(str(i) for i in flt.ids or ()),
+            agent=flt.agent or "",
+            kind=flt.kind or "",
+            error=exc.message,
+        )
     audit(session, "replay_started", job=job.id, entries=job.selected, rate_per_s=rate)
     return RedirectResponse(f"/console/replays/{job.id}", 303)
 
@@ -154,6 +174,16 @@ async def cancel(request: Request, job_id: int) -> Response:
 async def resume(request: Request, job_id: int) -> Response:
     """A cancelled or failed job goes on from where it stopped, with the same snapshot."""
     session, _ = await authorised_form(request, ADMIN)
-    job = await services(request).replay_jobs.resume(checked_job_id(job_id), session.key_name)
+    svc = services(request)
+    try:
+        job = await svc.replay_jobs.resume(checked_job_id(job_id), session.key_name)
+    except TooManyReplayJobs as exc:  # the job's page, with why it did not resume
+        found = await svc.store.get_replay_job(job_id)
+        if found is None:
+            raise NotFound(f"no replay job {job_id}") from exc
+        view, error = replays.JobView(found), exc.message
+        return render(
+            request, "replay_job.html", session, exc.status, exc.headers, view=view, error=error
+        )
     audit(session, "replay_resumed", job=job.id, cursor_id=job.progress.cursor_id)
     return RedirectResponse(f"/console/replays/{job.id}", 303)

@@ -38,6 +38,7 @@ def render(
     template: str,
     session: ConsoleSession | None,
     status_code: int = 200,
+    headers: dict[str, str] | None = None,
     **context: Any,
 ) -> Response:
     state = console_state(request)
@@ -47,7 +48,9 @@ def render(
         admin=session is not None and session.can(ADMIN),
         views=views,
     )
-    return state.templates.TemplateResponse(request, template, context, status_code=status_code)
+    return state.templates.TemplateResponse(
+        request, template, context, status_code=status_code, headers=headers
+    )
 
 
 def to_sign_in() -> Response:

@@ -17,6 +17,7 @@
     │   ├── Forbidden               403 forbidden (the key lacks the endpoint's scope)
     │   └── TooManyAuthFailures     429 too_many_auth_failures (per client address)
     ├── SenderOverLimit             429 sender_over_limit (one sender has too many in flight)
+    ├── TooManyReplayJobs           429 too_many_replay_jobs (this process runs all it may)
     ├── Overloaded                  503 overloaded (too many signals in flight; Retry-After)
     ├── NotFound                    404 not_found
     ├── Conflict                    409 in_progress (a duplicate of a signal still in flight)
@@ -148,6 +149,14 @@ class SenderOverLimit(_RetryLater, RouterError):
 
     status = 429
     code = "sender_over_limit"
+
+
+class TooManyReplayJobs(_RetryLater, RouterError):
+    """This process already runs as many background replay jobs as it may at once."""
+
+    status = 429
+    code = "too_many_replay_jobs"
+    retry_after_s = 10
 
 
 class Overloaded(_RetryLater, RouterError):

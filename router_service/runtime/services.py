@@ -209,7 +209,9 @@ def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics)
         backlog=backlog,
         intake=Intake(ctx),
         replayer=replayer,
-        replay_jobs=ReplayJobs(ctx, replayer, lease_s=settings.replay_job_lease_s),
+        replay_jobs=ReplayJobs(
+            ctx, replayer, lease_s=settings.replay_job_lease_s, max_jobs=settings.replay_max_jobs
+        ),
         sweeper=Sweeper(ctx, concurrency=settings.sweep_concurrency),
         owner=owner,
         senders=SenderLimiter(settings.sender_max_in_flight),

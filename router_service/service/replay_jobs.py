@@ -29,6 +29,7 @@ from router_service.domain.errors import (
     NotFound,
     Overloaded,
     StorageError,
+    TooManyReplayJobs,
     ValidationFailed,
 )
 from router_service.domain.signal import canonical_json, sha256_hex
@@ -46,7 +47,8 @@ BATCH = 50
 SAMPLE = 10
 # A selection this small, unpaced, is replayed within the request; larger ones in the background.
 INLINE_MAX = 100
-# Jobs one process runs at once (each is paced; more would only share the same agents).
+# Background jobs one process runs at once, by default (each is paced; more would only share
+# the same agents, and each paced wait reads the store every ``CANCEL_CHECK_S``).
 MAX_LOCAL_JOBS = 4
 _MAX_LEASE_S = 3600.0
 # A paced job's pace (entries per second), whoever starts it: the API, the console, the CLI.
@@ -104,6 +106,7 @@ class ReplayJobs:
         replayer: Replayer,
         *,
         lease_s: float,
+        max_jobs: int = MAX_LOCAL_JOBS,
     ) -> None:
         self._store, self._routing = ctx.store, ctx.routing
         self._owner, self._deadline_s = ctx.owner, ctx.deadline_s
@@ -111,7 +114,9 @@ class ReplayJobs:
         self._audit = ctx.events  # audit lines and replay attempts go to the events sink
         self._circuits = ctx.dispatcher.circuit_states
         self._lease_s = lease_s
+        self._max_jobs = max_jobs
         self.running: dict[int, asyncio.Task[ReplayJobRecord | None]] = {}
+        self._starting = 0  # jobs being started (surveyed, recorded), each with its slot held
         # Set by ``cancel`` for a job this process runs: wakes its pace's wait at once.
         self._cancelled: dict[int, asyncio.Event] = {}
 
@@ -190,6 +195,41 @@ class ReplayJobs:
             max=max_entries,
         )
         return job
+
+    async def launch(
+        self,
+        flt: DeadLetterFilter,
+        *,
+        by: str,
+        rate: float | None = None,
+        max_entries: int | None = None,
+        token: str | None = None,
+        background: bool = True,
+    ) -> tuple[ReplayJobRecord, bool]:
+        """``start`` and run a job for a client of this process: within the call when it is
+        small and unpaced and not asked for in the ``background`` (returns the job as it ended
+        and True), else in the background (the job as started, False). A slot is held from the
+        start: past ``max_jobs`` running here, ``TooManyReplayJobs`` and nothing is recorded."""
+        self._hold_slot()
+        try:
+            job = await self.start(flt, by=by, rate=rate, max_entries=max_entries, token=token)
+        finally:
+            self._starting -= 1
+        if rate is None and not background and job.selected <= INLINE_MAX:
+            return (await self.run(job)) or job, True
+        self.run_in_background(job)
+        return job, False
+
+    def _hold_slot(self) -> None:
+        """Count a job in, or refuse it: each running job's paced wait reads the store every
+        ``CANCEL_CHECK_S`` and its batches take scan slots, so one client's loop of starts
+        would take the pool from everyone else."""
+        if len(self.running) + self._starting >= self._max_jobs:
+            raise TooManyReplayJobs(
+                f"this process runs {self._max_jobs} replay jobs, the most it runs at once "
+                "(REPLAY_MAX_JOBS); wait for one to finish, or cancel one"
+            )
+        self._starting += 1
 
     def run_in_background(self, job: ReplayJobRecord) -> None:
         task = asyncio.create_task(self.run(job))
@@ -321,21 +361,35 @@ class ReplayJobs:
         return job
 
     async def resume(self, job_id: int, by: str) -> ReplayJobRecord:
-        job = await self._store.resume_replay_job(job_id, self._owner, self._lease_s)
+        try:
+            self._hold_slot()
+        except TooManyReplayJobs:
+            await self._why_not_resumable(job_id)  # a missing or finished job says so first
+            raise
+        try:
+            job = await self._store.resume_replay_job(job_id, self._owner, self._lease_s)
+        finally:
+            self._starting -= 1
         if job is None:
-            found = await self._store.get_replay_job(job_id)
-            if found is None:
-                raise NotFound(f"no replay job {job_id}")
-            raise InvalidState(
-                f"replay job {job_id} is {found.state}; only cancelled or failed jobs resume"
-            )
+            await self._why_not_resumable(job_id)
+            raise InvalidState(f"replay job {job_id} changed state meanwhile; try again")
         self._audit.audit("replay.resumed", job_id=job_id, by=by, cursor_id=job.progress.cursor_id)
         self.run_in_background(job)
         return job
 
+    async def _why_not_resumable(self, job_id: int) -> None:
+        """``NotFound`` or ``InvalidState`` when the job is missing or not cancelled or failed."""
+        found = await self._store.get_replay_job(job_id)
+        if found is None:
+            raise NotFound(f"no replay job {job_id}")
+        if found.state not in ("cancelled", "failed"):
+            raise InvalidState(
+                f"replay job {job_id} is {found.state}; only cancelled or failed jobs resume"
+            )
+
     async def take_over_once(self) -> int:
         """Run a job whose runner died (its lease ran out), if any; for ``run_every``."""
-        if len(self.running) >= MAX_LOCAL_JOBS:
+        if len(self.running) + self._starting >= self._max_jobs:
             return 0
         job = await self._store.take_over_replay_job(self._owner, self._lease_s)
         if job is None:

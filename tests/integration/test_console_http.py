@@ -568,3 +568,45 @@ def test_a_sign_in_from_the_consoles_own_page_is_taken(
             "/console/sign-in", data={"api_key": "reader-key"}, headers=headers
         )
         assert answer.status_code == 303, headers
+
+
+def test_a_full_process_shows_the_preview_or_the_job_again_with_why_nothing_started(
+    new_client: Callable[[], httpx.Client], agents: RunningAgents
+) -> None:
+    """``REPLAY_MAX_JOBS`` (4) jobs running: the console's start and resume answer 429 with the
+    page the operator was on and the reason, not a JSON error."""
+    api = admin_api(new_client)
+    park(api, agents, 6)
+    client, csrf = signed_in(new_client, "admin-key")
+    _, snapshot = preview(client, csrf, kind="one")
+
+    def start_by_api() -> int:
+        started = api.post("/dlq/replay", json={"kind": "one", "rate": 0.01})
+        assert started.status_code == 202, started.text
+        return int(started.json()["job"]["id"])
+
+    jobs = [start_by_api() for _ in range(4)]  # each sends one entry, then waits 100 s
+    refused = client.post(
+        "/console/dead-letters/replay",
+        data={"csrf": csrf, "kind": "one", "agent": "", "snapshot": snapshot, "rate": "1"},
+    )
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "10"
+    assert refused.headers["content-type"].startswith("text/html")
+    assert 'id="replay-error"' in refused.text
+    assert "runs 4 replay jobs, the most it runs at once" in html.unescape(refused.text)
+    assert 'name="snapshot" value="' in refused.text  # the same preview, to try again from
+    assert len(api.get("/dlq/replays").json()["items"]) == 4
+
+    assert client.post(f"/console/replays/{jobs[0]}/cancel", data={"csrf": csrf}).is_redirect
+    wait_for_job(api, jobs[0], "cancelled")
+    jobs.append(start_by_api())
+    not_resumed = client.post(f"/console/replays/{jobs[0]}/resume", data={"csrf": csrf})
+    assert not_resumed.status_code == 429
+    assert 'id="resume-error"' in not_resumed.text
+    assert 'id="job-state">cancelled<' in not_resumed.text
+
+    for job_id in jobs[1:]:
+        assert api.post(f"/dlq/replays/{job_id}/cancel").status_code == 200
+    for job_id in jobs:
+        wait_for_job(api, job_id, "cancelled")

@@ -396,3 +396,52 @@ def test_a_job_the_busy_pool_interrupts_is_taken_over_not_failed(
     assert final["state"] == "done", final
     assert final["counts"]["succeeded"] == 4
     assert pending(database_url) == 0
+
+
+def test_a_process_runs_at_most_its_jobs_and_refuses_one_more_with_a_429(
+    client: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    """Every running job reads the store while it waits for its next entry, and its batches take
+    scan slots: a client's loop of starts (a script that retries, say) took the pool from every
+    other client. A process runs ``REPLAY_MAX_JOBS`` (4 by default) at once."""
+    park(client, agents, 6, sender="cap")
+
+    def start() -> httpx.Response:
+        return client.post("/dlq/replay", json={"sender_id": "cap", "rate": 0.01})
+
+    def state(job_id: int) -> str:
+        return str(client.get(f"/dlq/replays/{job_id}").json()["state"])
+
+    jobs = []
+    for _ in range(4):  # each sends one entry, then waits 100 s for its next
+        started = start()
+        assert started.status_code == 202, started.text
+        jobs.append(started.json()["job"]["id"])
+    recorded = len(client.get("/dlq/replays", params={"limit": 500}).json()["items"])
+    refused = start()
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "too_many_replay_jobs"
+    assert refused.headers["retry-after"] == "10"
+    assert len(client.get("/dlq/replays", params={"limit": 500}).json()["items"]) == recorded
+    assert all(state(job_id) == "running" for job_id in jobs)
+    dry_run = client.post("/dlq/replay", json={"sender_id": "cap", "dry_run": True})
+    assert dry_run.status_code == 200  # a preview runs nothing
+
+    assert client.post(f"/dlq/replays/{jobs[0]}/cancel").status_code == 200
+    wait_for(lambda: state(jobs[0]) == "cancelled")
+    fifth = wait_for(lambda: (answer := start()).status_code == 202 and answer)
+    jobs.append(fifth.json()["job"]["id"])
+    resumed = client.post(f"/dlq/replays/{jobs[0]}/resume")
+    assert resumed.status_code == 429, resumed.text
+    assert state(jobs[0]) == "cancelled"
+    # What would not resume anyway says so first.
+    assert client.post("/dlq/replays/999999/resume").status_code == 404
+    assert client.post(f"/dlq/replays/{jobs[1]}/resume").status_code == 409  # running
+
+    for job_id in jobs[1:]:
+        assert client.post(f"/dlq/replays/{job_id}/cancel").status_code == 200
+    wait_for(lambda: all(state(job_id) == "cancelled" for job_id in jobs))
+    finished = client.post("/dlq/replay", json={"sender_id": "cap"})  # small: within the call
+    assert finished.status_code == 200, finished.text
+    assert finished.json()["job"]["state"] == "done"
+    assert pending(database_url) == 0
