@@ -95,6 +95,7 @@ def test_quick_soak_writes_its_table_and_verdict_into_a_copy_of_the_report(
     assert "closed loop at 8 connections:" in verdict
     assert "open loop at 200 req/s:" in verdict
     # What the closed loop dirtied was written back before the open loop began.
+    assert re.search(r"^- CHECKPOINT before the load: [\d.]+ s$", section, re.M), section
     assert re.search(r"^- CHECKPOINT between the phases: [\d.]+ s$", section, re.M), section
     name = re.search(r"`(router_soak_[0-9a-f]+)`", section)
     assert name is not None

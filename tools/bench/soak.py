@@ -305,23 +305,23 @@ def describe(window: Window) -> str:
     return text + f", RSS {window.rss_mb:.1f} MB"
 
 
-def settle(url: str) -> str:
-    """``CHECKPOINT`` on the soak's server: what one phase dirtied is on disk before the next
-    phase starts, so a phase's first window does not pay the last one's writes. Says what it
+def settle(url: str, when: str) -> str:
+    """``CHECKPOINT`` on the soak's server before a phase: what was dirtied before it (the
+    previous phase's writes, or, before the first, the new database's and whatever else the
+    machine wrote last) is on disk, so that its first window does not pay for it. Says what it
     did, for the report's notes."""
     started = time.monotonic()
     try:
         asyncio.run(server_statement(url, "CHECKPOINT"))
     except (OSError, asyncpg.PostgresError) as exc:
-        return f"no CHECKPOINT between the phases: {type(exc).__name__}: {exc}"
-    return f"CHECKPOINT between the phases: {time.monotonic() - started:.1f} s"
+        return f"no CHECKPOINT {when}: {type(exc).__name__}: {exc}"
+    return f"CHECKPOINT {when}: {time.monotonic() - started:.1f} s"
 
 
 def _phases(soak: Soak, result: SoakResult) -> None:
     for number, phase in enumerate(p for p in PHASES if soak.plan.windows(p)):
-        if number:
-            result.notes.append(settle(soak.url))
-            _log(result.notes[-1])
+        result.notes.append(settle(soak.url, "between the phases" if number else "before the load"))
+        _log(result.notes[-1])
         for index in range(1, soak.plan.windows(phase) + 1):
             window = soak.window(phase, index)
             result.windows.append(window)
