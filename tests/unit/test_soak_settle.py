@@ -19,7 +19,7 @@ REQUESTED = "SELECT checkpoints_req FROM pg_stat_bgwriter"
 def test_settle_runs_a_checkpoint_and_reports_its_time() -> None:
     before = int(asyncio.run(server_statement(PG_ADMIN, REQUESTED)))
     note = settle(PG_ADMIN, "between the phases")
-    assert re.fullmatch(r"CHECKPOINT between the phases: \d+\.\d s", note), note
+    assert re.fullmatch(r"sync and CHECKPOINT between the phases: \d+\.\d s", note), note
     assert int(asyncio.run(server_statement(PG_ADMIN, REQUESTED))) > before
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import shutil
 import sys
@@ -306,16 +307,17 @@ def describe(window: Window) -> str:
 
 
 def settle(url: str, when: str) -> str:
-    """``CHECKPOINT`` on the soak's server before a phase: what was dirtied before it (the
-    previous phase's writes, or, before the first, the new database's and whatever else the
-    machine wrote last) is on disk, so that its first window does not pay for it. Says what it
-    did, for the report's notes."""
+    """``sync`` and ``CHECKPOINT`` on the soak's server before a phase: what was dirtied before
+    it (the previous phase's writes, or, before the first, the new database's and whatever else
+    the machine wrote last) is on disk, so that its first window does not pay for it. Says what
+    it did, for the report's notes."""
     started = time.monotonic()
+    os.sync()
     try:
         asyncio.run(server_statement(url, "CHECKPOINT"))
     except (OSError, asyncpg.PostgresError) as exc:
         return f"no CHECKPOINT {when}: {type(exc).__name__}: {exc}"
-    return f"CHECKPOINT {when}: {time.monotonic() - started:.1f} s"
+    return f"sync and CHECKPOINT {when}: {time.monotonic() - started:.1f} s"
 
 
 def _phases(soak: Soak, result: SoakResult) -> None:

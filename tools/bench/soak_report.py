@@ -47,14 +47,14 @@ signal, nothing warmed up. The closed loop runs wrk once per window, back to bac
 once per run); the open loop runs the project's load generator once per window (request *i* due
 at *i*/rate, latency from that intended time). Between two windows the load pauses for the
 readings and the next tool's start, about a second; the requests still in flight at a window's
-end are answered before the next one starts. Before each phase the harness runs `CHECKPOINT`,
-so that a phase's first window does not write back what was dirtied before it: the closed
-loop's pages for the open loop, and for the closed loop the new database's and whatever else
-the machine wrote last (a soak right after an install had its first minute's p99 at 19 ms
-against 5 ms in every other, with a 66 ms flush); the time each took, in the notes, says how
-much was left. The verdict compares
-each phase's last window with its first: throughput within ±10 %, p99 within 1.5x either way
-(a first window much slower than the last is no stable start either)."""
+end are answered before the next one starts. Before each phase the harness runs `sync` and
+`CHECKPOINT`, so that a phase's first window does not write back what was dirtied before it:
+the closed loop's pages for the open loop, and for the closed loop the new database's and
+whatever else the machine wrote last (a soak right after an install had its first minute's
+p99 at 19 ms against 5 ms in every other, with a 66 ms flush); the time each took, in the
+notes, says how much was left. The verdict compares each phase's last window with its first:
+throughput within ±10 %, p99 within 1.5x either way (a first window much slower than the last
+is no stable start either)."""
 
 COLUMNS = """\
 - **req/s, p50, p99**: what the load tool saw in that window (answers per second; latency
