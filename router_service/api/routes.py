@@ -21,7 +21,7 @@ from router_service.api.schemas import (
     RouteResponse,
     inline_schema,
     parse_rfc3339,
-    utc_bound,
+    query_bound,
 )
 from router_service.domain.errors import (
     AuthError,
@@ -189,6 +189,8 @@ def dead_letter_item(entry: DeadLetterRecord) -> dict[str, Any]:
 
 
 LogStatus = Literal["in_progress", "delivered", "partial", "dead_lettered"]
+BOUND = "RFC 3339 date-time with an offset; since is inclusive, until exclusive"
+BOUND_EXAMPLE = "2026-01-01T12:00:00Z"
 
 
 @router.get("/logs", dependencies=[scoped("logs:read")], responses=ERRORS)
@@ -197,8 +199,8 @@ async def list_logs(
     sender_id: str | None = None,
     kind: str | None = None,
     status: LogStatus | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[str | None, Query(description=BOUND, examples=[BOUND_EXAMPLE])] = None,
+    until: Annotated[str | None, Query(description=BOUND, examples=[BOUND_EXAMPLE])] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> Response:
@@ -206,17 +208,13 @@ async def list_logs(
         sender_id=sender_id,
         kind=kind,
         status=status,
-        since=_utc(since, "since"),
-        until=_utc(until, "until"),
+        since=query_bound(since, "since"),
+        until=query_bound(until, "until"),
         limit=limit,
         cursor=cursor,
     )
     page = await services(request).store.list_logs(query)
     return page_response([_log_item(r) for r in page.items], page.next_cursor)
-
-
-def _utc(moment: datetime | None, name: str) -> datetime | None:
-    return None if moment is None else utc_bound(moment, name)
 
 
 @router.get("/logs/{log_id:path}", dependencies=[scoped("logs:read")], responses=ERRORS)

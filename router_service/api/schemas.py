@@ -38,17 +38,18 @@ _RFC3339 = re.compile(
 )
 
 
-def parse_rfc3339(value: str) -> datetime:
-    """An RFC 3339 timestamp with an offset (``Z`` or ``±hh:mm``), in UTC."""
+def parse_rfc3339(value: str, name: str = "timestamp") -> datetime:
+    """An RFC 3339 timestamp with an offset (``Z`` or ``±hh:mm``), in UTC; the errors name
+    ``name``."""
     if _RFC3339.fullmatch(value) is None:
         raise ValueError(
-            "timestamp must be an RFC 3339 date-time with an offset, e.g. 2026-01-01T12:00:00Z"
+            f"{name} must be an RFC 3339 date-time with an offset, e.g. 2026-01-01T12:00:00Z"
         )
     try:
         moment = datetime.fromisoformat(value.upper())  # "t" and "z" may be lower case
     except ValueError as exc:  # a month 13, a second 60
-        raise ValueError(f"timestamp is not a valid date-time: {exc}") from exc
-    return in_utc(moment, "timestamp")
+        raise ValueError(f"{name} is not a valid date-time: {exc}") from exc
+    return in_utc(moment, name)
 
 
 def in_utc(moment: datetime, name: str) -> datetime:
@@ -69,6 +70,17 @@ def utc_bound(moment: datetime, name: str) -> datetime:
     """``in_utc`` for a filter's bound read outside a schema: a ``ValidationFailed`` (422)."""
     try:
         return in_utc(moment, name)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from exc
+
+
+def query_bound(text: str | None, name: str) -> datetime | None:
+    """A query's time bound: RFC 3339 with an offset, as in every body (a lax reading took
+    ``since=2027`` for Unix second 2027 and a bare date for its midnight in UTC); 422 else."""
+    if text is None:
+        return None
+    try:
+        return parse_rfc3339(text, name)
     except ValueError as exc:
         raise ValidationFailed(str(exc)) from exc
 

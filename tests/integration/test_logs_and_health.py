@@ -69,6 +69,13 @@ def test_logs_reject_bad_parameters(client: httpx.Client) -> None:
     assert client.get("/logs", params={"limit": 0}).status_code == 422
     assert client.get("/logs", params={"limit": 501}).status_code == 422
     assert client.get("/logs", params={"since": "not a date"}).status_code == 422
+    # RFC 3339 with an offset, as in every body: a lax reading took 2027 for Unix second 2027
+    # (every signal since 1970) and a date or a time without an offset for UTC's.
+    for lax in ("2027", "1700000000", "-1", "2026-12-05", "2026-12-05T06:00:00"):
+        for bound in ("since", "until"):
+            refused = client.get("/logs", params={bound: lax})
+            assert refused.status_code == 422, (bound, lax, refused.text)
+            assert refused.json()["error"]["message"].startswith(f"{bound} must be an RFC 3339")
     assert client.get("/logs", params={"cursor": "garbage!"}).status_code == 422
     assert client.get("/logs", params={"status": "bogus"}).status_code == 422
 
