@@ -18,6 +18,7 @@ import orjson
 
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.safe_regex import compile_searches
+from router_service.service.records import StoredJson
 
 # A run of 19 digits may be an integer orjson cannot hold (beyond -2**63 .. 2**64-1). It may
 # also sit inside a string: then the exact path is merely a little slower. Looked for with RE2:
@@ -28,12 +29,28 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def dumps(value: Any) -> bytes:
+    """JSON bytes; a ``StoredJson`` inside goes out as it was stored, not parsed again."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=_as_stored)
     except TypeError:
         # allow_nan=False: never write Infinity/NaN, which are not JSON.
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_parsed
+        )
         return text.encode()
+
+
+def _as_stored(value: Any) -> Any:
+    if type(value) is StoredJson:
+        return orjson.Fragment(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _parsed(value: Any) -> Any:
+    """The standard library cannot write a text as it is: it writes what the text holds."""
+    if type(value) is StoredJson:
+        return loads(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 # orjson writes no deeper than this; past it ``dumps`` falls back to the standard library, whose

@@ -20,6 +20,7 @@ from router_service.api.routes import (
 )
 from router_service.api.schemas import ReplayRequest, parse_rfc3339
 from router_service.domain.errors import NotFound
+from router_service.page_work import off_loop
 from router_service.runtime.services import Services
 from router_service.service.records import DeadLetterFilter, ReplayJobRecord
 from router_service.service.replay_jobs import DryRun
@@ -87,7 +88,7 @@ async def replay_selection(svc: Services, body: ReplayRequest, key: ApiKey) -> R
         svc.telemetry.audit(
             "replay.dry_run", by=key.name, filter=flt.as_dict(), count=preview.count
         )
-        return json_response(dry_run_body(preview))
+        return await off_loop(lambda: json_response(dry_run_body(preview)))  # payloads
     limit = body.max if body.max is not None else body.limit
     job, finished = await jobs.launch(
         flt,

@@ -94,6 +94,7 @@ async def signals(
         until=views.moment(until, "until"),
         limit=PAGE_SIZE,
         cursor=views.optional(cursor),
+        stored_json=True,  # the list shows no payload: none is parsed
     )
     page = await services(request).store.list_logs(query)
     next_params = {**dict(request.query_params), "cursor": page.next_cursor or ""}
@@ -118,8 +119,8 @@ async def signal(request: Request, log_id: str) -> Response:
     if record is None:
         raise NotFound(f"no signal with log_id {log_id[:128]!r}")
     letters = await svc.store.list_dead_letters(
-        DeadLetterQuery(status=None, log_id=log_id, limit=100)
-    )
+        DeadLetterQuery(status=None, log_id=log_id, limit=100, stored_json=True)
+    )  # the table shows no payload
     version = svc.routing.current()
     # Which rule the active rules would pick now: worth a look when the version has changed.
     now = explain_payload(version, record.payload) if isinstance(record.payload, dict) else None
@@ -155,6 +156,7 @@ async def dead_letters(
         kind=views.optional(kind),
         limit=PAGE_SIZE,
         cursor=views.optional(cursor),
+        stored_json=True,  # the list shows no payload: none is parsed
     )
     store = services(request).store
     page = await store.list_dead_letters(query)

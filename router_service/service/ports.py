@@ -35,7 +35,10 @@ class ReplayJobStore(Protocol):
 
     async def select_dead_letters(
         self, flt: DeadLetterFilter, *, after_id: int, limit: int
-    ) -> list[DeadLetterRecord]: ...
+    ) -> list[DeadLetterRecord]:
+        """The selection's entries after ``after_id``, payload and metadata as ``StoredJson``:
+        a job's batch needs their ids, a dry run's sample is written out as it is."""
+        ...
 
     async def create_replay_job(
         self,

@@ -12,6 +12,28 @@ from typing import Any, Generic, TypeVar
 from router_service.domain.outcome import Status
 
 
+class StoredJson:
+    """A JSON value as the store holds it, not parsed: what a page read with ``stored_json``
+    carries, written into the answer as it is (``jsonwire.dumps``). Parsing a page's payloads
+    and writing them again cost about 36 ms a MB of dense JSON, and the objects it made held
+    the event loop in the collector's full passes (200-700 ms each). Not a dataclass: orjson
+    would write a dataclass as an object of its fields."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredJson) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"StoredJson({self.text[:60]!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     """One row of the signal log, as the service and the API see it."""
@@ -28,7 +50,7 @@ class LogRecord:
     mode: str
     routed_agents: list[str]
     status: Status
-    results: list[dict[str, Any]] | None
+    results: Any  # the agents' results (a list), None before the outcome; or StoredJson
     response: Any
     latency_ms: float | None
     created_at: datetime
@@ -70,6 +92,8 @@ class LogQuery:
     until: datetime | None = None
     limit: int = 50
     cursor: str | None = None
+    # payload, metadata, results and response as ``StoredJson``: a page written out as it is
+    stored_json: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +105,7 @@ class DeadLetterQuery:
     cursor: str | None = None
     log_id: str | None = None  # one signal's entries (the console's signal page)
     ids: tuple[int, ...] | None = None  # exactly these entries (the console's selection)
+    stored_json: bool = False  # payload and metadata as ``StoredJson`` (``LogQuery``'s)
 
 
 @dataclass(frozen=True, slots=True)

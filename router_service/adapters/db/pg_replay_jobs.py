@@ -75,7 +75,7 @@ class PgReplayJobs:
         rows = await self._pool.run(
             "select_dead_letters", lambda conn: conn.fetch(statement, *params)
         )
-        return [dead_letter_record(r, decode_json_text) for r in rows]
+        return [dead_letter_record(r, decode_json_text, stored=True) for r in rows]
 
     async def create_replay_job(
         self,

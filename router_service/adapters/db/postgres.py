@@ -41,6 +41,7 @@ from router_service.domain.errors import StorageError
 from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
+from router_service.page_work import off_loop
 from router_service.service.records import (
     Claim,
     DeadLetterQuery,
@@ -228,7 +229,8 @@ class PgStore(PgReplayJobs):
         where.add("(s.created_at, s.log_id) >= ({0}, {1})", last["created_at"], last["log_id"])
         statement = sql.LIST_LOGS_HEAD + where.text + sql.LIST_LOGS_TAIL.format(limit=taken)
         rows = await self._pool.run("list_logs", lambda conn: conn.fetch(statement, *where.params))
-        items = [log_record(r, decode_json_text) for r in rows]
+        stored = query.stored_json
+        items = await off_loop(lambda: [log_record(r, decode_json_text, stored) for r in rows])
         return Page(items, log_cursor(items[-1]) if more and items else None)
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> Page[DeadLetterRecord]:
@@ -266,7 +268,10 @@ class PgStore(PgReplayJobs):
         rows = await self._pool.run(
             "list_dead_letters", lambda conn: conn.fetch(statement, *where.params)
         )
-        items = [dead_letter_record(r, decode_json_text) for r in rows]
+        stored = query.stored_json
+        items = await off_loop(
+            lambda: [dead_letter_record(r, decode_json_text, stored) for r in rows]
+        )
         return Page(items, encode_cursor(items[-1].id) if more and items else None)
 
     async def claim_dead_letters(
@@ -299,7 +304,7 @@ class PgStore(PgReplayJobs):
         rows = await self._pool.run(
             "claim_dead_letters", lambda conn: conn.fetch(statement, *params)
         )
-        return [dead_letter_record(r, decode_json_text) for r in rows]
+        return await off_loop(lambda: [dead_letter_record(r, decode_json_text) for r in rows])
 
     async def finish_replay(
         self,
@@ -374,7 +379,7 @@ class PgStore(PgReplayJobs):
         self._sweep_floor.swept(
             cutoff=now, lease_s=lease_s, picked=len(rows), limit=limit, full=floor is None
         )
-        records = (log_record(r, decode_json_text) for r in rows)
+        records = await off_loop(lambda: [log_record(r, decode_json_text) for r in rows])
         return [record for record in records if record.status is Status.IN_PROGRESS]
 
     async def release_leases(self, owner: str) -> int:

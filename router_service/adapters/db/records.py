@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from router_service.domain.errors import ValidationFailed
 from router_service.domain.outcome import Status
 from router_service.jsonwire import dumps, loads
+from router_service.page_work import off_loop
 from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
@@ -24,6 +25,7 @@ from router_service.service.records import (
     ReplayAttemptRecord,
     ReplayJobProgress,
     ReplayJobRecord,
+    StoredJson,
 )
 
 _NUL = b"\\u0000"
@@ -81,6 +83,33 @@ def already_decoded(value: Any) -> Any:
     return value
 
 
+def stored_json(value: Any) -> StoredJson | None:
+    """A JSON column's text as it is (``StoredJson``), not parsed; None stays None."""
+    return None if value is None else StoredJson(value)
+
+
+R = TypeVar("R")
+
+
+class BufferedRows(Protocol):
+    """A SQLAlchemy result whose rows the driver has fetched (aiosqlite fetches them all)."""
+
+    def mappings(self) -> Any: ...
+
+
+async def records_off_loop(
+    result: BufferedRows,
+    make: Callable[[Mapping[Any, Any], Decode, bool], R],
+    stored: bool = False,
+) -> list[R]:
+    """The records of a SQLite result, made on the page thread (``page_work``): SQLAlchemy
+    decodes the JSON columns as it builds the rows (those selected as text stay text, for
+    ``stored``), and ``make`` the payload."""
+    return await off_loop(
+        lambda: [make(row, already_decoded, stored) for row in result.mappings().all()]
+    )
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 
@@ -118,23 +147,26 @@ def dead_letter_cursor_bound(cursor: str) -> int:
     return after
 
 
-def log_record(row: Mapping[Any, Any], decode: Decode) -> LogRecord:
-    """``decode`` turns a JSON column as the driver returns it into Python values."""
+def log_record(row: Mapping[Any, Any], decode: Decode, stored: bool = False) -> LogRecord:
+    """``decode`` turns a JSON column as the driver returns it into Python values. ``stored``:
+    the payload, metadata, results and response as stored (``StoredJson``), for a page written
+    out as it is; the row then holds those columns as text on both backends."""
+    kept = stored_json if stored else decode
     return LogRecord(
         log_id=row["log_id"],
         trace_id=row["trace_id"],
         sender_id=row["sender_id"],
         payload_hash=row["payload_hash"],
-        payload=loads(row["payload"]),  # exact for integers beyond 64 bits, orjson's speed else
-        metadata=decode(row["metadata"]),
+        payload=_payload(row["payload"], stored),
+        metadata=kept(row["metadata"]),
         signal_ts=aware(row["signal_ts"]) or utcnow(),
         kind=row["kind"],
         rule=row["rule"],
         mode=row["mode"],
         routed_agents=list(decode(row["routed_agents"])),
         status=Status(row["status"]),
-        results=decode(row["results"]),
-        response=decode(row["response"]),
+        results=kept(row["results"]),
+        response=kept(row["response"]),
         latency_ms=row["latency_ms"],
         created_at=aware(row["created_at"]) or utcnow(),
         updated_at=aware(row["updated_at"]) or utcnow(),
@@ -142,14 +174,23 @@ def log_record(row: Mapping[Any, Any], decode: Decode) -> LogRecord:
     )
 
 
-def dead_letter_record(row: Mapping[Any, Any], decode: Decode) -> DeadLetterRecord:
+def _payload(text: str, stored: bool) -> Any:
+    """The payload column is text on both backends: exact for integers beyond 64 bits,
+    orjson's speed else; or as stored."""
+    return StoredJson(text) if stored else loads(text)
+
+
+def dead_letter_record(
+    row: Mapping[Any, Any], decode: Decode, stored: bool = False
+) -> DeadLetterRecord:
+    kept = stored_json if stored else decode
     return DeadLetterRecord(
         id=row["id"],
         log_id=row["log_id"],
         agent=row["agent"] or None,
         kind=row["kind"],
         mode=row["mode"],
-        payload=loads(row["payload"]),
+        payload=_payload(row["payload"], stored),
         error=row["error"],
         attempts=row["attempts"],
         replay_count=row["replay_count"],
@@ -157,7 +198,7 @@ def dead_letter_record(row: Mapping[Any, Any], decode: Decode) -> DeadLetterReco
         created_at=aware(row["created_at"]) or utcnow(),
         last_attempt_at=aware(row["last_attempt_at"]),
         sender_id=row["sender_id"],
-        metadata=decode(row["metadata"]),
+        metadata=kept(row["metadata"]),
         signal_ts=aware(row["signal_ts"]),
         trace_id=row["trace_id"],
     )

@@ -32,10 +32,12 @@ from router_service.adapters.db.records import (
     log_cursor,
     log_cursor_bound,
     log_record,
+    records_off_loop,
     text_column,
     utcnow,
 )
 from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
+from router_service.adapters.db.sqlite_replay_jobs import as_stored
 from router_service.adapters.db.sqlite_writer import SqliteWriter
 from router_service.adapters.db.tables import (
     dead_letters,
@@ -271,9 +273,10 @@ class SqliteStore(SqliteDeadLetters):
             first, last = sizes[0], sizes[taken - 1]
             conditions.append(tuple_(signals.c.created_at, signals.c.log_id) <= tuple_(*first[:2]))
             conditions.append(tuple_(signals.c.created_at, signals.c.log_id) >= tuple_(*last[:2]))
-            statement = select(signals).where(*conditions).order_by(*newest_first).limit(taken)
-            rows = (await conn.execute(statement)).mappings().all()
-        items = [log_record(r, already_decoded) for r in rows]
+            columns = as_stored(signals.c) if query.stored_json else signals.c
+            statement = select(*columns).where(*conditions).order_by(*newest_first).limit(taken)
+            found = await conn.execute(statement)
+            items = await records_off_loop(found, log_record, query.stored_json)
         return Page(items, log_cursor(items[-1]) if more and items else None)
 
     async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]:
@@ -296,19 +299,13 @@ class SqliteStore(SqliteDeadLetters):
             taken = [tuple(r) for r in (await conn.execute(take)).all()]
             if not taken:
                 return []
-            rows = (
-                (
-                    await conn.execute(
-                        select(signals).where(
-                            tuple_(signals.c.created_at, signals.c.log_id).in_(taken),
-                            signals.c.status == Status.IN_PROGRESS.value,
-                        )
-                    )
+            found = await conn.execute(
+                select(signals).where(
+                    tuple_(signals.c.created_at, signals.c.log_id).in_(taken),
+                    signals.c.status == Status.IN_PROGRESS.value,
                 )
-                .mappings()
-                .all()
             )
-        return [log_record(r, already_decoded) for r in rows]
+            return await records_off_loop(found, log_record)
 
     async def release_leases(self, owner: str) -> int:
         """On shutdown: what this process leaves unfinished is reclaimable at once elsewhere."""

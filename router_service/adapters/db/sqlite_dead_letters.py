@@ -13,16 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router_service.adapters.db.page_size import rows_that_fit
 from router_service.adapters.db.records import (
-    already_decoded,
     dead_letter_cursor_bound,
     dead_letter_record,
     encode_cursor,
     merged_replay,
+    records_off_loop,
     replayed_entry,
     text_column,
     utcnow,
 )
-from router_service.adapters.db.sqlite_replay_jobs import DLQ_COLUMNS, SqliteReplayJobs
+from router_service.adapters.db.sqlite_replay_jobs import (
+    DLQ_COLUMNS,
+    DLQ_STORED_COLUMNS,
+    SqliteReplayJobs,
+)
 from router_service.adapters.db.tables import (
     dead_letters,
     dead_letters_with_signals,
@@ -66,15 +70,16 @@ class SqliteDeadLetters(SqliteReplayJobs):
             if not taken:
                 return Page([], None)
             conditions.append(dead_letters.c.id.between(sizes[0].id, sizes[taken - 1].id))
+            columns = DLQ_STORED_COLUMNS if query.stored_json else DLQ_COLUMNS
             statement = (
-                select(*DLQ_COLUMNS)
+                select(*columns)
                 .select_from(dead_letters_with_signals())
                 .where(*conditions)
                 .order_by(dead_letters.c.id)
                 .limit(taken)
             )
-            rows = (await conn.execute(statement)).mappings().all()
-        items = [dead_letter_record(r, already_decoded) for r in rows]
+            found = await conn.execute(statement)
+            items = await records_off_loop(found, dead_letter_record, query.stored_json)
         return Page(items, encode_cursor(items[-1].id) if more and items else None)
 
     async def claim_dead_letters(
@@ -117,19 +122,13 @@ class SqliteDeadLetters(SqliteReplayJobs):
             claimed = [r[0] for r in (await conn.execute(claim)).all()]
             if not claimed:
                 return []
-            rows = (
-                (
-                    await conn.execute(
-                        select(*DLQ_COLUMNS)
-                        .select_from(dead_letters_with_signals())
-                        .where(dead_letters.c.id.in_(claimed))
-                        .order_by(dead_letters.c.id)
-                    )
-                )
-                .mappings()
-                .all()
+            found = await conn.execute(
+                select(*DLQ_COLUMNS)
+                .select_from(dead_letters_with_signals())
+                .where(dead_letters.c.id.in_(claimed))
+                .order_by(dead_letters.c.id)
             )
-        return [dead_letter_record(r, already_decoded) for r in rows]
+            return await records_off_loop(found, dead_letter_record)
 
     async def finish_replay(
         self,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Text,
     and_,
     case,
     exists,
@@ -16,15 +18,16 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router_service.adapters.db.records import (
-    already_decoded,
     as_utc,
     dead_letter_record,
     filter_column,
+    records_off_loop,
     replay_attempt_record,
     replay_job_record,
     text_column,
@@ -55,6 +58,16 @@ DLQ_COLUMNS = (
     signals.c.signal_ts,
     signals.c.trace_id,
 )
+STORED_JSON = frozenset({"metadata", "results", "response"})  # the payload is text already
+
+
+def as_stored(columns: Iterable[Any]) -> list[Any]:
+    """``columns`` with the JSON ones selected as their text, for ``stored_json`` reads:
+    SQLAlchemy's JSON type would parse them."""
+    return [type_coerce(c, Text).label(c.name) if c.name in STORED_JSON else c for c in columns]
+
+
+DLQ_STORED_COLUMNS = as_stored(DLQ_COLUMNS)
 
 
 def _routed_to(agent: str) -> ColumnElement[bool]:
@@ -114,15 +127,15 @@ class SqliteReplayJobs:
         self, flt: DeadLetterFilter, *, after_id: int, limit: int
     ) -> list[DeadLetterRecord]:
         statement = (
-            select(*DLQ_COLUMNS)
+            select(*DLQ_STORED_COLUMNS)
             .select_from(dead_letters_with_signals())
             .where(*_conditions(flt, after_id))
             .order_by(dead_letters.c.id)
             .limit(limit)
         )
         async with self._connect("select_dead_letters") as conn:
-            rows = (await conn.execute(statement)).mappings().all()
-        return [dead_letter_record(r, already_decoded) for r in rows]
+            found = await conn.execute(statement)
+            return await records_off_loop(found, dead_letter_record, stored=True)
 
     async def create_replay_job(
         self,
