@@ -25,6 +25,7 @@ from router_service.domain.classify import (
     Exists,
     Keywords,
     Not,
+    PayloadStrings,
     Prefix,
     Regex,
 )
@@ -128,8 +129,9 @@ def explain(
     """Trace every rule; the first that matched wins, as ``Classifier.classify`` decides."""
     traces: list[RuleTrace] = []
     winner: tuple[str, str] | None = None
+    strings = PayloadStrings(payload)  # gathered once for every rule, as ``classify`` does
     for rule in classifier.rules:
-        trace = trace_condition(rule.condition, payload)
+        trace = trace_condition(rule.condition, payload, strings)
         won = trace.matched and winner is None
         if won:
             winner = (rule.id, rule.kind)
@@ -140,17 +142,22 @@ def explain(
     return Decision(tuple(traces), rule_id, kind, plan, timeouts)
 
 
-def trace_condition(condition: Condition, payload: Mapping[str, Any]) -> ConditionTrace:
+def trace_condition(
+    condition: Condition, payload: Mapping[str, Any], strings: PayloadStrings | None = None
+) -> ConditionTrace:
+    """``strings``: the payload's, shared by every condition traced (each walked the payload
+    itself: 120 ms for a 258 kB body of one-item lists against the shipped file's rules)."""
+    strings = strings or PayloadStrings(payload)
     if isinstance(condition, AllOf | AnyOf):
-        children = tuple(trace_condition(c, payload) for c in condition.conditions)
+        children = tuple(trace_condition(c, payload, strings) for c in condition.conditions)
         op = "all" if isinstance(condition, AllOf) else "any"
         matched = (all if op == "all" else any)(c.matched for c in children)
         return ConditionTrace(op, matched, children=children)
     if isinstance(condition, Not):
-        inner = trace_condition(condition.condition, payload)
+        inner = trace_condition(condition.condition, payload, strings)
         return ConditionTrace("not", not inner.matched, children=(inner,))
     if isinstance(condition, Keywords | Regex | Prefix):
-        return _trace_string(condition, payload)
+        return _trace_string(condition, payload, strings)
     return _trace_value(condition, payload)
 
 
@@ -169,7 +176,7 @@ def _trace_value(
 
 
 def _trace_string(
-    condition: Keywords | Regex | Prefix, payload: Mapping[str, Any]
+    condition: Keywords | Regex | Prefix, payload: Mapping[str, Any], strings: PayloadStrings
 ) -> ConditionTrace:
     argument: Any
     search: Callable[[str], Any]
@@ -185,8 +192,9 @@ def _trace_string(
     root = payload if condition.field is None else resolve(payload, condition.field)
     if root is _ABSENT:
         return ConditionTrace(op, False, argument, condition.field, found=MISSING)
-    # Keywords answer for every leaf in one search; only a match is looked for leaf by leaf.
-    missed = isinstance(condition, Keywords) and not condition.matches(payload)
+    # The verdict as ``classify`` reaches it (keywords: one search of all the leaves); only a
+    # match is looked for again, leaf by leaf, for its path and text.
+    missed = not condition.matches(payload, strings)
     hit = None if missed else _first_hit(root, search, condition.field or "", MAX_SCAN_DEPTH)
     if hit is None:
         found = None if condition.field is None else _show(root)
