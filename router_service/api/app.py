@@ -18,6 +18,7 @@ from router_service.api.errors import install_error_handlers
 from router_service.api.explain import router as explain_router
 from router_service.api.keep_alive import IdleConnections
 from router_service.api.middleware import (
+    HeadAsGet,
     NoNulInUrl,
     RouteFastPath,
     TraceMiddleware,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
     app.include_router(explain_router)
     app.include_router(admin_router)
     app.include_router(replay_jobs_router)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(UnexpectedErrors)  # inside the trace: a 500 carries its ids
     app.add_middleware(NoNulInUrl)
     app.add_middleware(TraceMiddleware, metrics=metrics)  # every other request

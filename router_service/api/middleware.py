@@ -76,6 +76,27 @@ def _route_name(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+class HeadAsGet:
+    """HEAD is served as GET without its body (RFC 9110: what answers GET answers HEAD). The
+    app sees GET; uvicorn, which still sees HEAD, writes the answer's headers and no body.
+    FastAPI's routes answered only the methods they declare: HEAD was 405 on every GET
+    endpoint, ``/health/live`` included, which some load balancers' health checks use."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send)
+        finally:
+            if "route" in as_get:  # for the trace's metrics and log line, outside
+                scope["route"] = as_get["route"]
+
+
 class NoNulInUrl:
     """A NUL (``%00``) in the path or the query string is refused with 422 before any handler
     runs. No log_id, filter or cursor holds one, and Postgres refuses NUL in text: it would

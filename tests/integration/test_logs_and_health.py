@@ -130,3 +130,21 @@ def test_metrics_expose_the_six_core_names_without_a_key(
     assert not re.search(r'[{,]sender(_id)?="', text)
     assert '"m"' not in text  # the sender's value appears in no label
     assert "m" not in [line.split("{")[0] for line in text.splitlines()]
+
+
+def test_head_answers_what_get_answers_without_the_body(client: httpx.Client) -> None:
+    """RFC 9110: what answers GET answers HEAD (some load balancers' health checks use it); it
+    was 405 on every GET endpoint. A POST-only path still refuses it."""
+    for path in ("/health/live", "/health", "/metrics", "/logs", "/dlq", "/dlq/replays"):
+        got = client.get(path)
+        head = client.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert "traceparent" in head.headers
+    assert client.head("/logs/no-such-signal").status_code == 404
+    refused = client.head("/route")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "POST"
+    # The connection carries on after an answer with headers and no body.
+    assert client.get("/health/live").json()["status"] == "ok"

@@ -34,4 +34,7 @@ def test_a_head_request_gets_its_headers(router: RouterServer) -> None:
             chunk = sock.recv(65536)
             assert chunk, data  # a head held for a body that never comes: nothing arrives
             data += chunk
-    assert data.startswith(b"HTTP/1.1 405 "), data  # GET only; the 405 still has a body length
+    assert data.startswith(b"HTTP/1.1 200 "), data  # served as GET, without its body
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-length: " in head.lower(), head  # GET's length, no body after it
+    assert rest == b"", rest
