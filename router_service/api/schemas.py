@@ -21,6 +21,7 @@ from router_service.domain.errors import ValidationFailed
 from router_service.domain.routing import Mode
 from router_service.service.replay_jobs import (
     MAX_ENTRY_ID,
+    MAX_IDS,
     MAX_RATE,
     MAX_SNAPSHOT_CHARS,
     MIN_RATE,
@@ -137,7 +138,7 @@ class ReplayRequest(BaseModel):
     ids: (
         Annotated[
             list[Annotated[StrictInt, Field(ge=1, le=MAX_ENTRY_ID)]],
-            Field(min_length=1, max_length=1000),
+            Field(min_length=1, max_length=MAX_IDS),
         ]
         | None
     ) = None

@@ -10,13 +10,15 @@ are rows in ``replay_jobs``, run, cancelled and resumed by ``ReplayJobs``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from router_service.domain.errors import ValidationFailed
 from router_service.service.records import DeadLetterFilter, ReplayJobRecord
-from router_service.service.replay_jobs import MAX_ENTRY_ID, MAX_RATE, MIN_RATE
+from router_service.service.replay_jobs import MAX_ENTRY_ID, MAX_IDS, MAX_RATE, MIN_RATE
 
-MAX_IDS = 2000  # checked entries one form may carry
+# ASCII digits only, as the API takes: ``int`` also reads "1_0", "+1" and other scripts' digits.
+_ID = re.compile(r"[0-9]{1,19}")
 RECENT_JOBS = 10  # jobs listed on the Dead letters page
 
 
@@ -24,10 +26,10 @@ def selection(form_ids: list[str], agent: str, kind: str) -> DeadLetterFilter:
     """The filter a console form stands for. Ids come as checkboxes or one comma-joined field
     (the preview page's); without ids, the page's filter."""
     if form_ids:
-        try:
-            ids = tuple(int(i) for raw in form_ids for i in raw.split(",") if i.strip())
-        except ValueError as exc:
-            raise ValidationFailed("ids: expected dead-letter ids") from exc
+        tokens = [i.strip() for raw in form_ids for i in raw.split(",") if i.strip()]
+        if not all(_ID.fullmatch(token) for token in tokens):
+            raise ValidationFailed("ids: expected dead-letter ids (digits)")
+        ids = tuple(map(int, tokens))
         if not ids:
             raise ValidationFailed("ids: nothing selected")
         if not all(1 <= i <= MAX_ENTRY_ID for i in ids):

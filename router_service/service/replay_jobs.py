@@ -56,6 +56,8 @@ MIN_RATE = 0.01
 MAX_RATE = 10_000.0
 # Entry ids are 64-bit database keys: anything outside cannot exist (and would overflow).
 MAX_ENTRY_ID = 2**63 - 1
+# Entries one replay names by id, at most (the API's ``ids``, the console's checked entries).
+MAX_IDS = 1000
 # A snapshot token's length, at most (one a server issues is about 40 characters).
 MAX_SNAPSHOT_CHARS = 200
 # How often a paced job waiting for its next entry reads the store for a cancel (one asked of

@@ -261,6 +261,14 @@ def test_the_console_refuses_an_id_past_64_bits_and_a_rate_the_api_refuses(
         refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": ids})
         assert refused.status_code == 422, refused.text
         assert "ids: dead-letter ids are between 1 and" in refused.json()["error"]["message"]
+    # Digits as the API takes them: Python's int also read "1_0" as 10 and other scripts' digits.
+    for ids in ("1_0", "+1", "\u0661", "1e3", "9" * 20):
+        refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": ids})
+        assert refused.status_code == 422, (ids, refused.text)
+    too_many = ",".join(str(n) for n in range(1, 1002))  # the API's bound, 1,000 (2,000 before)
+    refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": too_many})
+    assert refused.status_code == 422
+    assert "ids: at most 1000 at once" in refused.json()["error"]["message"]
     _, snapshot = preview(client, csrf, ids=str(entry["id"]))
     for rate in ("1e-300", "0.001", "10001"):
         refused = client.post(
