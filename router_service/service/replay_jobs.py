@@ -11,13 +11,15 @@ renews its lease and tells it whether a cancel was asked: a cancel stops the job
 in hand. A paced job also stops during its wait for the next entry: at once for a cancel asked of
 this process, within ``CANCEL_CHECK_S`` for one asked of another (its flag is read from the
 store). A runner that dies stops renewing; when the lease runs out, any replica takes the job
-over from its cursor.
+over from its cursor, and waits for the claim on the entry the dead runner had in hand to run
+out. A stopping process ends its jobs after their entry in hand and releases them at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import time
@@ -37,6 +39,7 @@ from router_service.domain.trace import TraceContext, new_span_id, new_trace_id
 from router_service.service.context import Collaborators
 from router_service.service.records import (
     DeadLetterFilter,
+    DeadLetterQuery,
     DeadLetterRecord,
     ReplayJobProgress,
     ReplayJobRecord,
@@ -90,6 +93,11 @@ def snapshot_bound(flt: DeadLetterFilter, token: str) -> int:
     return upto
 
 
+def _progress(cursor: int, counts: ReplaySummary) -> ReplayJobProgress:
+    c = counts
+    return ReplayJobProgress(cursor, c.replayed, c.succeeded, c.failed, c.exhausted, c.deferred)
+
+
 @dataclass(frozen=True, slots=True)
 class DryRun:
     count: int
@@ -119,6 +127,7 @@ class ReplayJobs:
         self._max_jobs = max_jobs
         self.running: dict[int, asyncio.Task[ReplayJobRecord | None]] = {}
         self._starting = 0  # jobs being started (surveyed, recorded), each with its slot held
+        self._closing = False  # the process stops: jobs end after their entry in hand
         # Set by ``cancel`` for a job this process runs: wakes its pace's wait at once.
         self._cancelled: dict[int, asyncio.Event] = {}
 
@@ -290,21 +299,18 @@ class ReplayJobs:
                     if cancel is not False:
                         return await self._stopped(job.id, cancel)
                     next_slot = max(next_slot, time.monotonic()) + pace_s
-                await self._replay_one(job.id, entry, counts, lease_s)
+                saved = _progress(cursor, counts)
+                cancel = await self._replay_one(job.id, entry, counts, lease_s, saved, cancelled)
+                if cancel is not False:
+                    return await self._stopped(job.id, cancel)
                 cursor = entry.id
-                progress = ReplayJobProgress(
-                    cursor,
-                    counts.replayed,
-                    counts.succeeded,
-                    counts.failed,
-                    counts.exhausted,
-                    counts.deferred,
-                )
                 cancel = await self._store.save_replay_job_progress(
-                    job.id, self._owner, progress, lease_s
+                    job.id, self._owner, _progress(cursor, counts), lease_s
                 )
                 if cancel is not False:
                     return await self._stopped(job.id, cancel)
+                if self._closing:
+                    return None  # its lease is released: a replica goes on from its cursor
                 if job.max_entries is not None and counts.replayed >= job.max_entries:
                     break
         await self._store.finish_replay_job(job.id, self._owner, "done")
@@ -329,6 +335,8 @@ class ReplayJobs:
                     await cancelled.wait()
             except TimeoutError:
                 pass
+            if self._closing:
+                return None  # not cancelled: taken over from its cursor
             if cancelled.is_set():
                 return True
             job = await self._store.get_replay_job(job_id)
@@ -339,17 +347,46 @@ class ReplayJobs:
         return False
 
     async def _replay_one(
-        self, job_id: int, entry: DeadLetterRecord, counts: ReplaySummary, lease_s: float
-    ) -> None:
-        claimed = await self._store.claim_dead_letters(
-            limit=None, ids=[entry.id], owner=self._owner, lease_s=lease_s
-        )
-        if not claimed:
-            return  # replayed or held elsewhere since it was selected
-        entry = claimed[0]
+        self,
+        job_id: int,
+        entry: DeadLetterRecord,
+        counts: ReplaySummary,
+        lease_s: float,
+        saved: ReplayJobProgress,
+        cancelled: asyncio.Event,
+    ) -> bool | None:
+        """Replay ``entry`` if it is still pending: False to go on, else what ``_stopped``
+        takes. An entry another replayer holds is this job's still: it is waited for, the job's
+        lease renewed with ``saved`` meanwhile, until a live replayer finishes it or a dead one's
+        claim runs out. Passed over, it stayed pending and uncounted while the job ended done:
+        the entry a crashed or stopped runner had in hand, met by the replica taking over."""
+        while not (
+            claimed := await self._store.claim_dead_letters(
+                limit=None, ids=[entry.id], owner=self._owner, lease_s=lease_s
+            )
+        ):
+            if not await self._still_pending(entry.id):
+                return False  # replayed, exhausted or pruned since it was selected
+            cancel = await self._store.save_replay_job_progress(job_id, self._owner, saved, lease_s)
+            if self._closing:
+                return None
+            if cancel is not False:
+                return cancel
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CANCEL_CHECK_S):
+                    await cancelled.wait()
+            if self._closing:
+                return None
+            if cancelled.is_set():
+                return True
         # A new trace for the replay, linked to the signal's original one.
-        trace = TraceContext(new_trace_id(), new_span_id(), links=(entry.trace_id,))
-        await self._replayer.replay_claimed(entry, counts, trace, job_id)
+        trace = TraceContext(new_trace_id(), new_span_id(), links=(claimed[0].trace_id,))
+        await self._replayer.replay_claimed(claimed[0], counts, trace, job_id)
+        return False
+
+    async def _still_pending(self, entry_id: int) -> bool:
+        query = DeadLetterQuery(status="pending", ids=(entry_id,), limit=1, stored_json=True)
+        return bool((await self._store.list_dead_letters(query)).items)
 
     async def cancel(self, job_id: int, by: str) -> ReplayJobRecord:
         job = await self._store.cancel_replay_job(job_id)
@@ -403,8 +440,17 @@ class ReplayJobs:
         return 0  # one per tick: the others are left to other replicas
 
     async def close(self) -> None:
-        """Stop this process's jobs; their leases are released by the caller for takeover."""
+        """Stop this process's jobs after the entry each has in hand, within two deadlines, then
+        cut them short; their leases are released by the caller for takeover. Cut short at once,
+        an entry's replay may have reached its agent, to be sent again by the replica taking
+        the job over once its claim ran out."""
+        self._closing = True
+        for waiting in self._cancelled.values():
+            waiting.set()  # a paced wait ends now (not as a cancel: ``_closing`` says why)
         tasks = list(self.running.values())
-        for task in tasks:
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._deadline_s * 2)
+        for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

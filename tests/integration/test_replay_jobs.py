@@ -17,7 +17,7 @@ from router_service.devtools.demo_agents import RunningAgents
 from router_service.domain.errors import Overloaded, ValidationFailed
 from router_service.service.records import DeadLetterFilter
 from router_service.service.replay_jobs import snapshot_token
-from tests.conftest import make_settings
+from tests.conftest import API_KEY, make_settings
 from tests.support.db import query
 from tests.support.polling import wait_for
 from tests.support.server import RouterServer
@@ -190,6 +190,79 @@ def test_a_dead_runners_job_is_taken_over_from_its_cursor(
         lambda: (j := client.get(f"/dlq/replays/{job_id}").json())["state"] == "done" and j
     )
     assert done["counts"]["succeeded"] == 4
+    assert pending(database_url) == 0
+
+
+def test_a_taken_over_job_waits_for_the_entry_its_dead_runner_had_in_hand(
+    client: httpx.Client, agents: RunningAgents, database_url: str
+) -> None:
+    """The dead runner had claimed its next entry (its claim outlives the job's lease): the
+    replica taking over passed it, and the job ended done with it pending and uncounted."""
+    park(client, agents, 3)
+
+    async def orphan_holding_an_entry() -> int:
+        async with open_store(database_url) as store:
+            survey = await store.survey_dead_letters(DeadLetterFilter(kind="one"))
+            job = await store.create_replay_job(
+                created_by="gone",
+                flt=DeadLetterFilter(kind="one", upto_id=survey.snapshot_id),
+                rate=None,
+                max_entries=None,
+                selected=survey.count,
+                owner="a-replica-that-died",
+                lease_s=0.2,
+            )
+            first = (await store.select_dead_letters(job.filter, after_id=0, limit=1))[0]
+            held = await store.claim_dead_letters(
+                limit=None, ids=[first.id], owner="a-replica-that-died", lease_s=2.0
+            )
+            assert [entry.id for entry in held] == [first.id]
+            return job.id
+
+    job_id = asyncio.run(orphan_holding_an_entry())
+    done = wait_for(
+        lambda: (j := client.get(f"/dlq/replays/{job_id}").json())["state"] == "done" and j
+    )
+    assert done["selected"] == 3
+    assert done["counts"]["replayed"] == done["counts"]["succeeded"] == 3, done
+    assert pending(database_url) == 0
+
+
+def test_a_stopping_process_ends_its_job_after_the_entry_in_hand_and_another_finishes_it(
+    client: httpx.Client, agents: RunningAgents, database_url: str, routing_file: Path
+) -> None:
+    """A rolling restart: the entry in hand was cut short (it had reached its agent) and its
+    claim outlived the job's released lease; the replica taking over passed it or, once the
+    claim ran out, sent it again."""
+    park(client, agents, 3)
+    before = len(agents.received("alpha"))
+    agents.set("alpha", mode="slow", delay_ms=800)
+    settings = make_settings(
+        database_url,
+        routing_file,
+        replay_job_poll_s=0.2,
+        replay_job_lease_s=1.0,
+        agent_timeout_ms=2000,  # the slow answer is a success
+    )
+    stopping = RouterServer(settings).start()
+    try:
+        with httpx.Client(base_url=stopping.base_url, headers={"X-API-Key": API_KEY}) as other:
+            started = other.post("/dlq/replay", json={"kind": "one", "background": True})
+            assert started.status_code == 202, started.text
+            job_id = started.json()["job"]["id"]
+        agents.wait_received("alpha", before + 1)  # its first entry is in flight
+    finally:
+        stopping.stop()  # as on SIGTERM
+    stopped = client.get(f"/dlq/replays/{job_id}").json()
+    assert stopped["counts"]["replayed"] == 1, stopped["counts"]  # the entry in hand finished
+    agents.set("alpha", mode="ok")
+    done = wait_for(
+        lambda: (j := client.get(f"/dlq/replays/{job_id}").json())["state"] == "done" and j
+    )
+    counts = done["counts"]
+    assert counts["replayed"] == counts["succeeded"] == 3, (stopped["counts"], counts)
+    sent = [item["body"] for item in agents.received("alpha")[before:]]
+    assert len(sent) == 3, sent  # each entry once
     assert pending(database_url) == 0
 
 
