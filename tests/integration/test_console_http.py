@@ -593,6 +593,17 @@ def test_a_full_process_shows_the_preview_or_the_job_again_with_why_nothing_star
         assert started.status_code == 202, started.text
         return int(started.json()["job"]["id"])
 
+    def started_once_room() -> int:
+        """A job stopped says so just before its runner lets go of its slot."""
+        started = wait_for(
+            lambda: (
+                (answer := api.post("/dlq/replay", json={"kind": "one", "rate": 0.01})).status_code
+                == 202
+                and answer
+            )
+        )
+        return int(started.json()["job"]["id"])
+
     jobs = [start_by_api() for _ in range(4)]  # each sends one entry, then waits 100 s
     refused = client.post(
         "/console/dead-letters/replay",
@@ -608,7 +619,7 @@ def test_a_full_process_shows_the_preview_or_the_job_again_with_why_nothing_star
 
     assert client.post(f"/console/replays/{jobs[0]}/cancel", data={"csrf": csrf}).is_redirect
     wait_for_job(api, jobs[0], "cancelled")
-    jobs.append(start_by_api())
+    jobs.append(started_once_room())
     not_resumed = client.post(f"/console/replays/{jobs[0]}/resume", data={"csrf": csrf})
     assert not_resumed.status_code == 429
     assert 'id="resume-error"' in not_resumed.text
