@@ -23,7 +23,7 @@ from router_service.domain.errors import NotFound
 from router_service.page_work import off_loop
 from router_service.runtime.services import Services
 from router_service.service.records import DeadLetterFilter, ReplayJobRecord
-from router_service.service.replay_jobs import DryRun
+from router_service.service.replay_jobs import DryRun, JobOrder
 
 router = APIRouter()
 
@@ -90,14 +90,8 @@ async def replay_selection(svc: Services, body: ReplayRequest, key: ApiKey) -> R
         )
         return await off_loop(lambda: json_response(dry_run_body(preview)))  # payloads
     limit = body.max if body.max is not None else body.limit
-    job, finished = await jobs.launch(
-        flt,
-        by=key.name,
-        rate=body.rate,
-        max_entries=limit,
-        token=body.snapshot,
-        background=body.background,
-    )
+    order = JobOrder(flt, key.name, body.rate, limit, body.snapshot)
+    job, finished = await jobs.launch(order, background=body.background)
     if finished:
         return json_response({"job": job_item(job)})
     return json_response(

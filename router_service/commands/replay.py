@@ -16,6 +16,7 @@ from rich.table import Table
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
 from router_service.service.records import DeadLetterFilter, ReplayJobRecord
+from router_service.service.replay_jobs import JobOrder
 
 if TYPE_CHECKING:
     from router_service.runtime.services import Services
@@ -110,13 +111,9 @@ async def run_selection(
             preview = await jobs.dry_run(flt, options["snapshot"])
             _print_dry_run(preview.count, preview.snapshot, preview.sample, preview.agents)
             return 0
-        job = await jobs.start(
-            flt,
-            by=f"cli:{getpass.getuser()}",
-            rate=options["rate"],
-            max_entries=options["max_entries"],
-            token=options["snapshot"],
-        )
+        by = f"cli:{getpass.getuser()}"
+        order = JobOrder(flt, by, options["rate"], options["max_entries"], options["snapshot"])
+        job = await jobs.start(order)
         final = await _run_with_progress(services, job)
     _print_job(final or job)
     return 0 if final is not None and final.state == "done" else 1

@@ -34,6 +34,7 @@ from router_service.domain.errors import (
 )
 from router_service.observability.logging import get_logger
 from router_service.service.explain import explain_payload
+from router_service.service.replay_jobs import JobOrder
 
 actions = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -142,7 +143,7 @@ async def replay(request: Request) -> Response:
     rate = replays.rate(form.first("rate"))
     jobs = services(request).replay_jobs
     try:
-        job, _ = await jobs.launch(flt, by=session.key_name, rate=rate, token=snapshot)
+        job, _ = await jobs.launch(JobOrder(flt, session.key_name, rate, token=snapshot))
     except TooManyReplayJobs as exc:  # the same preview again, with why nothing started
         preview = await jobs.dry_run(flt, snapshot)
         return render(

@@ -99,6 +99,19 @@ def _progress(cursor: int, counts: ReplaySummary) -> ReplayJobProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class JobOrder:
+    """What a replay job is asked for: its selection, by whom (a key's name, ``cli:<user>``),
+    its pace (entries per second), how many entries at most, and the dry run it is bounded at
+    (its ``snapshot`` token)."""
+
+    flt: DeadLetterFilter
+    by: str
+    rate: float | None = None
+    max_entries: int | None = None
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DryRun:
     count: int
     snapshot: str
@@ -165,30 +178,23 @@ class ReplayJobs:
             max(self._lease_s, self._deadline_s * 4 + (3 / rate if rate else 0)), _MAX_LEASE_S
         )
 
-    async def start(
-        self,
-        flt: DeadLetterFilter,
-        *,
-        by: str,
-        rate: float | None = None,
-        max_entries: int | None = None,
-        token: str | None = None,
-    ) -> ReplayJobRecord:
-        """Record a job for ``flt`` bounded at the dry run's ``token`` (or now), held by this
-        process. ``run`` or ``run_in_background`` does the work."""
+    async def start(self, order: JobOrder) -> ReplayJobRecord:
+        """Record a job for the order's selection bounded at its dry run's ``token`` (or now),
+        held by this process. ``run`` or ``run_in_background`` does the work."""
+        flt, rate, max_entries = order.flt, order.rate, order.max_entries
         if rate is not None and not MIN_RATE <= rate <= MAX_RATE:
             raise ValidationFailed(
                 f"rate: between {MIN_RATE:g} and {MAX_RATE:g} entries per second"
             )
-        if token is not None:
-            flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, token))
+        if order.token is not None:
+            flt = dataclasses.replace(flt, upto_id=snapshot_bound(flt, order.token))
         survey = await self._store.survey_dead_letters(flt)  # bounded as ``dry_run`` says
         if flt.upto_id is None:
             flt = dataclasses.replace(flt, upto_id=survey.snapshot_id)
         count = survey.count
         selected = min(count, max_entries) if max_entries is not None else count
         job = await self._store.create_replay_job(
-            created_by=by,
+            created_by=order.by,
             flt=flt,
             rate=rate,
             max_entries=max_entries,
@@ -199,7 +205,7 @@ class ReplayJobs:
         self._audit.audit(
             "replay.started",
             job_id=job.id,
-            by=by,
+            by=order.by,
             filter=flt.as_dict(),
             selected=selected,
             rate=rate,
@@ -208,14 +214,7 @@ class ReplayJobs:
         return job
 
     async def launch(
-        self,
-        flt: DeadLetterFilter,
-        *,
-        by: str,
-        rate: float | None = None,
-        max_entries: int | None = None,
-        token: str | None = None,
-        background: bool = True,
+        self, order: JobOrder, *, background: bool = True
     ) -> tuple[ReplayJobRecord, bool]:
         """``start`` and run a job for a client of this process: within the call when it is
         small and unpaced and not asked for in the ``background`` (returns the job as it ended
@@ -223,10 +222,10 @@ class ReplayJobs:
         start: past ``max_jobs`` running here, ``TooManyReplayJobs`` and nothing is recorded."""
         self._hold_slot()
         try:
-            job = await self.start(flt, by=by, rate=rate, max_entries=max_entries, token=token)
+            job = await self.start(order)
         finally:
             self._starting -= 1
-        if rate is None and not background and job.selected <= INLINE_MAX:
+        if order.rate is None and not background and job.selected <= INLINE_MAX:
             return (await self.run(job)) or job, True
         self.run_in_background(job)
         return job, False

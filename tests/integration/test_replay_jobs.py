@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from router_service.cli import main
 from router_service.devtools.demo_agents import RunningAgents
 from router_service.domain.errors import Overloaded, ValidationFailed
-from router_service.service.records import DeadLetterFilter
+from router_service.service.ports import Store
+from router_service.service.records import DeadLetterFilter, ReplayJobRecord
 from router_service.service.replay_jobs import snapshot_token
 from tests.conftest import API_KEY, make_settings
 from tests.support.db import query
@@ -166,6 +167,20 @@ def test_a_paced_job_runs_in_the_background_cancels_and_resumes(
     assert client.post(f"/dlq/replays/{job_id}/cancel").status_code == 409
 
 
+async def orphan_job(store: Store) -> ReplayJobRecord:
+    """A job over the pending entries of kind ``one`` whose runner died: its lease runs out."""
+    survey = await store.survey_dead_letters(DeadLetterFilter(kind="one"))
+    return await store.create_replay_job(
+        created_by="gone",
+        flt=DeadLetterFilter(kind="one", upto_id=survey.snapshot_id),
+        rate=None,
+        max_entries=None,
+        selected=survey.count,
+        owner="a-replica-that-died",
+        lease_s=0.2,
+    )
+
+
 def test_a_dead_runners_job_is_taken_over_from_its_cursor(
     client: httpx.Client, agents: RunningAgents, database_url: str
 ) -> None:
@@ -173,17 +188,7 @@ def test_a_dead_runners_job_is_taken_over_from_its_cursor(
 
     async def orphan() -> int:
         async with open_store(database_url) as store:
-            survey = await store.survey_dead_letters(DeadLetterFilter(kind="one"))
-            job = await store.create_replay_job(
-                created_by="gone",
-                flt=DeadLetterFilter(kind="one", upto_id=survey.snapshot_id),
-                rate=None,
-                max_entries=None,
-                selected=survey.count,
-                owner="a-replica-that-died",
-                lease_s=0.2,
-            )
-            return job.id
+            return (await orphan_job(store)).id
 
     job_id = asyncio.run(orphan())
     done = wait_for(
@@ -202,16 +207,7 @@ def test_a_taken_over_job_waits_for_the_entry_its_dead_runner_had_in_hand(
 
     async def orphan_holding_an_entry() -> int:
         async with open_store(database_url) as store:
-            survey = await store.survey_dead_letters(DeadLetterFilter(kind="one"))
-            job = await store.create_replay_job(
-                created_by="gone",
-                flt=DeadLetterFilter(kind="one", upto_id=survey.snapshot_id),
-                rate=None,
-                max_entries=None,
-                selected=survey.count,
-                owner="a-replica-that-died",
-                lease_s=0.2,
-            )
+            job = await orphan_job(store)
             first = (await store.select_dead_letters(job.filter, after_id=0, limit=1))[0]
             held = await store.claim_dead_letters(
                 limit=None, ids=[first.id], owner="a-replica-that-died", lease_s=2.0
