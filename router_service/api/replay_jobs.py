@@ -16,6 +16,7 @@ from router_service.api.routes import (
     dead_letter_item,
     iso,
     json_response,
+    page_response,
     scoped,
 )
 from router_service.api.schemas import ReplayRequest, parse_rfc3339
@@ -101,10 +102,11 @@ async def replay_selection(svc: Services, body: ReplayRequest, key: ApiKey) -> R
 
 @router.get("/dlq/replays", dependencies=[scoped("logs:read")], responses=ERRORS)
 async def list_replay_jobs(
-    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None
 ) -> Response:
-    jobs = await services(request).store.list_replay_jobs(limit)
-    return json_response({"items": [job_item(j) for j in jobs]})
+    """Newest first, ``limit`` at a time; ``next_cursor`` goes on to the older ones."""
+    page = await services(request).store.list_replay_jobs(limit, cursor)
+    return page_response([job_item(j) for j in page.items], page.next_cursor)
 
 
 @router.get("/dlq/replays/{job_id}", dependencies=[scoped("logs:read")], responses=ERRORS)

@@ -170,7 +170,7 @@ async def dead_letters(
         query=query,
         page=page,
         next_query="&".join(f"{quote(k)}={quote(v)}" for k, v in next_params.items()),
-        jobs=[replays.JobView(j) for j in jobs],
+        jobs=[replays.JobView(j) for j in jobs.items],
     )
 
 

@@ -54,7 +54,11 @@ class ReplayJobStore(Protocol):
 
     async def get_replay_job(self, job_id: int) -> ReplayJobRecord | None: ...
 
-    async def list_replay_jobs(self, limit: int) -> list[ReplayJobRecord]: ...
+    async def list_replay_jobs(
+        self, limit: int, cursor: str | None = None
+    ) -> Page[ReplayJobRecord]:
+        """Newest first; ``cursor`` (a page's ``next_cursor``) goes on after that page."""
+        ...
 
     async def save_replay_job_progress(
         self, job_id: int, owner: str, progress: ReplayJobProgress, lease_s: float

@@ -514,3 +514,25 @@ def test_a_process_runs_at_most_its_jobs_and_refuses_one_more_with_a_429(
     assert finished.status_code == 200, finished.text
     assert finished.json()["job"]["state"] == "done"
     assert pending(database_url) == 0
+
+
+def test_the_jobs_list_goes_on_with_a_cursor(client: httpx.Client) -> None:
+    """Newest first, ``limit`` at a time: past 500 jobs the older ones could not be listed."""
+    started = []
+    for _ in range(5):
+        answer = client.post("/dlq/replay", json={"kind": "nomatch", "rate": 1})
+        assert answer.status_code == 202, answer.text
+        started.append(answer.json()["job"]["id"])
+    seen: list[int] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        page = client.get("/dlq/replays", params=params).json()
+        assert len(page["items"]) <= 2
+        seen += [job["id"] for job in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert seen == sorted(started, reverse=True)
+    for garbage in ("garbage!", "WzBd", "WyJ4Il0"):  # not base64 JSON; [0]; ["x"]
+        refused = client.get("/dlq/replays", params={"cursor": garbage})
+        assert refused.status_code == 422, (garbage, refused.text)

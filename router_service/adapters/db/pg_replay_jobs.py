@@ -15,6 +15,8 @@ from router_service.adapters.db.records import (
     filter_column,
     replay_attempt_record,
     replay_job_record,
+    replay_jobs_cursor_bound,
+    replay_jobs_page,
     text_column,
     utcnow,
 )
@@ -22,6 +24,7 @@ from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     DeadLetterSurvey,
+    Page,
     ReplayAttemptRecord,
     ReplayJobProgress,
     ReplayJobRecord,
@@ -111,11 +114,14 @@ class PgReplayJobs:
         )
         return replay_job_record(row) if row is not None else None
 
-    async def list_replay_jobs(self, limit: int) -> list[ReplayJobRecord]:
+    async def list_replay_jobs(
+        self, limit: int, cursor: str | None = None
+    ) -> Page[ReplayJobRecord]:
+        below = replay_jobs_cursor_bound(cursor)
         rows = await self._pool.run(
-            "list_replay_jobs", lambda conn: conn.fetch(sql.LIST_REPLAY_JOBS, limit)
+            "list_replay_jobs", lambda conn: conn.fetch(sql.LIST_REPLAY_JOBS, limit + 1, below)
         )
-        return [replay_job_record(r) for r in rows]
+        return replay_jobs_page([replay_job_record(r) for r in rows], limit)
 
     async def save_replay_job_progress(
         self, job_id: int, owner: str, progress: ReplayJobProgress, lease_s: float

@@ -264,7 +264,9 @@ VALUES ($1, $2, $2, 'running', $3, $4, $5, $6, $7, 0, 0, 0, 0, 0, 0, false, $8, 
 RETURNING {REPLAY_JOB_COLUMNS}
 """  # noqa: S608
 GET_REPLAY_JOB = f"SELECT {REPLAY_JOB_COLUMNS} FROM replay_jobs WHERE id = $1"  # noqa: S608
-LIST_REPLAY_JOBS = f"SELECT {REPLAY_JOB_COLUMNS} FROM replay_jobs ORDER BY id DESC LIMIT $1"  # noqa: S608
+LIST_REPLAY_JOBS = (
+    f"SELECT {REPLAY_JOB_COLUMNS} FROM replay_jobs WHERE id < $2 ORDER BY id DESC LIMIT $1"  # noqa: S608
+)
 # Progress of the job ``$1`` while ``$2`` holds it; answers whether a cancel was asked.
 SAVE_REPLAY_JOB_PROGRESS = """
 UPDATE replay_jobs

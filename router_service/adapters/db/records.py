@@ -22,6 +22,7 @@ from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     LogRecord,
+    Page,
     ReplayAttemptRecord,
     ReplayJobProgress,
     ReplayJobRecord,
@@ -134,6 +135,23 @@ def log_cursor_bound(cursor: str) -> tuple[datetime, str]:
     if not isinstance(last_id, str):
         raise ValidationFailed("cursor is not one this server issued")
     return created, last_id
+
+
+def replay_jobs_cursor_bound(cursor: str | None) -> int:
+    """The job id a page of replay jobs (newest first) goes on below; past every id without
+    a cursor."""
+    if cursor is None:
+        return 2**63 - 1
+    (below,) = decode_cursor(cursor, 1)
+    if not isinstance(below, int) or isinstance(below, bool) or not 0 < below < 2**63:
+        raise ValidationFailed("cursor is not one this server issued")
+    return below
+
+
+def replay_jobs_page(jobs: list[ReplayJobRecord], limit: int) -> Page[ReplayJobRecord]:
+    """``limit`` of the ``limit + 1`` jobs read, and the cursor past them when there are more."""
+    shown = jobs[:limit]
+    return Page(shown, encode_cursor(shown[-1].id) if len(jobs) > limit else None)
 
 
 def log_cursor(record: LogRecord) -> str:

@@ -30,6 +30,8 @@ from router_service.adapters.db.records import (
     records_off_loop,
     replay_attempt_record,
     replay_job_record,
+    replay_jobs_cursor_bound,
+    replay_jobs_page,
     text_column,
     utcnow,
 )
@@ -44,6 +46,7 @@ from router_service.service.records import (
     DeadLetterFilter,
     DeadLetterRecord,
     DeadLetterSurvey,
+    Page,
     ReplayAttemptRecord,
     ReplayJobProgress,
     ReplayJobRecord,
@@ -186,11 +189,14 @@ class SqliteReplayJobs:
             )
         return replay_job_record(row) if row is not None else None
 
-    async def list_replay_jobs(self, limit: int) -> list[ReplayJobRecord]:
-        statement = select(replay_jobs).order_by(replay_jobs.c.id.desc()).limit(limit)
+    async def list_replay_jobs(
+        self, limit: int, cursor: str | None = None
+    ) -> Page[ReplayJobRecord]:
+        below = replay_jobs.c.id < replay_jobs_cursor_bound(cursor)
+        statement = select(replay_jobs).where(below).order_by(replay_jobs.c.id.desc())
         async with self._connect("list_replay_jobs") as conn:
-            rows = (await conn.execute(statement)).mappings().all()
-        return [replay_job_record(r) for r in rows]
+            rows = (await conn.execute(statement.limit(limit + 1))).mappings().all()
+        return replay_jobs_page([replay_job_record(r) for r in rows], limit)
 
     async def _update_job(
         self, operation: str, where: list[ColumnElement[bool]], values: dict[str, Any]
