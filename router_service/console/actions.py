@@ -24,7 +24,7 @@ from router_service.console.access import (
     read_form,
 )
 from router_service.console.pages import render, rules_context
-from router_service.console.session import COOKIE
+from router_service.console.session import COOKIE, ConsoleSession
 from router_service.domain.errors import (
     AuthError,
     InvalidJson,
@@ -34,7 +34,8 @@ from router_service.domain.errors import (
 )
 from router_service.observability.logging import get_logger
 from router_service.service.explain import explain_payload
-from router_service.service.replay_jobs import JobOrder
+from router_service.service.records import DeadLetterFilter
+from router_service.service.replay_jobs import DryRun, JobOrder
 
 actions = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -120,14 +121,28 @@ async def preview_replay(request: Request) -> Response:
     flt = replays.selection(form.all("ids"), form.first("agent"), form.first("kind"))
     preview = await services(request).replay_jobs.dry_run(flt)
     audit(session, "replay_previewed", entries=preview.count, snapshot_id=preview.snapshot_id)
+    return preview_page(request, session, flt, preview)
+
+
+def preview_page(
+    request: Request,
+    session: ConsoleSession,
+    flt: DeadLetterFilter,
+    preview: DryRun,
+    refused: TooManyReplayJobs | None = None,
+) -> Response:
+    """The preview of ``flt``, with its form to start the job; ``refused``: why it did not."""
     return render(
         request,
         "replay_preview.html",
         session,
+        refused.status if refused else 200,
+        refused.headers if refused else None,
         preview=preview,
         ids=",".join(str(i) for i in flt.ids or ()),
         agent=flt.agent or "",
         kind=flt.kind or "",
+        error=refused.message if refused else None,
     )
 
 
@@ -145,19 +160,7 @@ async def replay(request: Request) -> Response:
     try:
         job, _ = await jobs.launch(JobOrder(flt, session.key_name, rate, token=snapshot))
     except TooManyReplayJobs as exc:  # the same preview again, with why nothing started
-        preview = await jobs.dry_run(flt, snapshot)
-        return render(
-            request,
-            "replay_preview.html",
-            session,
-            exc.status,
-            exc.headers,
-            preview=preview,
-            ids=",".join(str(i) for i in flt.ids or ()),
-            agent=flt.agent or "",
-            kind=flt.kind or "",
-            error=exc.message,
-        )
+        return preview_page(request, session, flt, await jobs.dry_run(flt, snapshot), exc)
     audit(session, "replay_started", job=job.id, entries=job.selected, rate_per_s=rate)
     return RedirectResponse(f"/console/replays/{job.id}", 303)
 

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,26 +221,33 @@ class ReplayJobs:
         small and unpaced and not asked for in the ``background`` (returns the job as it ended
         and True), else in the background (the job as started, False). A slot is held from the
         start: past ``max_jobs`` running here, ``TooManyReplayJobs`` and nothing is recorded."""
-        self._hold_slot()
-        try:
+        with self._slot():
             job = await self.start(order)
-        finally:
-            self._starting -= 1
         if order.rate is None and not background and job.selected <= INLINE_MAX:
             return (await self.run(job)) or job, True
         self.run_in_background(job)
         return job, False
 
-    def _hold_slot(self) -> None:
-        """Count a job in, or refuse it: each running job's paced wait reads the store every
+    @property
+    def _full(self) -> bool:
+        return len(self.running) + self._starting >= self._max_jobs
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """A job's slot while it is started (until ``run_in_background`` counts it), or
+        ``TooManyReplayJobs``: each running job's paced wait reads the store every
         ``CANCEL_CHECK_S`` and its batches take scan slots, so one client's loop of starts
         would take the pool from everyone else."""
-        if len(self.running) + self._starting >= self._max_jobs:
+        if self._full:
             raise TooManyReplayJobs(
                 f"this process runs {self._max_jobs} replay jobs, the most it runs at once "
                 "(REPLAY_MAX_JOBS); wait for one to finish, or cancel one"
             )
         self._starting += 1
+        try:
+            yield
+        finally:
+            self._starting -= 1
 
     def run_in_background(self, job: ReplayJobRecord) -> None:
         task = asyncio.create_task(self.run(job))
@@ -399,15 +407,10 @@ class ReplayJobs:
         return job
 
     async def resume(self, job_id: int, by: str) -> ReplayJobRecord:
-        try:
-            self._hold_slot()
-        except TooManyReplayJobs:
+        if self._full:
             await self._why_not_resumable(job_id)  # a missing or finished job says so first
-            raise
-        try:
+        with self._slot():
             job = await self._store.resume_replay_job(job_id, self._owner, self._lease_s)
-        finally:
-            self._starting -= 1
         if job is None:
             await self._why_not_resumable(job_id)
             raise InvalidState(f"replay job {job_id} changed state meanwhile; try again")
@@ -427,7 +430,7 @@ class ReplayJobs:
 
     async def take_over_once(self) -> int:
         """Run a job whose runner died (its lease ran out), if any; for ``run_every``."""
-        if len(self.running) + self._starting >= self._max_jobs:
+        if self._full:  # no slot held while it looks: a start meanwhile is not refused for it
             return 0
         job = await self._store.take_over_replay_job(self._owner, self._lease_s)
         if job is None:

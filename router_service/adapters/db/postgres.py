@@ -24,10 +24,10 @@ from router_service.adapters.db.pg_replay_jobs import PgReplayJobs
 from router_service.adapters.db.pg_sweep import WALK_FROM_BOTTOM, SweepFloor
 from router_service.adapters.db.records import (
     as_utc,
-    dead_letter_cursor_bound,
     dead_letter_record,
     decode_json_text,
     encode_cursor,
+    id_cursor_bound,
     json_column,
     log_cursor,
     log_cursor_bound,
@@ -250,7 +250,7 @@ class PgStore(PgReplayJobs):
         if query.ids is not None:
             where.add("d.id = ANY({0}::bigint[])", list(query.ids))
         if query.cursor is not None:
-            where.add("d.id > {0}", dead_letter_cursor_bound(query.cursor))
+            where.add("d.id > {0}", id_cursor_bound(query.cursor))
         tail = sql.LIST_DEAD_LETTERS_TAIL.format(limit=int(query.limit) + 1)
         sizes = await self._pool.run(
             "list_dead_letters",

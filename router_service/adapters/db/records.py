@@ -140,12 +140,7 @@ def log_cursor_bound(cursor: str) -> tuple[datetime, str]:
 def replay_jobs_cursor_bound(cursor: str | None) -> int:
     """The job id a page of replay jobs (newest first) goes on below; past every id without
     a cursor."""
-    if cursor is None:
-        return 2**63 - 1
-    (below,) = decode_cursor(cursor, 1)
-    if not isinstance(below, int) or isinstance(below, bool) or not 0 < below < 2**63:
-        raise ValidationFailed("cursor is not one this server issued")
-    return below
+    return 2**63 - 1 if cursor is None else id_cursor_bound(cursor, lowest=1)
 
 
 def replay_jobs_page(jobs: list[ReplayJobRecord], limit: int) -> Page[ReplayJobRecord]:
@@ -158,11 +153,12 @@ def log_cursor(record: LogRecord) -> str:
     return encode_cursor(as_utc(record.created_at).isoformat(), record.log_id)
 
 
-def dead_letter_cursor_bound(cursor: str) -> int:
-    (after,) = decode_cursor(cursor, 1)
-    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+def id_cursor_bound(cursor: str, lowest: int = 0) -> int:
+    """The row id a cursor of ``encode_cursor(id)`` holds, from ``lowest`` to 2**63 - 1."""
+    (bound,) = decode_cursor(cursor, 1)
+    if not isinstance(bound, int) or isinstance(bound, bool) or not lowest <= bound < 2**63:
         raise ValidationFailed("cursor is not one this server issued")
-    return after
+    return bound
 
 
 def log_record(row: Mapping[Any, Any], decode: Decode, stored: bool = False) -> LogRecord:

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router_service.adapters.db.page_size import rows_that_fit
 from router_service.adapters.db.records import (
-    dead_letter_cursor_bound,
     dead_letter_record,
     encode_cursor,
+    id_cursor_bound,
     merged_replay,
     records_off_loop,
     replayed_entry,
@@ -51,7 +51,7 @@ class SqliteDeadLetters(SqliteReplayJobs):
         if query.ids is not None:
             conditions.append(dead_letters.c.id.in_(list(query.ids)))
         if query.cursor is not None:
-            conditions.append(dead_letters.c.id > dead_letter_cursor_bound(query.cursor))
+            conditions.append(dead_letters.c.id > id_cursor_bound(query.cursor))
         row_bytes = (
             func.length(signals.c.payload)
             + func.length(signals.c.metadata)
