@@ -138,7 +138,12 @@ class Store(ReplayJobStore, Protocol):
         result: ReplayResult,
         max_replays: int,
         retry_in_s: float = 0.0,
-    ) -> str: ...
+    ) -> str:
+        """Settle a claimed entry's replay; its status after, or ``SUPERSEDED`` when nothing
+        was written: the entry is no longer pending, or its claim (``entry.claimed_by`` and
+        ``claim_expires_at``) ran out and another replayer holds it. A success is written
+        whoever holds it, and the holder's end is then superseded."""
+        ...
 
     async def reclaim_expired(self, owner: str, lease_s: float, limit: int) -> list[LogRecord]: ...
 

@@ -59,6 +59,9 @@ class LogRecord:
     routing_version: str | None = None
 
 
+SUPERSEDED = "superseded"  # what ``finish_replay`` says when its replayer's claim was taken
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord:
     id: int
@@ -78,6 +81,10 @@ class DeadLetterRecord:
     metadata: Any = None
     signal_ts: datetime | None = None
     trace_id: str = ""
+    # The claim as its replayer took it: its finish counts only while the claim is the entry's
+    # (``finish_replay``).
+    claimed_by: str | None = None
+    claim_expires_at: datetime | None = None
 
 
 T = TypeVar("T")

@@ -17,7 +17,13 @@ from router_service.domain.outcome import AgentResult, DeadLetter, Outcome, Stat
 from router_service.domain.routing import AgentSpec, Mode, Plan
 from router_service.domain.signal import Signal
 from router_service.service.ports import Store
-from router_service.service.records import DeadLetterQuery, LogQuery, ReplayResult
+from router_service.service.records import (
+    SUPERSEDED,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    LogQuery,
+    ReplayResult,
+)
 from tests.support.db import migrated_database, query
 from tests.support.store import DELIVERED, PARKED, PLAN, open_store, signal
 
@@ -282,6 +288,50 @@ def test_failed_and_deferred_replays(url: str) -> None:
     assert run(url, scenario) == ["pending", "pending", "exhausted"]
     [row] = query(url, "SELECT replay_count, error, status FROM dead_letters")
     assert row == {"replay_count": 2, "error": "still 503", "status": "exhausted"}
+
+
+def test_a_replay_whose_claim_ran_out_and_was_taken_leaves_the_entry_to_the_holder(
+    url: str,
+) -> None:
+    """A replayer frozen past its claim's lease, another claim taken meanwhile (the same
+    process's owner: the claim's expiry tells them apart). The late failure or deferral wrote
+    over the holder's claim; the holder's failure then put a replayed entry back to pending."""
+
+    failed = ReplayResult(ok=False, error="late 503")
+
+    async def late_ends(store: Store) -> tuple[DeadLetterRecord, DeadLetterRecord, list[str]]:
+        at = await claimed(store, "d-late")
+        await store.record("d-late", at, PLAN, PARKED, 1.0)
+        [late] = await store.claim_dead_letters(limit=None, ids=None, owner="r", lease_s=0.0)
+        [holder] = await store.claim_dead_letters(limit=None, ids=None, owner="r", lease_s=60)
+        assert late.claim_expires_at is not None
+        assert holder.claim_expires_at is not None
+        assert (late.claimed_by, holder.claimed_by) == ("r", "r")
+        ends = [
+            await store.finish_replay(late, failed, max_replays=5),
+            await store.finish_replay(late, ReplayResult(ok=False, attempted=False), 5),
+        ]
+        return late, holder, ends
+
+    late, holder, ends = run(url, late_ends)
+    assert ends == [SUPERSEDED, SUPERSEDED]
+    [row] = query(url, "SELECT replay_count, claimed_by, error FROM dead_letters")
+    assert row == {"replay_count": 0, "claimed_by": "r", "error": "alpha: HTTP 400"}, row
+
+    async def success_then_holder(store: Store) -> list[str]:
+        took = ReplayResult(
+            ok=True, results=[{"agent": "alpha", "ok": True, "attempts": 1}], response={"a": 1}
+        )
+        return [
+            await store.finish_replay(late, took, max_replays=5),  # the agent has it
+            await store.finish_replay(holder, failed, max_replays=5),
+        ]
+
+    assert run(url, success_then_holder) == ["replayed", SUPERSEDED]
+    [row] = query(url, "SELECT status, replay_count, claimed_by FROM dead_letters")
+    assert row == {"status": "replayed", "replay_count": 1, "claimed_by": None}
+    [signal_row] = query(url, "SELECT status FROM signals WHERE log_id = 'd-late'")
+    assert signal_row["status"] == "delivered"
 
 
 def test_due_only_and_ids_select_what_a_replayer_claims(url: str) -> None:

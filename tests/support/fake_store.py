@@ -14,6 +14,7 @@ from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
 from router_service.service.records import (
+    SUPERSEDED,
     Claim,
     DeadLetterQuery,
     DeadLetterRecord,
@@ -232,7 +233,9 @@ class FakeStore:
             ):
                 continue
             entry.claimed_by, entry.claim_expires_at = owner, now + timedelta(seconds=lease_s)
-            taken.append(entry.record)
+            taken.append(
+                replace(entry.record, claimed_by=owner, claim_expires_at=entry.claim_expires_at)
+            )
         return taken
 
     async def finish_replay(
@@ -245,6 +248,12 @@ class FakeStore:
         await self._enter("finish_replay")
         now = self.now()
         held = self.letters[entry.id]
+        theirs = (held.claimed_by, held.claim_expires_at) == (
+            entry.claimed_by,
+            entry.claim_expires_at,
+        )
+        if held.record.status != "pending" or not (theirs or (result.attempted and result.ok)):
+            return SUPERSEDED
         held.claimed_by = held.claim_expires_at = None
         held.next_attempt_at = now + timedelta(seconds=retry_in_s)
         if not result.attempted:

@@ -115,7 +115,8 @@ LIST_LOGS_SIZES_HEAD = (
 
 DEAD_LETTER_COLUMNS = (
     "d.id, d.log_id, d.agent, d.kind, d.mode, d.error, d.attempts, d.replay_count, d.status, "
-    "d.created_at, d.last_attempt_at, s.payload, s.sender_id, s.metadata, s.signal_ts, s.trace_id"
+    "d.created_at, d.last_attempt_at, d.claimed_by, d.claim_expires_at, "
+    "s.payload, s.sender_id, s.metadata, s.signal_ts, s.trace_id"
 )
 LIST_DEAD_LETTERS_HEAD = (
     f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters AS d {SIGNAL_OF_EACH_DEAD_LETTER} WHERE TRUE"  # noqa: S608
@@ -145,16 +146,22 @@ WITH picked AS MATERIALIZED (
 SELECT {columns} FROM claimed AS d {signal} ORDER BY d.id
 """
 
+# A replay's end is written while the entry is pending and its claim is still the replayer's
+# ($2, $3 as claimed): one whose claim ran out and was taken by another replayer (a process
+# frozen past the lease) leaves the entry to that one. A success ($9) is written whoever holds
+# the claim: the agent has the signal, and the holder's end is then left out in turn.
 DEFER_REPLAY = """
-UPDATE dead_letters SET next_attempt_at = $2, claimed_by = NULL, claim_expires_at = NULL
- WHERE id = $1
+UPDATE dead_letters SET next_attempt_at = $4, claimed_by = NULL, claim_expires_at = NULL
+ WHERE id = $1 AND status = 'pending'
+   AND claimed_by IS NOT DISTINCT FROM $2 AND claim_expires_at IS NOT DISTINCT FROM $3
 """
 
 FINISH_REPLAY = """
 UPDATE dead_letters
-   SET status = $2, replay_count = $3, error = $4, last_attempt_at = $5, next_attempt_at = $6,
+   SET status = $4, replay_count = $5, error = $6, last_attempt_at = $7, next_attempt_at = $8,
        claimed_by = NULL, claim_expires_at = NULL
- WHERE id = $1
+ WHERE id = $1 AND status = 'pending'
+   AND (claimed_by IS NOT DISTINCT FROM $2 AND claim_expires_at IS NOT DISTINCT FROM $3 OR $9)
 """
 
 # A successful replay locks its signal before it marks its entry, and counts what is still

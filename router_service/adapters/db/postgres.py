@@ -43,6 +43,7 @@ from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
 from router_service.page_work import off_loop
 from router_service.service.records import (
+    SUPERSEDED,
     Claim,
     DeadLetterQuery,
     DeadLetterRecord,
@@ -319,29 +320,28 @@ class PgStore(PgReplayJobs):
         pending with its count and error, released, and due again in ``retry_in_s``."""
         now = utcnow()
         due = now + timedelta(seconds=retry_in_s)
+        claim = (entry.id, entry.claimed_by, entry.claim_expires_at)
         if not result.attempted:
-            await self._pool.run(
-                "finish_replay", lambda conn: conn.execute(sql.DEFER_REPLAY, entry.id, due)
+            done = await self._pool.run(
+                "finish_replay", lambda conn: conn.execute(sql.DEFER_REPLAY, *claim, due)
             )
-            return "pending"
+            return "pending" if done == "UPDATE 1" else SUPERSEDED
         status, replay_count = replayed_entry(entry, result.ok, max_replays)
-        error = text_column(result.error or entry.error)
+        params = (*claim, status, replay_count, text_column(result.error or entry.error), now, due)
 
-        async def write(conn: Any) -> None:
+        async def write(conn: Any) -> str:
             async with conn.transaction():
                 if not result.ok:
-                    await conn.execute(
-                        sql.FINISH_REPLAY, entry.id, status, replay_count, error, now, due
-                    )
-                    return
+                    done = await conn.execute(sql.FINISH_REPLAY, *params, False)
+                    return status if done == "UPDATE 1" else SUPERSEDED
                 signal = await conn.fetchrow(sql.REPLAYED_SIGNAL, entry.log_id)  # locked first
-                await conn.execute(
-                    sql.FINISH_REPLAY, entry.id, status, replay_count, error, now, due
-                )
+                if await conn.execute(sql.FINISH_REPLAY, *params, True) != "UPDATE 1":
+                    return SUPERSEDED
                 await self._after_successful_replay(conn, entry, signal, result, now)
+                return status
 
-        await self._pool.run("finish_replay", write)
-        return status
+        written: str = await self._pool.run("finish_replay", write)
+        return written
 
     async def _after_successful_replay(
         self, conn: Any, entry: DeadLetterRecord, row: Any, result: ReplayResult, now: datetime

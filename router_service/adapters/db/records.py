@@ -215,6 +215,8 @@ def dead_letter_record(
         metadata=kept(row["metadata"]),
         signal_ts=aware(row["signal_ts"]),
         trace_id=row["trace_id"],
+        claimed_by=row["claimed_by"],
+        claim_expires_at=aware(row["claim_expires_at"]),
     )
 
 

@@ -34,7 +34,13 @@ from router_service.adapters.db.tables import (
     signals,
 )
 from router_service.domain.outcome import Status
-from router_service.service.records import DeadLetterQuery, DeadLetterRecord, Page, ReplayResult
+from router_service.service.records import (
+    SUPERSEDED,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    Page,
+    ReplayResult,
+)
 
 
 class SqliteDeadLetters(SqliteReplayJobs):
@@ -144,22 +150,36 @@ class SqliteDeadLetters(SqliteReplayJobs):
         now = utcnow()
         due = now + timedelta(seconds=retry_in_s)
         released = {"next_attempt_at": due, "claimed_by": None, "claim_expires_at": None}
-        this_entry = update(dead_letters).where(dead_letters.c.id == entry.id)
+        # As Postgres's ``FINISH_REPLAY``: pending, and the claim still the replayer's
+        # (or a success, which the agent has whoever holds the claim now).
+        still_theirs = and_(
+            dead_letters.c.claimed_by.is_not_distinct_from(entry.claimed_by),
+            dead_letters.c.claim_expires_at.is_not_distinct_from(entry.claim_expires_at),
+        )
+        this_entry = update(dead_letters).where(
+            dead_letters.c.id == entry.id,
+            dead_letters.c.status == "pending",
+            *(() if result.ok else (still_theirs,)),
+        )
         if not result.attempted:
             async with self._connect("finish_replay", transaction=True) as conn:
-                await conn.execute(this_entry.values(**released))
-            return "pending"
+                done = (await conn.execute(this_entry.values(**released))).rowcount
+            return "pending" if done == 1 else SUPERSEDED
         status, replay_count = replayed_entry(entry, result.ok, max_replays)
         async with self._connect("finish_replay", transaction=True) as conn:
-            await conn.execute(
-                this_entry.values(
-                    status=status,
-                    replay_count=replay_count,
-                    error=text_column(result.error) if result.error else entry.error,
-                    last_attempt_at=now,
-                    **released,
+            done = (
+                await conn.execute(
+                    this_entry.values(
+                        status=status,
+                        replay_count=replay_count,
+                        error=text_column(result.error) if result.error else entry.error,
+                        last_attempt_at=now,
+                        **released,
+                    )
                 )
-            )
+            ).rowcount
+            if done != 1:
+                return SUPERSEDED
             if result.ok:
                 await self._after_successful_replay(conn, entry, result, now)
         return status
