@@ -143,6 +143,9 @@ class Telemetry:
     def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
         self._log.error("dispatch.crashed", log_id=log_id, exc_info=error)
 
+    def outcome_superseded(self, *, log_id: str, own: str, stored: str) -> None:
+        self._log.warning("signal.outcome_superseded", log_id=log_id, own=own, stored=stored)
+
     def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
         get_logger("recovery").warning(
             "signal.recovered", log_id=log_id, status=status, trace_id=trace_id

@@ -156,6 +156,8 @@ class Intake:
             created = await self._record_again(
                 signal.log_id, claimed_at, plan, outcome, latency_s, write_for_s, exc
             )
+        if created is None:
+            return await self._superseded(signal.log_id, outcome, trace, started)
         if created:
             self._events.dead_lettered(created)
         if outcome.dead_letters:
@@ -195,14 +197,14 @@ class Intake:
         latency_s: float,
         write_for_s: float,
         failed: StorageUnavailable | Overloaded,
-    ) -> int:
+    ) -> int | None:
         """The outcome's write, after the database failed it for its absence
         (``StorageUnavailable``) or its busy pool (``Overloaded``): tried again with capped
         backoff and full jitter, for ``write_for_s``. The signal reached its agents already, and
         an outcome left unwritten has it sent again when its lease runs out. The write is
         idempotent (the first outcome wins; a dead letter is one per signal and agent). Past
         that time the last error answers, as before: 503, and the sweeper finishes the signal.
-        Returns the dead letters created."""
+        Returns what ``Store.record`` does."""
         give_up = self._clock() + write_for_s
         attempt = 0
         while True:
@@ -219,6 +221,34 @@ class Intake:
                 return await self._store.record(log_id, claimed_at, plan, outcome, latency_s * 1000)
             except (StorageUnavailable, Overloaded) as exc:
                 failed = exc
+
+    async def _superseded(
+        self, log_id: str, outcome: Outcome, trace: TraceContext, started: float
+    ) -> RouteAnswer:
+        """The answer when another owner finished the signal first (this one's lease ran out,
+        a process frozen past it): the stored outcome, the log's, not this dispatch's. An
+        outcome write that went through but whose answer was lost comes here too, and finds
+        its own."""
+        record = await self._store.get(log_id)
+        if record is None:  # pragma: no cover - a claimed row is never deleted while in flight
+            raise StorageUnavailable("the signal's log row is gone")
+        if record.status is not outcome.status:
+            self._events.outcome_superseded(
+                log_id=log_id, own=outcome.status.value, stored=record.status.value
+            )
+        latency_s = time.perf_counter() - started
+        self._events.signal_finished(
+            log_id=log_id,
+            kind=record.kind,
+            rule=record.rule,
+            status=record.status,
+            agents=record.routed_agents,
+            latency_s=latency_s,
+            agent_s=0.0,
+            duplicate=False,
+            trace=trace,
+        )
+        return _stored_answer(record, trace, latency_s, duplicate=False)
 
     def _compare_shadow(
         self, shadow: Routing, signal: Signal, plan: Plan, strings: PayloadStrings
@@ -259,7 +289,9 @@ class Intake:
         return record
 
 
-def _stored_answer(record: LogRecord, trace: TraceContext, latency_s: float) -> RouteAnswer:
+def _stored_answer(
+    record: LogRecord, trace: TraceContext, latency_s: float, *, duplicate: bool = True
+) -> RouteAnswer:
     return RouteAnswer(
         log_id=record.log_id,
         trace_id=trace.trace_id,
@@ -270,6 +302,6 @@ def _stored_answer(record: LogRecord, trace: TraceContext, latency_s: float) -> 
         status=record.status.value,
         results=record.results or [],
         response=record.response,
-        duplicate=True,
+        duplicate=duplicate,
         latency_ms=round(latency_s * 1000, 3),
     )

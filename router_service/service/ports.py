@@ -115,7 +115,11 @@ class Store(ReplayJobStore, Protocol):
 
     async def record(
         self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
-    ) -> int: ...
+    ) -> int | None:
+        """The claimed signal's outcome, its lease ended, its dead letters parked; returns the
+        dead letters created, or None when nothing was written: the signal was finished already
+        (another owner took it over once its lease ran out; the first outcome wins)."""
+        ...
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]: ...
 
@@ -304,6 +308,11 @@ class Events(Protocol):
 
     def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
         """A sweeper finished a signal whose owner's lease ran out."""
+
+    def outcome_superseded(self, *, log_id: str, own: str, stored: str) -> None:
+        """A signal's owner came to write its outcome (``own``) and found it finished by
+        another (``stored``), which took it over once the owner's lease ran out: the client is
+        answered the stored one."""
 
     def audit(self, event: str, **fields: object) -> None:
         """An operator's action (replay, reload): one line naming the key, never the key."""

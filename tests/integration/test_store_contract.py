@@ -135,9 +135,27 @@ def test_the_first_outcome_wins_and_dead_letters_come_with_it(url: str) -> None:
         return first, second, await store.get("c-parked")
 
     first, second, row = run(url, scenario)
-    assert (first, second) == (1, 0)
+    assert (first, second) == (1, None)  # None: not written, the caller answers the stored one
     assert row.status is Status.PARTIAL
     assert row.latency_ms == 2.0
+
+
+def test_outcomes_written_together_each_say_whether_theirs_was_written(url: str) -> None:
+    """Outcomes without dead letters are group-committed: each must still learn whether its
+    signal was in progress or finished already by another owner (whose outcome stands)."""
+
+    async def scenario(store: Store) -> tuple[list[int | None], list[int | None], list[Status]]:
+        ids = [f"g-{i}" for i in range(6)]
+        at = {log_id: await claimed(store, log_id) for log_id in ids}
+        theirs = [await store.record(i, at[i], PLAN, PARKED, 1.0) for i in ids[::2]]
+        ours = await asyncio.gather(*(store.record(i, at[i], PLAN, DELIVERED, 2.0) for i in ids))
+        rows = [await store.get(i) for i in ids]
+        return theirs, list(ours), [row.status for row in rows if row is not None]
+
+    theirs, ours, statuses = run(url, scenario)
+    assert theirs == [1, 1, 1]
+    assert ours == [None, 0, None, 0, None, 0]
+    assert statuses == [Status.DEAD_LETTERED, Status.DELIVERED] * 3
 
 
 def test_list_logs_filters_and_pages(url: str) -> None:

@@ -54,6 +54,9 @@ class RecordingEvents:
     def dispatch_crashed(self, *, log_id: str, error: BaseException) -> None:
         self._note("dispatch_crashed", log_id=log_id, error=error)
 
+    def outcome_superseded(self, *, log_id: str, own: str, stored: str) -> None:
+        self._note("outcome_superseded", log_id=log_id, own=own, stored=stored)
+
     def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:
         self._note("signal_recovered", log_id=log_id, status=status, trace_id=trace_id)
 

@@ -140,13 +140,13 @@ class FakeStore:
 
     async def record(
         self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
-    ) -> int:
+    ) -> int | None:
         await self._enter("record")
         self.leases.pop(log_id, None)
         row = self.signals[log_id]
         assert row.created_at == created_at, "record names the claimed row by its created_at"
         if row.status is not Status.IN_PROGRESS:
-            return 0  # the first final outcome wins
+            return None  # the first final outcome wins
         now = self.now()
         self.signals[log_id] = replace(
             row,

@@ -143,11 +143,15 @@ GUARANTEE = (
     "`Idempotency-Key`; dispatch is exactly-once per `log_id` otherwise.** A signal is claimed "
     "(an atomic insert of its log row, with a lease) before any agent is called, so a client "
     "duplicate, on any replica, never dispatches again. When the process that claimed it dies "
-    "(or cannot record the outcome) the lease runs out and another replica dispatches it again: "
-    "an agent may then receive the same signal twice, always with the same `Idempotency-Key: "
-    "<log_id>`, and must treat the key as the unit of work. A dead letter is replayed by one "
-    "replayer at a time; a replayer killed mid-send may leave one entry sent twice, under the "
-    "same key."
+    "(or cannot record the outcome within 1.5 deadlines of the signal's arrival: it writes a "
+    "failed outcome again until then) the lease runs out and another replica dispatches it "
+    "again: an agent may then receive the same signal twice, always with the same "
+    "`Idempotency-Key: <log_id>`, and must treat the key as the unit of work. The first outcome "
+    "written is the log's, and the one every client is answered: a process frozen past its "
+    "lease answers its client the outcome of the replica that took over, not its own. A dead "
+    "letter is replayed by one replayer at a time; a replayer killed mid-send, or frozen past "
+    "its claim, may leave one entry sent twice, under the same key, and a frozen replayer's "
+    "late failure does not undo the entry's state (a late success is kept: the agent has it)."
 )
 
 

@@ -74,7 +74,7 @@ class PgStore(PgReplayJobs):
         self._pool = pool
         self._claims = PgClaims(pool)
         self._outcome_lane = pool.lane("record")  # the batches run one at a time
-        self._outcomes: GroupCommit[OutcomeRow, None] = GroupCommit(
+        self._outcomes: GroupCommit[OutcomeRow, bool] = GroupCommit(
             self._write_outcomes, self._write_outcome, isolate=refused_rows
         )
         self._sweep_floor = SweepFloor()
@@ -149,8 +149,9 @@ class PgStore(PgReplayJobs):
 
     async def record(
         self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
-    ) -> int:
-        """The outcome and its dead letters in one transaction; returns dead letters created."""
+    ) -> int | None:
+        """The outcome and its dead letters in one transaction; returns dead letters created,
+        None if the signal was finished already (the first outcome wins)."""
         row = OutcomeRow(
             log_id,
             created_at,
@@ -161,8 +162,8 @@ class PgStore(PgReplayJobs):
             utcnow(),
         )
         if not outcome.dead_letters:
-            await self._outcomes.submit(row)  # group-committed with its concurrent neighbours
-            return 0
+            # Group-committed with its concurrent neighbours.
+            return 0 if await self._outcomes.submit(row) else None
         letters = [
             (
                 log_id,
@@ -176,10 +177,10 @@ class PgStore(PgReplayJobs):
             for letter in outcome.dead_letters
         ]
 
-        async def write(conn: Any) -> int:
+        async def write(conn: Any) -> int | None:
             async with conn.transaction():
                 if await conn.fetchval(sql.RECORD, *_outcome_params(row)) is None:
-                    return 0  # finished already: the first outcome wins, with its dead letters
+                    return None  # finished already: the first outcome wins, with its dead letters
                 created = 0
                 for letter in letters:
                     created += await conn.fetchval(sql.INSERT_DEAD_LETTER, *letter) is not None
@@ -188,15 +189,22 @@ class PgStore(PgReplayJobs):
         created, _ = await self._pool.run_twice("record", write)
         return created
 
-    async def _write_outcomes(self, rows: list[OutcomeRow]) -> list[None]:
+    async def _write_outcomes(self, rows: list[OutcomeRow]) -> list[bool]:
+        """Whether each row's outcome was written (its signal was still in progress)."""
         # In key order: concurrent writers (other processes) lock rows in the same order.
         params = [_outcome_params(r) for r in sorted(rows, key=lambda r: r.log_id)]
-        await self._outcome_lane.run_twice(lambda conn: conn.executemany(sql.RECORD, params))
-        return [None] * len(rows)
+        written, _ = await self._outcome_lane.run_twice(
+            lambda conn: conn.fetchmany(sql.RECORD, params)
+        )
+        finished = {r[0] for r in written}
+        return [r.log_id in finished for r in rows]
 
-    async def _write_outcome(self, row: OutcomeRow) -> None:
+    async def _write_outcome(self, row: OutcomeRow) -> bool:
         params = _outcome_params(row)
-        await self._outcome_lane.run_twice(lambda conn: conn.execute(sql.RECORD, *params))
+        written, _ = await self._outcome_lane.run_twice(
+            lambda conn: conn.fetchval(sql.RECORD, *params)
+        )
+        return written is not None
 
     async def list_logs(self, query: LogQuery) -> Page[LogRecord]:
         async with self._pool.scan():

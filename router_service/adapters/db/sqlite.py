@@ -196,9 +196,9 @@ class SqliteStore(SqliteDeadLetters):
 
     async def record(
         self, log_id: str, created_at: datetime, plan: Plan, outcome: Outcome, latency_ms: float
-    ) -> int:
+    ) -> int | None:
         """The outcome, the lease's end and the dead letters in one transaction; returns dead
-        letters created."""
+        letters created, None if the signal was finished already (the first outcome wins)."""
         now = utcnow()
         key = {"key_created_at": created_at, "key_log_id": log_id}
         finished = {
@@ -225,10 +225,10 @@ class SqliteStore(SqliteDeadLetters):
             for letter in outcome.dead_letters
         ]
 
-        def write(conn: Connection) -> int:
+        def write(conn: Connection) -> int | None:
             conn.execute(sql.END_LEASE, key)
             if conn.execute(sql.FINISH_SIGNAL, finished).rowcount == 0:
-                return 0
+                return None
             return sum(len(conn.execute(sql.PARK, values).all()) for values in letters)
 
         return await self._write("record", write)

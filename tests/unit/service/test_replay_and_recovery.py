@@ -281,7 +281,7 @@ def test_the_first_outcome_wins_when_the_original_owner_finishes_after_a_takeove
     plan = Intake(w.ctx).plan(signal("solo"), None)
     late = Outcome(Status.DEAD_LETTERED, None, (), (DeadLetter(None, "late", 1),))
     created_at = w.store.signals["sig-1"].created_at
-    assert asyncio.run(w.store.record("sig-1", created_at, plan, late, 1.0)) == 0
+    assert asyncio.run(w.store.record("sig-1", created_at, plan, late, 1.0)) is None
     assert w.store.letters == {}
     assert w.store.signals["sig-1"].status is Status.DELIVERED
 
