@@ -29,7 +29,7 @@ from router_service.api.replay_jobs import router as replay_jobs_router
 from router_service.api.routes import router
 from router_service.config.routing_source import RoutingSource
 from router_service.config.settings import Settings
-from router_service.console import ConsoleHeaders, install_console, running_console
+from router_service.console import ConsoleHeaders, error_page, install_console, running_console
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import Metrics
 from router_service.runtime.startup import running_services
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, routing: RoutingSource | None =
         # Spans come from our own events sink (observability/otel.py), with the ids agents see.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    install_error_handlers(app)
+    install_error_handlers(app, page=error_page)
     app.include_router(router)
     install_console(app)
     app.include_router(explain_router)

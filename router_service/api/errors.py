@@ -4,6 +4,7 @@ writes itself before a request exists (``protocol.py``) all come here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +17,9 @@ from router_service.domain.errors import RouterError
 from router_service.observability.logging import get_logger
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+# A page for an error, where a path wants one (the console's), else None: the JSON error.
+ErrorPage = Callable[[Request, int, str, "dict[str, str] | None"], "Response | None"]
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -42,12 +46,19 @@ def raw_refusal(status: int, reason: str, code: str, message: str) -> bytes:
 def response_for(exc: Exception) -> Response:
     """A ``RouterError`` as its own status, code and message; anything else is a 500 that says
     nothing of its cause (the cause goes to the log)."""
+    status, code, message, headers = _described(exc)
+    return error_response(status, code, message, headers)
+
+
+def _described(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
+    """What an error answers (status, code, message, headers), logged when it is the router's
+    own failure."""
     if isinstance(exc, RouterError):
         if exc.status >= 500 and exc.status != 503:
             get_logger().error("request.failed", code=exc.code, error=exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
+        return exc.status, exc.code, exc.message, exc.headers or None
     get_logger().exception("request.crashed", error_type=type(exc).__name__)
-    return error_response(500, "internal_error", "the router failed unexpectedly")
+    return 500, "internal_error", "the router failed unexpectedly", None
 
 
 def describe_validation(errors: list[Any]) -> str:
@@ -59,27 +70,30 @@ def describe_validation(errors: list[Any]) -> str:
     return message if len(errors) == 1 else f"{message} (and {len(errors) - 1} more)"
 
 
-async def _router_error(_request: Request, exc: Exception) -> Response:
-    return response_for(exc)
+def install_error_handlers(app: FastAPI, page: ErrorPage | None = None) -> None:
+    """FastAPI's handlers: JSON errors, or ``page``'s answer where it gives one."""
 
+    def answer(
+        request: Request, status: int, code: str, message: str, headers: dict[str, str] | None
+    ) -> Response:
+        shown = page(request, status, message, headers) if page is not None else None
+        return shown or error_response(status, code, message, headers)
 
-async def _validation_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return error_response(422, "validation_error", describe_validation(list(exc.errors())))
+    async def router_error(request: Request, exc: Exception) -> Response:
+        return answer(request, *_described(exc))
 
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        message = describe_validation(list(exc.errors()))
+        return answer(request, 422, "validation_error", message, None)
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        return answer(request, exc.status_code, code, str(exc.detail), headers)
 
-
-async def _unexpected(_request: Request, exc: Exception) -> Response:
-    return response_for(exc)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RouterError, _router_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RouterError, router_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, router_error)

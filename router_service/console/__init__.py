@@ -3,7 +3,8 @@ autoescape), a little progressive enhancement from one static script, no build s
 fetched from elsewhere.
 
 ``install_console(app)`` adds its routes and its static files; the app adds ``ConsoleHeaders``
-(its security headers) outside every other middleware, and its lifespan runs
+(its security headers) outside every other middleware, gives ``error_page`` to its error
+handlers (a refusal under /console is a page of the console, not JSON), and its lifespan runs
 ``running_console`` beside the router's services.
 """
 
@@ -14,10 +15,11 @@ from starlette.staticfiles import StaticFiles
 
 from router_service.console.access import ConsoleHeaders
 from router_service.console.actions import actions
+from router_service.console.errors import error_page
 from router_service.console.pages import pages
 from router_service.console.state import running_console
 
-__all__ = ["ConsoleHeaders", "install_console", "running_console"]
+__all__ = ["ConsoleHeaders", "error_page", "install_console", "running_console"]
 
 
 def install_console(app: FastAPI) -> None:

@@ -63,6 +63,14 @@ def signed_in(new_client: Callable[[], httpx.Client], key: str) -> tuple[httpx.C
     return client, match.group(1)
 
 
+def refusal(response: httpx.Response) -> str:
+    """The reason a console page of error gives (the API answers JSON; the console a page)."""
+    assert response.headers["content-type"].startswith("text/html"), response.text
+    found = re.search(r'<p class="error" id="error" role="alert">(.*?)</p>', response.text, re.S)
+    assert found is not None, response.text
+    return html.unescape(found.group(1))
+
+
 def assert_secure_headers(response: httpx.Response) -> None:
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp
@@ -130,15 +138,52 @@ def test_a_forged_replay_needs_both_the_token_and_the_admin_scope(
     reader, reader_csrf = signed_in(new_client, "reader-key")
     missing = admin.post("/console/dead-letters/preview", data={"ids": "1"})
     assert missing.status_code == 403
-    assert "CSRF" in missing.json()["error"]["message"]
+    assert "CSRF" in refusal(missing)
     # Another session's token does not do either.
     crossed = admin.post("/console/dead-letters/preview", data={"ids": "1", "csrf": reader_csrf})
     assert crossed.status_code == 403
     scoped = reader.post("/console/dead-letters/replay", data={"ids": "1", "csrf": reader_csrf})
     assert scoped.status_code == 403
-    assert "dlq:admin" in scoped.json()["error"]["message"]
+    assert "dlq:admin" in refusal(scoped)
     allowed = admin.post("/console/dead-letters/preview", data={"ids": "1", "csrf": admin_csrf})
     assert allowed.status_code == 200
+
+
+def test_a_refusal_is_a_console_page_with_the_reason_and_a_way_back(
+    new_client: Callable[[], httpx.Client],
+) -> None:
+    """A person at the console saw the API's JSON when a form was refused or a page was
+    missing; every other path keeps its JSON errors."""
+    client, csrf = signed_in(new_client, "admin-key")
+    gone = client.post("/console/replays/999999/cancel", data={"csrf": csrf})
+    assert gone.status_code == 404
+    assert refusal(gone) == "no replay job 999999"
+    assert '<a href="/console/replays/999999" id="back">' in gone.text
+    assert 'id="who">admin' in gone.text  # the console's own frame, signed in
+    assert_secure_headers(gone)
+    missing = client.get("/console/signals/no-such-signal")
+    assert missing.status_code == 404
+    assert "no signal with log_id 'no-such-signal'" in refusal(missing)
+    assert '<a href="/console/signals" id="back">' in missing.text
+    not_a_job = client.get("/console/replays/first")
+    assert not_a_job.status_code == 422
+    assert "job_id" in refusal(not_a_job)
+    assert '<a href="/console/dead-letters" id="back">' in not_a_job.text
+    nowhere = client.get("/console/nowhere")
+    assert nowhere.status_code == 404
+    assert refusal(nowhere) == "Not Found"
+    anonymous = new_client().post("/console/dead-letters/preview", data={"ids": "1"})
+    assert anonymous.status_code == 401
+    assert refusal(anonymous) == "sign in to the console first"
+    assert '<a href="/console/sign-in" id="back">' in anonymous.text
+    assert 'id="who"' not in anonymous.text
+    # Not the console's pages: the API's JSON errors, and a static file's plain 404.
+    api = client.get("/logs/no-such-signal", headers={"X-API-Key": "admin-key"})
+    assert api.status_code == 404
+    assert api.json()["error"]["code"] == "not_found"
+    static = client.get("/console/static/nowhere.js")
+    assert static.status_code == 404
+    assert static.headers["content-type"] == "application/json"
 
 
 def admin_api(new_client: Callable[[], httpx.Client]) -> httpx.Client:
@@ -231,13 +276,13 @@ def test_a_replay_needs_the_snapshot_of_the_same_selection(
         "/console/dead-letters/replay", data={"csrf": csrf, "ids": str(first["id"])}
     )
     assert without.status_code == 422
-    assert "preview the replay first" in without.json()["error"]["message"]
+    assert "preview the replay first" in refusal(without)
     other = client.post(
         "/console/dead-letters/replay",
         data={"csrf": csrf, "ids": str(second["id"]), "snapshot": snapshot},
     )
     assert other.status_code == 422
-    assert "another selection" in other.json()["error"]["message"]
+    assert "another selection" in refusal(other)
     # A forged token nesting 5,000 lists deep (a 500 before): the API's length cap holds here.
     forged = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
     deep = client.post(
@@ -245,7 +290,7 @@ def test_a_replay_needs_the_snapshot_of_the_same_selection(
         data={"csrf": csrf, "ids": str(first["id"]), "snapshot": forged},
     )
     assert deep.status_code == 422
-    assert "not one this server issued" in deep.json()["error"]["message"]
+    assert "not one this server issued" in refusal(deep)
     assert api.get("/dlq/replays").json()["items"] == []
 
 
@@ -260,7 +305,7 @@ def test_the_console_refuses_an_id_past_64_bits_and_a_rate_the_api_refuses(
     for ids in (str(2**63), "0"):
         refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": ids})
         assert refused.status_code == 422, refused.text
-        assert "ids: dead-letter ids are between 1 and" in refused.json()["error"]["message"]
+        assert "ids: dead-letter ids are between 1 and" in refusal(refused)
     # Digits as the API takes them: Python's int also read "1_0" as 10 and other scripts' digits.
     for ids in ("1_0", "+1", "\u0661", "1e3", "9" * 20):
         refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": ids})
@@ -268,7 +313,7 @@ def test_the_console_refuses_an_id_past_64_bits_and_a_rate_the_api_refuses(
     too_many = ",".join(str(n) for n in range(1, 1002))  # the API's bound, 1,000 (2,000 before)
     refused = client.post("/console/dead-letters/preview", data={"csrf": csrf, "ids": too_many})
     assert refused.status_code == 422
-    assert "ids: at most 1000 at once" in refused.json()["error"]["message"]
+    assert "ids: at most 1000 at once" in refusal(refused)
     _, snapshot = preview(client, csrf, ids=str(entry["id"]))
     for rate in ("1e-300", "0.001", "10001"):
         refused = client.post(
@@ -276,7 +321,7 @@ def test_the_console_refuses_an_id_past_64_bits_and_a_rate_the_api_refuses(
             data={"csrf": csrf, "ids": str(entry["id"]), "snapshot": snapshot, "rate": rate},
         )
         assert refused.status_code == 422, refused.text
-        message = refused.json()["error"]["message"]
+        message = refusal(refused)
         assert "rate: between 0.01 and 10000 entries per second" in message
     assert api.get("/dlq/replays").json()["items"] == []
 
@@ -470,17 +515,17 @@ def test_the_rules_page_shows_the_shadow_version_and_this_processs_differences(
 def test_the_console_refuses_a_filter_past_the_calendar_and_a_nul(
     new_client: Callable[[], httpx.Client],
 ) -> None:
-    """JSON 422s, never a 500 (a datetime overflowing in UTC) or a 503 (Postgres refusing a
-    NUL in text, as if the database were down)."""
+    """422s with the reason, never a 500 (a datetime overflowing in UTC) or a 503 (Postgres
+    refusing a NUL in text, as if the database were down)."""
     client, csrf = signed_in(new_client, "admin-key")
     late = client.get("/console/signals", params={"until": "9999-12-31T23:59:59-01:00"})
     assert late.status_code == 422
-    assert "until is out of range" in late.json()["error"]["message"]
+    assert "until is out of range" in refusal(late)
     assert client.get("/console/signals/a%00b").status_code == 422
     for field in ("agent", "kind"):
         nul = client.post("/console/dead-letters/preview", data={"csrf": csrf, field: "a\x00"})
         assert nul.status_code == 422
-        assert "NUL" in nul.json()["error"]["message"]
+        assert "NUL" in refusal(nul)
 
 
 @pytest.fixture
@@ -558,7 +603,7 @@ def test_a_sign_in_sent_from_another_sites_page_is_refused(
     client = new_client()
     refused = client.post("/console/sign-in", data={"api_key": "reader-key"}, headers=headers)
     assert refused.status_code == 403
-    assert "console's own pages" in refused.json()["error"]["message"]
+    assert "console's own pages" in refusal(refused)
     assert "router_console" not in client.cookies
 
 
