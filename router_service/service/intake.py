@@ -112,19 +112,7 @@ class Intake:
         )
         if claim.record is not None:
             record = await self._await_original(claim.record, signal, deadline)
-            latency_s = time.perf_counter() - started
-            self._events.signal_finished(
-                log_id=record.log_id,
-                kind=record.kind,
-                rule=record.rule,
-                status=record.status,
-                agents=record.routed_agents,
-                latency_s=latency_s,
-                agent_s=0.0,
-                duplicate=True,
-                trace=trace,
-            )
-            return _stored_answer(record, trace, latency_s)
+            return self._stored_answer(record, trace, started, duplicate=True)
 
         envelope = Envelope.of(signal, plan.kind)
         try:
@@ -236,19 +224,38 @@ class Intake:
             self._events.outcome_superseded(
                 log_id=log_id, own=outcome.status.value, stored=record.status.value
             )
+        return self._stored_answer(record, trace, started, duplicate=False)
+
+    def _stored_answer(
+        self, record: LogRecord, trace: TraceContext, started: float, *, duplicate: bool
+    ) -> RouteAnswer:
+        """The answer of the log's row: a duplicate's, or an owner's whose outcome was not the
+        one written."""
         latency_s = time.perf_counter() - started
         self._events.signal_finished(
-            log_id=log_id,
+            log_id=record.log_id,
             kind=record.kind,
             rule=record.rule,
             status=record.status,
             agents=record.routed_agents,
             latency_s=latency_s,
             agent_s=0.0,
-            duplicate=False,
+            duplicate=duplicate,
             trace=trace,
         )
-        return _stored_answer(record, trace, latency_s, duplicate=False)
+        return RouteAnswer(
+            log_id=record.log_id,
+            trace_id=trace.trace_id,
+            kind=record.kind,
+            rule=record.rule,
+            mode=record.mode,
+            routed_agents=record.routed_agents,
+            status=record.status.value,
+            results=record.results or [],
+            response=record.response,
+            duplicate=duplicate,
+            latency_ms=round(latency_s * 1000, 3),
+        )
 
     def _compare_shadow(
         self, shadow: Routing, signal: Signal, plan: Plan, strings: PayloadStrings
@@ -287,21 +294,3 @@ class Intake:
                 raise Conflict("a request with this log_id is still in progress; retry later")
             record = latest
         return record
-
-
-def _stored_answer(
-    record: LogRecord, trace: TraceContext, latency_s: float, *, duplicate: bool = True
-) -> RouteAnswer:
-    return RouteAnswer(
-        log_id=record.log_id,
-        trace_id=trace.trace_id,
-        kind=record.kind,
-        rule=record.rule,
-        mode=record.mode,
-        routed_agents=record.routed_agents,
-        status=record.status.value,
-        results=record.results or [],
-        response=record.response,
-        duplicate=duplicate,
-        latency_ms=round(latency_s * 1000, 3),
-    )
