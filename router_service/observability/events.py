@@ -144,6 +144,7 @@ class Telemetry:
         self._log.error("dispatch.crashed", log_id=log_id, exc_info=error)
 
     def outcome_superseded(self, *, log_id: str, own: str, stored: str) -> None:
+        self.metrics.outcomes_superseded.inc()
         self._log.warning("signal.outcome_superseded", log_id=log_id, own=own, stored=stored)
 
     def signal_recovered(self, *, log_id: str, status: str, trace_id: str) -> None:

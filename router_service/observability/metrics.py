@@ -83,6 +83,11 @@ class Metrics:
             "Outcome writes of dispatched signals tried again after the database failed them",
             registry=r,
         )
+        self.outcomes_superseded = Counter(
+            "outcomes_superseded",
+            "Outcomes not written because another owner had finished the signal first",
+            registry=r,
+        )
         self.dlq_backlog = Gauge(
             "dlq_backlog", "Pending dead-letter entries", registry=r, multiprocess_mode="mostrecent"
         )

@@ -110,6 +110,7 @@ def test_every_alert_has_unit_tests_that_fire_it_and_keep_it_quiet() -> None:
         "RouterErrorBudgetBurn",
         "RouterDLQBacklogGrowing",
         "RouterDatabaseUnhealthy",
+        "RouterOutcomeSuperseded",
     }
     assert alert_names() - fired == set()
     assert alert_names() - quiet == set()

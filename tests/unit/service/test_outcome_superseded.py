@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+import structlog
+
 from router_service.domain.errors import StorageUnavailable
 from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
+from router_service.observability.events import Telemetry
+from router_service.observability.metrics import Metrics
 from router_service.service.intake import Intake
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_store import FakeStore
@@ -68,3 +72,13 @@ def test_a_written_outcome_whose_answer_was_lost_is_answered_as_stored() -> None
     assert answer.status == "delivered"
     assert store.signals["sig-1"].status is Status.DELIVERED
     assert w.events.named("outcome_superseded") == []
+
+
+def test_the_telemetry_counts_a_superseded_outcome_and_warns_with_both() -> None:
+    metrics = Metrics()
+    with structlog.testing.capture_logs() as logs:
+        Telemetry(metrics).outcome_superseded(log_id="sig-1", own="delivered", stored="partial")
+    [line] = [entry for entry in logs if entry["event"] == "signal.outcome_superseded"]
+    assert line["log_level"] == "warning"
+    assert (line["log_id"], line["own"], line["stored"]) == ("sig-1", "delivered", "partial")
+    assert metrics.registry.get_sample_value("outcomes_superseded_total") == 1.0
