@@ -41,6 +41,9 @@ _VALUE_OPS: Final = ("equals", "exists", *(c.value for c in Comparison))
 _COMBINATORS: Final = ("all", "any", "not")
 _MODIFIERS: Final = {"flags": "regex", "case_sensitive": "prefix"}
 _CONDITION_KEYS: Final = frozenset(("field", *_STRING_OPS, *_VALUE_OPS, *_COMBINATORS, *_MODIFIERS))
+# Conditions nested deeper than this are refused: a person writes a few levels, and classify and
+# explain walk them recursively (350 nested 'not's loaded, routed, and made every explain a 500).
+MAX_CONDITION_DEPTH: Final = 32
 
 
 def parse_rules(doc: Doc, value: object) -> Classifier:
@@ -57,11 +60,15 @@ def parse_rules(doc: Doc, value: object) -> Classifier:
             raise doc.error((*path, "id"), f"duplicate rule id {rule_id!r} (also {where})")
         first_seen[rule_id] = i
         kind = string_of(doc, spec["kind"], (*path, "kind"))
-        rules.append(Rule(rule_id, kind, _parse_condition(doc, spec["when"], (*path, "when"))))
+        when = _parse_condition(doc, spec["when"], (*path, "when"), MAX_CONDITION_DEPTH)
+        rules.append(Rule(rule_id, kind, when))
     return Classifier(tuple(rules))
 
 
-def _parse_condition(doc: Doc, value: object, path: YamlPath) -> Condition:
+def _parse_condition(doc: Doc, value: object, path: YamlPath, room: int) -> Condition:
+    """The condition at ``path``, with ``room`` levels of nesting left for it."""
+    if room <= 0:
+        raise doc.error(path, f"conditions nest at most {MAX_CONDITION_DEPTH} levels deep")
     if not isinstance(value, dict):
         raise doc.error(path, f"a condition is a mapping, got {type_name(value)}")
     for key in value:
@@ -80,7 +87,7 @@ def _parse_condition(doc: Doc, value: object, path: YamlPath) -> Condition:
     if op in _COMBINATORS:
         if "field" in value:
             raise doc.error(path, f"'field' cannot sit beside {op!r}; move it inside", key="field")
-        return _parse_combinator(doc, op, value[op], (*path, op))
+        return _parse_combinator(doc, op, value[op], (*path, op), room - 1)
     field = _parse_field(doc, value, path)
     if op in _STRING_OPS:
         return _string_condition(doc, op, value, field, path)
@@ -98,11 +105,11 @@ def _parse_field(doc: Doc, spec: dict[str, object], path: YamlPath) -> str | Non
     return field
 
 
-def _parse_combinator(doc: Doc, op: str, value: object, path: YamlPath) -> Condition:
+def _parse_combinator(doc: Doc, op: str, value: object, path: YamlPath, room: int) -> Condition:
     if op == "not":
-        return Not(_parse_condition(doc, value, path))
+        return Not(_parse_condition(doc, value, path, room))
     items = list_of(doc, value, path)
-    inner = tuple(_parse_condition(doc, item, (*path, i)) for i, item in enumerate(items))
+    inner = tuple(_parse_condition(doc, item, (*path, i), room) for i, item in enumerate(items))
     return AllOf(inner) if op == "all" else AnyOf(inner)
 
 

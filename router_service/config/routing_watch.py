@@ -55,7 +55,9 @@ def log_reload(result: Reload, *, was_refused: bool = False) -> None:
 
 
 async def watch_routing(source: RoutingSource, interval_s: float = WATCH_INTERVAL_S) -> None:
-    """Reload ``source`` whenever its file changes, until cancelled."""
+    """Reload ``source`` whenever its file changes, until cancelled. A reload that fails
+    unexpectedly is logged, and the watch goes on: it ended silently, and hot reload with it,
+    for the life of the process."""
     path = source.path
     if path is None:
         return
@@ -69,6 +71,16 @@ async def watch_routing(source: RoutingSource, interval_s: float = WATCH_INTERVA
         if now == seen:
             continue
         seen = now
-        result = await asyncio.to_thread(source.reload)
+        try:
+            result = await asyncio.to_thread(source.reload)
+        except Exception as exc:  # a bug in reading a file must not end the watch for good
+            get_logger("routing").exception(
+                "routing.reload_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                file=str(path),
+                kept_version=source.current().version,
+            )
+            refused = True
+            continue
         log_reload(result, was_refused=refused)
         refused = result.error is not None

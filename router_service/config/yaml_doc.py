@@ -1,10 +1,17 @@
 """YAML with line numbers, for the routing file and its tests: every value is read from PyYAML's
 node graph with the line it sits on, so an error names the file, the YAML path and the line
 (``routing.yaml: rules[2].when: unknown condition 'regexp' (line 14)``). Safe loading only; no
-tags, no recursive aliases, a bounded number of nodes."""
+tags, no recursive aliases, a bounded number of nodes.
+
+A plain (unquoted) value is read as JSON reads it: ``true``/``false`` and ``null`` (with YAML's
+``True``, ``FALSE``, ``~`` and the empty value), and numbers in JSON's grammar; anything else is a
+string. YAML 1.1, which PyYAML follows, turns ``NO`` into false, ``12:30`` into 750 and ``0123``
+into 83, and reads ``2026-02-30`` as a date it then fails to build: a rule's ``equals: NO`` never
+matched the ``"NO"`` its payloads carry, and its own tests, read the same way, passed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -20,6 +27,23 @@ MAX_NODES: Final = 100_000
 _PLAIN_COLLECTION_TAGS: Final = frozenset(("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"))
 
 YamlPath: TypeAlias = tuple[str | int, ...]
+
+
+class _JsonScalars(yaml.SafeLoader):
+    """PyYAML's safe loader, with plain scalars resolved as JSON reads them (module docstring)."""
+
+
+_JsonScalars.yaml_implicit_resolvers = {}  # PyYAML's YAML 1.1 ones dropped, then ours added
+for _tag, _pattern, _first in (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("int", r"-?(?:0|[1-9][0-9]*)", "-0123456789"),
+    ("float", r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?", "-0123456789"),
+    ("merge", r"<<", "<"),  # merge keys, which the walker flattens
+):
+    _JsonScalars.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), list(_first)
+    )
 
 
 # --- locating errors ---------------------------------------------------------------------------
@@ -81,7 +105,10 @@ class _NodeWalker:
             raise self._fail(path, f"more than {MAX_NODES} YAML nodes (alias expansion?)", node)
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
-            return self._loader.construct_object(node)
+            try:
+                return self._loader.construct_object(node)
+            except ValueError as exc:  # an explicit tag's value: !!int abc, !!timestamp 2026-02-30
+                raise self._fail(path, f"cannot read {node.value[:80]!r}: {exc}", node) from exc
         if node.tag not in _PLAIN_COLLECTION_TAGS:
             # Collections are built here, not by PyYAML, so its refusal of tags must be redone.
             raise self._fail(path, f"unsupported YAML tag {node.tag!r}", node)
@@ -116,7 +143,7 @@ class _NodeWalker:
 
 
 def load_yaml(text: str, source: str) -> tuple[object, Doc]:
-    loader = yaml.SafeLoader(text)
+    loader = _JsonScalars(text)
     try:
         node = loader.get_single_node()
         if node is None:

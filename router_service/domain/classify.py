@@ -40,8 +40,19 @@ _StringTest: TypeAlias = Callable[[str], object]
 _Path: TypeAlias = tuple[tuple[str, int | None], ...]
 
 
+_MAX_INDEX_DIGITS = 18  # no list is longer
+
+
 def _compile_path(dotted: str) -> _Path:
-    return tuple((seg, int(seg) if seg.isdigit() else None) for seg in dotted.split("."))
+    """Each segment, with its list index when it is ASCII digits (``str.isdigit`` also takes
+    superscripts and other scripts' digits, which ``int`` refuses), short enough to index a list
+    (``int`` refuses more than 4,300 digits)."""
+    return tuple((seg, _index(seg)) for seg in dotted.split("."))
+
+
+def _index(segment: str) -> int | None:
+    digits = segment.isascii() and segment.isdigit() and len(segment) <= _MAX_INDEX_DIGITS
+    return int(segment) if digits else None
 
 
 def _resolve(payload: Any, path: _Path) -> Any:

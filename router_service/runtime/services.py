@@ -109,7 +109,12 @@ class Services:
         loop = asyncio.get_running_loop()
 
         async def reload() -> None:
-            await self.reloader.reload(trigger="sighup")
+            try:
+                await self.reloader.reload(trigger="sighup")
+            except Exception as exc:  # nobody awaits this task: say it here
+                get_logger("routing").exception(
+                    "routing.reload_failed", error=f"{type(exc).__name__}: {exc}", trigger="sighup"
+                )
 
         def on_sighup() -> None:
             self.tasks.append(loop.create_task(reload()))

@@ -225,10 +225,10 @@ def test_duplicate_yaml_keys_are_errors() -> None:
 
 
 def test_non_string_keys_are_errors() -> None:
-    text = build(routes="routes:\n  default: {agents: [a]}\n  on: {agents: [b]}\n")
+    text = build(routes="routes:\n  default: {agents: [a]}\n  404: {agents: [b]}\n")
     assert error(text) == (
-        "routing.yaml: routes: keys must be strings, got True (quote it) "
-        f"(line {line_of(text, 'on:')})"
+        "routing.yaml: routes: keys must be strings, got 404 (quote it) "
+        f"(line {line_of(text, '404:')})"
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.routing_parsing import build, error, line_of, rule_error
+from router_service.config.routing_conditions import MAX_CONDITION_DEPTH
+from tests.support.routing_parsing import build, error, line_of, parse, rule_error
 
 # --- conditions --------------------------------------------------------------------------------
 
@@ -163,7 +164,8 @@ def test_regex_flags_are_checked() -> None:
         ("'9'", "string '9'"),
         ("true", "bool True"),
         ("null", "null"),
-        (".inf", "float inf"),
+        (".inf", "string '.inf'"),  # a string, as JSON reads it
+        ("!!float .inf", "float inf"),
         ("[1]", "a list"),
     ],
 )
@@ -191,12 +193,12 @@ def test_prefix_case_sensitive_takes_a_boolean() -> None:
 
 
 def test_equals_takes_json_values_only() -> None:
-    message, _ = rule_error("{field: d, equals: 2024-01-01}")
+    message, _ = rule_error("{field: d, equals: !!timestamp 2024-01-01}")
     assert (
         message == "routing.yaml: rules[0].when.equals: expected a JSON value, got date (quote it) "
         "(line 10)"
     )
-    message, _ = rule_error("{field: d, equals: [1, {x: .nan}]}")
+    message, _ = rule_error("{field: d, equals: [1, {x: !!float .nan}]}")
     assert message.startswith("routing.yaml: rules[0].when.equals[1].x: expected a JSON value")
 
 
@@ -209,3 +211,75 @@ def test_combinators_take_conditions() -> None:
     assert (
         message == "routing.yaml: rules[0].when.not: a condition is a mapping, got a list (line 10)"
     )
+
+
+# --- plain values read as JSON reads them ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "payload_value", "other"),
+    [
+        ("NO", "NO", False),  # YAML 1.1: false
+        ("off", "off", False),
+        ("12:30", "12:30", 750),  # YAML 1.1: sexagesimal 750
+        ("0123", "0123", 83),  # YAML 1.1: octal 83
+        ("0x1F", "0x1F", 31),
+        ("1_000", "1_000", 1000),
+        ("2026-02-30", "2026-02-30", None),  # YAML 1.1: a date it fails to build
+        ("2026-01-01", "2026-01-01", None),
+    ],
+)
+def test_a_plain_value_that_json_would_not_read_as_a_number_is_a_string(
+    written: str, payload_value: str, other: object
+) -> None:
+    """A rule's ``equals: NO`` never matched the "NO" of its payloads, and its own tests, read
+    the same way, passed."""
+    config = parse(build(f"- id: r\n  kind: k\n  when: {{field: v, equals: {written}}}\n"))
+    assert config.classifier.classify({"v": payload_value}).rule == "r"
+    assert config.classifier.classify({"v": other}).rule != "r"
+
+
+def test_plain_numbers_booleans_and_null_are_read_as_json_reads_them() -> None:
+    rules = "".join(
+        f"- id: r{i}\n  kind: k\n  when: {{field: v{i}, equals: {written}}}\n"
+        for i, written in enumerate(("10", "-1.5", "1e300", "true", "FALSE", "null", "~"))
+    )
+    config = parse(build(rules))
+    for i, value in enumerate((10, -1.5, 1e300, True, False, None, None)):
+        assert config.classifier.classify({f"v{i}": value}).rule == f"r{i}", (i, value)
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("!!int abc", "cannot read 'abc': invalid literal for int()"),
+        ("!!timestamp 2026-02-30", "cannot read '2026-02-30': day is out of range for month"),
+        ("!!int " + "1" * 5000, "Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_a_value_its_tag_cannot_build_is_an_error_with_its_line(written: str, why: str) -> None:
+    """PyYAML raised a plain ValueError: a 500 on reload, and the file watcher died."""
+    message, text = rule_error(f"{{field: v, equals: {written}}}")
+    assert message.startswith("routing.yaml: rules[0].when.equals: cannot read "), message
+    assert why in message
+    assert message.endswith(f"(line {line_of(text, 'equals')})")
+
+
+def test_conditions_nest_at_most_the_bound() -> None:
+    """350 nested 'not's loaded and routed, and made every explain a 500 (its recursion)."""
+    deep = "{field: v, exists: true}"
+    for _ in range(MAX_CONDITION_DEPTH - 1):
+        deep = f"{{not: {deep}}}"
+    assert parse(build(f"- id: r\n  kind: k\n  when: {deep}\n")).classifier.rules
+    message, _ = rule_error(f"{{not: {deep}}}")
+    assert f"conditions nest at most {MAX_CONDITION_DEPTH} levels deep" in message
+
+
+@pytest.mark.parametrize("segment", ["\u00b2", "\u0661", "9" * 5000])  # ², Arabic-Indic one
+def test_a_path_segment_of_other_digits_is_a_key(segment: str) -> None:
+    """``str.isdigit`` takes superscripts and other scripts' digits, which ``int`` refuses; and
+    ``int`` refuses 5,000 digits: loading the file failed with a ValueError."""
+    when = f"{{field: 'items.{segment}', exists: true}}"
+    config = parse(build(f"- id: r\n  kind: k\n  when: {when}\n"))
+    assert config.classifier.classify({"items": {segment: 1}}).rule == "r"
+    assert config.classifier.classify({"items": [1, 2]}).rule != "r"

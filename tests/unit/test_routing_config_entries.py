@@ -69,7 +69,8 @@ def test_agent_url_must_be_http_with_a_host(url: str) -> None:
         ("-5", "must be positive, got -5"),
         ("'100'", "expected a number, got string '100'"),
         ("true", "expected a number, got bool True"),
-        (".nan", "expected a number, got float nan"),
+        (".nan", "expected a number, got string '.nan'"),
+        ("!!float .nan", "expected a number, got float nan"),
         ("null", "expected a number, got null"),
     ],
 )

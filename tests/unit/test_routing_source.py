@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import structlog
 
 from router_service.config.routing_source import Reload, RoutingSource, RoutingVersion
 from router_service.config.routing_watch import watch_routing
@@ -194,3 +195,50 @@ def test_the_watcher_reloads_an_edited_file_and_keeps_the_old_version_on_a_bad_e
             await asyncio.gather(watcher, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+class _FailingOnce(_Recording):
+    """Its next reload fails as a bug would, with something other than a ConfigError."""
+
+    failing = True
+
+    def reload(self) -> Reload:
+        if self.failing:
+            self.failing = False
+            raise RuntimeError("a bug in reading the file")
+        return super().reload()
+
+
+def test_the_watcher_goes_on_after_a_reload_that_failed_unexpectedly(routing: Path) -> None:
+    """A file with a value PyYAML could not build raised a ValueError: the watch's task ended,
+    silently, and hot reload with it for the life of the process."""
+    source = _FailingOnce.from_file(routing)
+    assert isinstance(source, _FailingOnce)
+
+    async def scenario() -> None:
+        with structlog.testing.capture_logs() as logs:
+            watcher = asyncio.create_task(watch_routing(source, interval_s=0.01))
+            try:
+                await eventually(lambda: not source.failing)  # the first look failed
+                good = keyword_routing("giraffe", "tall")
+                routing.write_text(good)
+                await eventually(lambda: source.current().version == sha12(good))
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+        [failed] = [line for line in logs if line["event"] == "routing.reload_failed"]
+        assert failed["error"] == "RuntimeError: a bug in reading the file"
+
+    asyncio.run(scenario())
+
+
+def test_a_value_pyyaml_cannot_build_is_refused_on_reload_and_the_old_version_stays(
+    routing: Path,
+) -> None:
+    source = RoutingSource.from_file(routing)
+    before = source.current()
+    routing.write_text(keyword_routing("giraffe", "tall").replace("giraffe", "!!int giraffe", 1))
+    result = source.reload()
+    assert result.error is not None
+    assert "cannot read 'giraffe'" in result.error.message
+    assert source.current() is before
