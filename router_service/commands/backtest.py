@@ -32,7 +32,10 @@ def parse_since(value: str) -> datetime:
     if match is None:
         raise click.BadParameter("use a duration like 30m, 24h or 7d", param_hint="--since")
     amount, unit = float(match[1]), _UNITS[match[2]]
-    return datetime.now(UTC) - timedelta(**{unit: amount})
+    try:
+        return datetime.now(UTC) - timedelta(**{unit: amount})
+    except OverflowError:  # before year 1, or past what a timedelta holds
+        raise click.BadParameter("too far back", param_hint="--since") from None
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -87,10 +90,14 @@ def backtest_command(
     if since_text and start:
         raise click.UsageError("give --since or --from, not both")
     since = parse_since(since_text) if since_text else _utc(start)
-    settings = _settings()
+    until = _utc(end)
+    if since is not None and until is not None and since >= until:
+        # The window is [since, until): an empty one would report 0 signals, as if none came.
+        hint = "--since" if since_text else "--from"
+        raise click.BadParameter("must be before --to (the window is empty)", param_hint=hint)
     try:
         candidate = load_routing_config(new_file)
-        report = asyncio.run(_run(settings, candidate, since, _utc(end), limit))
+        report = asyncio.run(_run(_settings(), candidate, since, until, limit))
     except RouterError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(2)

@@ -12,13 +12,19 @@ from router_service.config.routing_file import load_routing_config
 
 def check_config_file(file: Path) -> int:
     """Print the verdict; the exit status: 0 valid and every test passes, 1 a test fails
-    (each with a readable diff), 2 invalid (``ConfigError`` from the loader)."""
+    (each with a readable diff), 2 invalid (``ConfigError`` from the loader). A kind with no
+    route of its own is a warning line, not a failure."""
     config = load_routing_config(file)
     rules = len(config.classifier.rules)
     click.echo(
         f"{file}: ok ({len(config.agents)} agents, {rules} rules, "
         f"{len(config.table.routes)} routes)"
     )
+    for kind in sorted(config.unrouted_kinds):
+        # Legal (default takes it), but often a typo in a rule's kind or a route's name.
+        ids = [r.id for r in config.classifier.rules if r.kind == kind]
+        rules_of = f"rule{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+        click.echo(f"warning: kind {kind!r} ({rules_of}) has no route: it goes to default")
     results = check_cases(config)
     if not results:
         click.echo(f"no tests (add a tests: list, or {sibling_tests_file(file).name})")

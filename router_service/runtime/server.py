@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from router_service.config.routing_source import RoutingSource
+from router_service.config.routing_source import RoutingSource, read_version
 from router_service.config.settings import Settings
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import MULTIPROC_ENV
@@ -38,12 +38,15 @@ def prepare_environment(workers: int, reload: bool) -> str | None:
 
 
 def check_before_serving(settings: Settings, host: str, port: int) -> str:
-    """Fail here, in one line (a ``RouterError``): a missing key, a bad routing file, an old
-    schema. Returns the line announced once the server answers."""
+    """Fail here, in one line (a ``RouterError``): a missing key, a bad routing file (or shadow
+    routing file), an old schema. Returns the line announced once the server answers."""
     from router_service.api.app import create_app
     from router_service.runtime.startup import preflight
 
     routing = RoutingSource.from_file(settings.routing_config)
+    if settings.shadow_routing_config is not None:
+        # Read as the server will read it (a candidate: its tests need not pass).
+        read_version(settings.shadow_routing_config)
     create_app(settings, routing)
     asyncio.run(preflight(settings))
     return ready_line(http_address(host, port), settings.database_url, routing.current())

@@ -58,6 +58,35 @@ def test_serve_refuses_a_bad_routing_file(tmp_path: Path) -> None:
     assert "agents[0].url" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read routing file"),
+        ("", "the file is empty"),
+        ("agents: [\n", "invalid YAML"),
+        (
+            "agents:\n  - {name: a, url: 'ftp://x'}\nroutes:\n  default: {agents: [a]}\n",
+            "agents[0].url",
+        ),
+    ],
+    ids=["missing", "empty", "invalid-yaml", "invalid-file"],
+)
+def test_serve_refuses_a_bad_shadow_routing_file_like_a_bad_routing_file(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    shadow = tmp_path / "candidate.yaml"
+    if content is not None:
+        shadow.write_text(content)
+    url = sqlite_url(tmp_path / "r.db")
+    assert run("migrate", env={"DATABASE_URL": url}).returncode == 0
+    env = {"API_KEY": "k", "SHADOW_ROUTING_CONFIG": str(shadow), "DATABASE_URL": url}
+    result = run("serve", "--port", "1", env=env)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {shadow}: "), line
+    assert message in line
+
+
 def test_check_config_names_file_location_and_problem(tmp_path: Path) -> None:
     bad = tmp_path / "routing.yaml"
     bad.write_text(
