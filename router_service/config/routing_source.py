@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,11 +45,14 @@ class RoutingVersion:
 @dataclass(frozen=True, slots=True)
 class Reload:
     """What ``reload()`` did. ``changed``: a new version is active. ``error``: the file was
-    refused and ``active`` is the version kept."""
+    refused and ``active`` is the version kept. ``previous``: the version active when this
+    reload took the lock, so the one it replaced (``active`` itself when nothing changed); read
+    before the lock, two overlapping reloads would both name the version before the first."""
 
     active: RoutingVersion
     changed: bool
     error: ConfigError | None = None
+    previous: RoutingVersion = field(kw_only=True)
 
 
 def content_version(data: bytes) -> str:
@@ -109,12 +112,12 @@ class RoutingSource:
         with self._reloading:
             active = self._active
             if self._path is None:
-                return Reload(active, changed=False)
+                return Reload(active, changed=False, previous=active)
             try:
                 candidate = serveable(self._path)
             except ConfigError as exc:
-                return Reload(active, changed=False, error=exc)
+                return Reload(active, changed=False, error=exc, previous=active)
             if candidate.version == active.version:
-                return Reload(active, changed=False)
+                return Reload(active, changed=False, previous=active)
             self._active = candidate
-            return Reload(candidate, changed=True)
+            return Reload(candidate, changed=True, previous=active)

@@ -35,6 +35,7 @@ DEFAULT_RULE: Final = "default"
 MAX_SCAN_DEPTH: Final = 32
 
 _MISSING: Final = object()
+ABSENT: Final = _MISSING  # what ``value_at`` returns for a path the payload does not have
 _StringTest: TypeAlias = Callable[[str], object]
 # (mapping key, list index or None) per dotted-path segment, split once at construction.
 _Path: TypeAlias = tuple[tuple[str, int | None], ...]
@@ -53,6 +54,11 @@ def _compile_path(dotted: str) -> _Path:
 def _index(segment: str) -> int | None:
     digits = segment.isascii() and segment.isdigit() and len(segment) <= _MAX_INDEX_DIGITS
     return int(segment) if digits else None
+
+
+def value_at(payload: Any, dotted: str) -> Any:
+    """The value at a dotted path as conditions read it, or ``ABSENT`` (for explain)."""
+    return _resolve(payload, _compile_path(dotted))
 
 
 def _resolve(payload: Any, path: _Path) -> Any:
@@ -233,6 +239,13 @@ class Prefix:
 
     def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
         return _any_leaf(strings or PayloadStrings(payload), self._path, self._test)
+
+    def hit(self, text: str) -> str | None:
+        """The start of ``text`` the prefix matched, as routing matches it, or ``None``."""
+        found = self._test(text)
+        if not found:
+            return None
+        return found.group(0) if isinstance(found, re.Match) else self.prefix
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router_service.domain.classify import (
+    ABSENT,
     DEFAULT_RULE,
     MAX_SCAN_DEPTH,
     AllOf,
@@ -28,6 +29,7 @@ from router_service.domain.classify import (
     PayloadStrings,
     Prefix,
     Regex,
+    value_at,
 )
 from router_service.domain.routing import Mode, Plan, RoutingTable
 
@@ -179,16 +181,16 @@ def _trace_string(
     condition: Keywords | Regex | Prefix, payload: Mapping[str, Any], strings: PayloadStrings
 ) -> ConditionTrace:
     argument: Any
-    search: Callable[[str], Any]
     if isinstance(condition, Keywords):
         op, argument = "keywords", list(condition.words)
-        search = condition.hit
     elif isinstance(condition, Regex):
         op, argument = "regex", condition.pattern
-        search = condition.hit
     else:
         op, argument = "prefix", condition.prefix
-        search = _prefix_search(condition)
+    # The classifier's own search of a leaf, so the trace cannot disagree with routing (a
+    # prefix compared with ``str.lower`` folded a dotted capital I, a long s or a final sigma
+    # otherwise than the classifier's ``re`` does).
+    search: Callable[[str], str | None] = condition.hit
     root = payload if condition.field is None else resolve(payload, condition.field)
     if root is _ABSENT:
         return ConditionTrace(op, False, argument, condition.field, found=MISSING)
@@ -201,17 +203,6 @@ def _trace_string(
         return ConditionTrace(op, False, argument, condition.field, found=found)
     at, text = hit
     return ConditionTrace(op, True, argument, condition.field, hit=text, at=at or None)
-
-
-def _prefix_search(condition: Prefix) -> Any:
-    prefix = condition.prefix
-
-    def search(text: str) -> str | None:
-        head = text[: len(prefix)]
-        same = head == prefix if condition.case_sensitive else head.lower() == prefix.lower()
-        return head if same else None
-
-    return search
 
 
 def _first_hit(value: Any, search: Any, at: str, depth: int) -> tuple[str, str] | None:
@@ -251,22 +242,13 @@ def _hit_under(value: Any, search: Any, keys: list[object], depth: int) -> str |
     return None
 
 
-_ABSENT = object()
+_ABSENT = ABSENT
 
 
 def resolve(payload: Any, dotted: str) -> Any:
-    """The value at a dotted path, the way conditions read it; ``_ABSENT`` when it is not there."""
-    value = payload
-    for segment in dotted.split("."):
-        if isinstance(value, Mapping):
-            if segment not in value:
-                return _ABSENT
-            value = value[segment]
-        elif segment.isdigit() and isinstance(value, list | tuple) and int(segment) < len(value):
-            value = value[int(segment)]
-        else:
-            return _ABSENT
-    return value
+    """The value at a dotted path, read as the conditions read it (the classifier's own path
+    reader: a list index is ASCII digits); ``_ABSENT`` when it is not there."""
+    return value_at(payload, dotted)
 
 
 def _show(value: Any) -> Any:

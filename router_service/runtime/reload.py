@@ -61,8 +61,8 @@ class RoutingReloader:
         self.last: ReloadReport | None = None
 
     async def reload(self, *, trigger: str, by: str | None = None) -> ReloadReport:
-        previous = self._source.current().version
-        # Reading, parsing and testing the file is blocking work: off the event loop.
+        # Reading, parsing and testing the file is blocking work: off the event loop. The
+        # previous version comes with the result, read under the source's lock with the swap.
         result = await asyncio.to_thread(self._source.reload)
         if result.error is not None:
             outcome = "refused"
@@ -73,7 +73,7 @@ class RoutingReloader:
             trigger=trigger,
             by=by,
             active=result.active,
-            previous_version=previous,
+            previous_version=result.previous.version,
             error=result.error.message if result.error is not None else None,
             at=datetime.now(UTC),
         )

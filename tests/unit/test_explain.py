@@ -9,6 +9,16 @@ import pytest
 from router_service.config.routing_file import DEFAULT_ROUTING_FILE, load_routing_config
 from router_service.config.routing_source import RoutingSource
 from router_service.domain import classify as classify_module
+from router_service.domain.classify import (
+    Classifier,
+    Condition,
+    Exists,
+    Keywords,
+    Not,
+    Prefix,
+    Regex,
+    Rule,
+)
 from router_service.domain.explain import explain
 from router_service.domain.routing import Mode
 from router_service.service.explain import explain_payload
@@ -130,3 +140,73 @@ def test_the_trace_walks_the_payloads_strings_as_often_as_classify(
     explain(SHIPPED.classifier, SHIPPED.table, payload)
     assert by_classify >= 1
     assert len(walks) == by_classify
+
+
+# Letters whose cases ``str.lower`` and the matching engines fold differently (the capital I
+# with a dot lowers to two characters; the dotless i, the long s, the final sigma and the micro
+# sign lower to themselves): the trace lowered both sides of a case-insensitive prefix and said
+# "no match" where routing matched.
+UNEVEN_CASES = [
+    ("i", "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}"),
+    ("i", "\N{LATIN SMALL LETTER DOTLESS I}"),
+    ("s", "\N{LATIN SMALL LETTER LONG S}"),
+    ("\N{MICRO SIGN}", "\N{GREEK CAPITAL LETTER MU}"),
+    ("\N{MICRO SIGN}", "\N{GREEK SMALL LETTER MU}"),
+    ("\N{GREEK SMALL LETTER SIGMA}", "\N{GREEK SMALL LETTER FINAL SIGMA}"),
+]
+
+
+def any_case_conditions(word: str) -> list[Condition]:
+    """Every condition with a case-insensitive form, for ``word``: on the field and on the whole
+    payload, and each negated."""
+    plain: list[Condition] = [
+        Keywords((word,)),
+        Keywords((word,), "subject"),
+        Regex(word, flags="i"),
+        Regex(f"^{word}", "subject", "i"),
+        Prefix(word, case_sensitive=False),
+        Prefix(word, "subject", case_sensitive=False),
+    ]
+    return [*plain, *(Not(c) for c in plain)]
+
+
+@pytest.mark.parametrize(
+    ("written", "sent"), [*UNEVEN_CASES, *((sent, written) for written, sent in UNEVEN_CASES)]
+)
+def test_every_any_case_condition_is_explained_as_classify_decides_it_for_unevenly_folding_letters(
+    written: str, sent: str
+) -> None:
+    for word, text in ((written, sent), (f"{written}nvoice", f"{sent}NVOICE 2291 overdue")):
+        rules = tuple(Rule(f"r{i}", "billing", c) for i, c in enumerate(any_case_conditions(word)))
+        payload = {"subject": text}
+        decision = explain(Classifier(rules), SHIPPED.table, payload)
+        for rule, trace in zip(rules, decision.rules, strict=True):
+            routed = Classifier((rule,)).classify(payload).rule == rule.id
+            assert trace.matched is routed, (rule.condition, text)
+
+
+def test_a_case_insensitive_prefix_explains_a_turkish_capital_i_as_routing_does() -> None:
+    rule = Rule("invoice-subject", "billing", Prefix("invoice", "subject", case_sensitive=False))
+    classifier = Classifier((rule,))
+    payload = {"subject": "İNVOICE 2291 overdue"}
+    assert classifier.classify(payload).rule == "invoice-subject"
+    decision = explain(classifier, SHIPPED.table, payload)
+    assert (decision.kind, decision.rule) == ("billing", "invoice-subject")
+    trace = decision.rules[0].condition
+    assert (trace.matched, trace.hit, trace.at) == (True, "İNVOICE", "subject")
+
+
+@pytest.mark.parametrize(
+    "segment", ["\N{SUPERSCRIPT TWO}", "\N{ARABIC-INDIC DIGIT ONE}", "9" * 5000]
+)
+@pytest.mark.parametrize("items", [[1, 2], {"x": 1}])
+def test_a_path_segment_of_other_digits_is_read_as_routing_reads_it(
+    segment: str, items: Any
+) -> None:
+    """Explain read paths with ``str.isdigit`` and ``int``: a superscript two indexed nothing
+    where routing reads a key, and raised (a 500) on a list."""
+    rule = Rule("r", "k", Exists(f"items.{segment}", True))
+    classifier = Classifier((rule,))
+    for payload in ({"items": items}, {"items": {segment: 1}}):
+        decision = explain(classifier, SHIPPED.table, payload)
+        assert decision.rule == classifier.classify(payload).rule, payload
