@@ -14,8 +14,13 @@ HTTP 2xx, task ``completed``                delivered
 HTTP 2xx, task ``failed/rejected/canceled``  ``PermanentAgentError`` (dead letter)
 HTTP 2xx, task ``input/auth-required``      ``AgentNeedsInput`` (result ``needs_input``)
 HTTP 2xx, task still ``submitted/working``  ``RetryableAgentError`` (try later)
-HTTP 2xx with a JSON-RPC ``error``          ``PermanentAgentError`` (servers do this)
-HTTP 2xx, not JSON-RPC                      ``PermanentAgentError``
+HTTP 2xx, task with no state we can read    ``PermanentAgentError`` (``unreadable A2A task``:
+                                            no status, a state that is not a string,
+                                            ``unknown``/``unspecified``, an undefined state)
+HTTP 2xx with a JSON-RPC ``error`` object   ``PermanentAgentError`` (servers do this); its
+                                            text is capped, the whole answer is kept
+HTTP 2xx, not JSON-RPC, an ``error`` that   ``PermanentAgentError``
+is not an object, or duplicate JSON keys
 HTTP 2xx, another request's ``id``          ``RetryableAgentError`` (invalid response; the
                                             connection is closed, never reused)
 transport failure, 5xx, 408, 429            ``RetryableAgentError`` (as for HTTP agents)
@@ -25,6 +30,7 @@ any other non-2xx                           ``PermanentAgentError``
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 from router_service.adapters.agents import (
@@ -48,7 +54,12 @@ DEFAULT_VERSION: Final = "1.0"
 _DELIVERED: Final = frozenset({"completed"})
 _REFUSED: Final = frozenset({"failed", "rejected", "canceled", "cancelled"})
 _NEEDS_INPUT: Final = frozenset({"input-required", "auth-required"})
+_IN_PROGRESS: Final = frozenset({"submitted", "working"})
 _SHOWN_ID: Final = 64  # characters of a foreign id quoted in the error
+_SHOWN_VALUE: Final = 64  # characters of an unreadable value quoted in the error
+# An error's text quotes the agent (a JSON-RPC error message, task ids): capped, as the log caps
+# a field (``observability.logging.MAX_FIELD_CHARS``); the whole answer is kept in ``response``.
+MAX_ERROR_CHARS: Final = 512
 
 
 class ForeignAnswer(RetryableAgentError):
@@ -83,14 +94,72 @@ def send_message_request(envelope: Envelope, version: str, trace_id: str) -> byt
     return dumps({"jsonrpc": "2.0", "id": envelope.log_id, "method": method, "params": params})
 
 
-def task_state(task: dict[str, Any]) -> str:
-    """``TASK_STATE_INPUT_REQUIRED`` (1.0) and ``input-required`` (0.3) both become the latter."""
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> None:
+    if len({key for key, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+
+
+# Only the keys are checked: the values are read (exactly) by ``decode_body``.
+_KEYS_ONLY: Final = json.JSONDecoder(object_pairs_hook=_unique)
+
+
+def duplicate_key(raw: bytes) -> str | None:
+    """The first key that an object of the JSON ``raw`` repeats; None when none does (or when
+    ``raw`` is not JSON). orjson keeps the last of them, so ``{"id":"x","id":"<ours>"}`` would
+    pass the request-id check: an ambiguous answer is refused instead."""
+    if b'"' not in raw:
+        return None
+    try:
+        _KEYS_ONLY.decode(raw.decode("utf-8"))
+    except _DuplicateKey as exc:
+        return str(exc.args[0])
+    except (ValueError, RecursionError):
+        return None  # not JSON (or too deep to write): ``decode_body`` keeps it as text
+    return None
+
+
+def capped(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (an ellipsis ending it) when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown(value: Any) -> str:
+    """A value of the answer as JSON spells it, capped."""
+    return capped(dumps(value).decode(), _SHOWN_VALUE)
+
+
+def task_state(task: dict[str, Any]) -> str | None:
+    """``TASK_STATE_INPUT_REQUIRED`` (1.0) and ``input-required`` (0.3) both become the latter;
+    None when the task has no state that is a string."""
     status = task.get("status")
     state = status.get("state") if isinstance(status, dict) else None
     if not isinstance(state, str):
-        return "unknown"
+        return None
     state = state.lower().removeprefix("task_state_")
     return state.replace("_", "-")
+
+
+def _unreadable_task(task: dict[str, Any]) -> str:
+    """What ``task_state`` could not read, or the state that is no verdict, for the error."""
+    if "status" not in task:
+        return "no status"
+    status = task["status"]
+    if not isinstance(status, dict):
+        return f"status {_shown(status)} is not an object"
+    if "state" not in status:
+        return "no status.state"
+    state = status["state"]
+    if not isinstance(state, str):
+        return f"status.state {_shown(state)} is not a string"
+    return f"state {_shown(state)}"  # unknown, unspecified, or no state A2A defines
 
 
 def _task_or_message(result: Any) -> tuple[str, dict[str, Any]] | None:
@@ -130,10 +199,15 @@ def interpret(status_code: int, body: Any, request_id: str) -> AgentReply:
             status_code=status_code,
         )
     if error is not None:
-        code = error.get("code") if isinstance(error, dict) else None
-        text = error.get("message") if isinstance(error, dict) else None
+        if not isinstance(error, dict):
+            raise PermanentAgentError(
+                f"not a JSON-RPC 2.0 response: error {_shown(error)} is not an object",
+                status_code=status_code,
+                response=body,
+            )
+        code, text = error.get("code"), error.get("message")
         raise PermanentAgentError(
-            f"JSON-RPC error {code}: {text}", status_code=status_code, response=body
+            capped(f"JSON-RPC error {code}: {text}"), status_code=status_code, response=body
         )
     result = body.get("result")
     found = _task_or_message(result)
@@ -146,22 +220,34 @@ def interpret(status_code: int, body: Any, request_id: str) -> AgentReply:
     what, item = found
     if what == "message":
         return AgentReply(status_code, result)
-    state = task_state(item)
+    return _task_verdict(status_code, result, item)
+
+
+def _task_verdict(status_code: int, result: Any, task: dict[str, Any]) -> AgentReply:
+    """The verdict on a ``result`` that holds ``task``: by its state."""
+    state = task_state(task)
     if state in _DELIVERED:
         return AgentReply(status_code, result)
     if state in _REFUSED:
         raise PermanentAgentError(f"A2A task {state}", status_code=status_code, response=result)
-    task_id, context_id = item.get("id"), item.get("contextId")
+    task_id, context_id = task.get("id"), task.get("contextId")
     if state in _NEEDS_INPUT:
         raise AgentNeedsInput(
-            f"needs_input: A2A task {state} (taskId={task_id}, contextId={context_id})",
+            capped(f"needs_input: A2A task {state} (taskId={task_id}, contextId={context_id})"),
             task_id=task_id if isinstance(task_id, str) else None,
             context_id=context_id if isinstance(context_id, str) else None,
             status_code=status_code,
             response=result,
         )
-    raise RetryableAgentError(
-        f"A2A task still {state} when the blocking call returned",
+    if state in _IN_PROGRESS:
+        raise RetryableAgentError(
+            f"A2A task still {state} when the blocking call returned",
+            status_code=status_code,
+            response=result,
+        )
+    # Re-sending would repeat the message to an agent that may well have taken it.
+    raise PermanentAgentError(
+        f"unreadable A2A task: {_unreadable_task(task)}",
         status_code=status_code,
         response=result,
     )
@@ -185,6 +271,15 @@ class A2aAgentClient:
         payload = response_body(response)
         if not 200 <= response.status < 300:
             raise status_error(response, payload)  # 5xx/408/429 retryable, as for HTTP agents
+        key = duplicate_key(response.body)
+        if key is not None:
+            # Which id it answers cannot be told either: the connection goes, as for a foreign one.
+            self._transport.discard(response)
+            raise PermanentAgentError(
+                f"not a JSON-RPC 2.0 response: duplicate JSON object key {_shown(key)}",
+                status_code=response.status,
+                response={"text": response.body.decode("utf-8", "replace")},
+            )
         try:
             return interpret(response.status, payload, envelope.log_id)
         except ForeignAnswer:

@@ -9,7 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
-from router_service.adapters.a2a import interpret, send_message_request, task_state
+from router_service.adapters.a2a import (
+    MAX_ERROR_CHARS,
+    duplicate_key,
+    interpret,
+    send_message_request,
+    task_state,
+)
 from router_service.adapters.a2a_card import card_urls, check_card
 from router_service.domain.errors import (
     AgentNeedsInput,
@@ -142,7 +148,118 @@ def test_a_null_id_error_answers_a_request_the_server_could_not_read() -> None:
 def test_task_state_spellings() -> None:
     assert task_state({"status": {"state": "TASK_STATE_AUTH_REQUIRED"}}) == "auth-required"
     assert task_state({"status": {"state": "input-required"}}) == "input-required"
-    assert task_state({"status": "weird"}) == "unknown"
+    assert task_state({"status": "weird"}) is None  # not the state 0.3 calls "unknown"
+    assert task_state({"status": {"state": "unknown"}}) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("task", "error"),
+    [
+        ({"id": "t"}, "unreadable A2A task: no status"),
+        (
+            {"id": "t", "status": "completed"},
+            'unreadable A2A task: status "completed" is not an object',
+        ),
+        ({"id": "t", "status": {}}, "unreadable A2A task: no status.state"),
+        (
+            {"id": "t", "status": {"state": 3}},
+            "unreadable A2A task: status.state 3 is not a string",
+        ),
+        (
+            {"id": "t", "status": {"state": "TASK_STATE_UNKNOWN"}},
+            'unreadable A2A task: state "TASK_STATE_UNKNOWN"',
+        ),
+        (
+            {"id": "t", "status": {"state": "TASK_STATE_UNSPECIFIED"}},
+            'unreadable A2A task: state "TASK_STATE_UNSPECIFIED"',
+        ),
+        (
+            {"kind": "task", "id": "t", "status": {"state": "unknown"}},
+            'unreadable A2A task: state "unknown"',
+        ),
+        ({"id": "t", "status": {"state": "paused"}}, 'unreadable A2A task: state "paused"'),
+        (
+            {"id": "t", "status": {"state": "x" * 100_000}},
+            'unreadable A2A task: state "' + "x" * 62 + "…",
+        ),
+    ],
+    ids=[
+        "no-status",
+        "status-string",
+        "no-state",
+        "state-number",
+        "unknown-1.0",
+        "unspecified",
+        "unknown-0.3",
+        "undefined",
+        "long",
+    ],
+)
+def test_a_task_without_a_state_to_act_on_is_permanent_and_says_what(
+    task: dict[str, Any], error: str
+) -> None:
+    result = task if "kind" in task else {"task": task}
+    with pytest.raises(PermanentAgentError) as info:
+        interpret(200, rpc(result=result), "L1")
+    assert not isinstance(info.value, AgentNeedsInput)
+    assert info.value.message == error
+    assert info.value.response == result  # the whole answer is kept
+
+
+@pytest.mark.parametrize(
+    ("state", "shown"),
+    [("TASK_STATE_SUBMITTED", "submitted"), ("submitted", "submitted"), ("working", "working")],
+)
+def test_a_task_submitted_or_working_stays_retryable(state: str, shown: str) -> None:
+    task = {"id": "t", "status": {"state": state}}
+    with pytest.raises(RetryableAgentError) as info:
+        interpret(200, rpc(result={"task": task}), "L1")
+    assert info.value.message == f"A2A task still {shown} when the blocking call returned"
+
+
+def test_a_huge_json_rpc_error_message_is_capped_in_the_error_not_in_the_response() -> None:
+    body = rpc(error={"code": -32000, "message": "m" * 900_000})
+    with pytest.raises(PermanentAgentError) as info:
+        interpret(200, body, "L1")
+    message = info.value.message
+    assert len(message) == MAX_ERROR_CHARS
+    assert message.startswith("JSON-RPC error -32000: mmm")
+    assert message.endswith("…")
+    assert info.value.response == body
+
+
+def test_a_huge_task_id_is_capped_in_a_needs_input_error_not_in_the_result() -> None:
+    task = {"id": "t" * 900_000, "contextId": "c1", "status": {"state": "input-required"}}
+    with pytest.raises(AgentNeedsInput) as info:
+        interpret(200, rpc(result={"task": task}), "L1")
+    assert len(info.value.message) == MAX_ERROR_CHARS
+    assert info.value.task_id == task["id"]
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"), [(False, "false"), (0, "0"), ("boom", '"boom"'), ([], "[]")]
+)
+def test_an_error_that_is_not_an_object_says_so(error: Any, shown: str) -> None:
+    completed = {"task": {"id": "t", "status": {"state": "TASK_STATE_COMPLETED"}}}
+    with pytest.raises(PermanentAgentError) as info:
+        interpret(200, rpc(error=error, result=completed), "L1")
+    assert info.value.message == f"not a JSON-RPC 2.0 response: error {shown} is not an object"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"jsonrpc":"2.0","id":"wrong","id":"L1","result":{}}', "id"),
+        (b'{"a":{"state":"failed","state":"completed"}}', "state"),
+        (b'[{"k":1},{"k":2,"k":3}]', "k"),
+        (b'{"a":1,"b":{"a":2}}', None),  # the same key in two objects is no duplicate
+        (rb'{"\u0069d":1,"id":2}', "id"),  # spelled differently, read the same
+        (b"not json", None),
+        (b"", None),
+    ],
+)
+def test_duplicate_key_finds_a_key_an_object_repeats(raw: bytes, key: str | None) -> None:
+    assert duplicate_key(raw) == key
 
 
 A2A = AgentSpec("x", "http://h:1/a2a/x", protocol=AgentProtocol.A2A, a2a_version="1.0")
