@@ -100,8 +100,9 @@ class Target:
         return b"".join((self.head, "".join(lines).encode(), body))
 
 
-def parse_target(url: str) -> Target:
-    """``http(s)://[user:pass@]host[:port]/path?query``; ``ValueError`` for anything else."""
+def parse_target(url: str, method: str = "POST") -> Target:
+    """``http(s)://[user:pass@]host[:port]/path?query``, its head for ``method`` (delivery
+    posts; the card check gets); ``ValueError`` for anything else."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -114,7 +115,7 @@ def parse_target(url: str) -> Target:
     target = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
         target += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
-    head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+    head = f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"
     if parts.username is not None:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         head += f"Authorization: Basic {b64encode(credentials.encode()).decode()}\r\n"
