@@ -34,8 +34,7 @@ DEFAULT_RULE: Final = "default"
 # String leaves deeper than this are ignored: a hostile payload must not buy unbounded work.
 MAX_SCAN_DEPTH: Final = 32
 
-_MISSING: Final = object()
-ABSENT: Final = _MISSING  # what ``value_at`` returns for a path the payload does not have
+ABSENT: Final = object()  # what a path the payload does not have reads as (``value_at``)
 _StringTest: TypeAlias = Callable[[str], object]
 # (mapping key, list index or None) per dotted-path segment, split once at construction.
 _Path: TypeAlias = tuple[tuple[str, int | None], ...]
@@ -62,17 +61,17 @@ def value_at(payload: Any, dotted: str) -> Any:
 
 
 def _resolve(payload: Any, path: _Path) -> Any:
-    """The value at ``path``, or ``_MISSING``; a digit segment is a key in a mapping."""
+    """The value at ``path``, or ``ABSENT``; a digit segment is a key in a mapping."""
     value = payload
     for key, index in path:
         if isinstance(value, Mapping):
-            value = value.get(key, _MISSING)
-            if value is _MISSING:
-                return _MISSING
+            value = value.get(key, ABSENT)
+            if value is ABSENT:
+                return ABSENT
         elif index is not None and isinstance(value, list | tuple) and index < len(value):
             value = value[index]
         else:
-            return _MISSING
+            return ABSENT
     return value
 
 
@@ -261,7 +260,7 @@ class Equals:
 
     def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
         found = _resolve(payload, self._path)
-        return found is not _MISSING and json_equal(found, self.value)
+        return found is not ABSENT and json_equal(found, self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +275,7 @@ class Exists:
         object.__setattr__(self, "_path", _compile_path(self.field))
 
     def matches(self, payload: Mapping[str, Any], strings: PayloadStrings | None = None) -> bool:
-        return (_resolve(payload, self._path) is not _MISSING) is self.present
+        return (_resolve(payload, self._path) is not ABSENT) is self.present
 
 
 class Comparison(StrEnum):

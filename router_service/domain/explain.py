@@ -166,8 +166,8 @@ def trace_condition(
 def _trace_value(
     condition: Equals | Exists | Compare, payload: Mapping[str, Any]
 ) -> ConditionTrace:
-    found = resolve(payload, condition.field)
-    shown = MISSING if found is _ABSENT else _show(found)
+    found = value_at(payload, condition.field)
+    shown = MISSING if found is ABSENT else _show(found)
     if isinstance(condition, Equals):
         op, argument = "equals", condition.value
     elif isinstance(condition, Exists):
@@ -191,8 +191,8 @@ def _trace_string(
     # prefix compared with ``str.lower`` folded a dotted capital I, a long s or a final sigma
     # otherwise than the classifier's ``re`` does).
     search: Callable[[str], str | None] = condition.hit
-    root = payload if condition.field is None else resolve(payload, condition.field)
-    if root is _ABSENT:
+    root = payload if condition.field is None else value_at(payload, condition.field)
+    if root is ABSENT:
         return ConditionTrace(op, False, argument, condition.field, found=MISSING)
     # The verdict as ``classify`` reaches it (keywords: one search of all the leaves); only a
     # match is looked for again, leaf by leaf, for its path and text.
@@ -240,15 +240,6 @@ def _hit_under(value: Any, search: Any, keys: list[object], depth: int) -> str |
             return found
         keys.pop()
     return None
-
-
-_ABSENT = ABSENT
-
-
-def resolve(payload: Any, dotted: str) -> Any:
-    """The value at a dotted path, read as the conditions read it (the classifier's own path
-    reader: a list index is ASCII digits); ``_ABSENT`` when it is not there."""
-    return value_at(payload, dotted)
 
 
 def _show(value: Any) -> Any:
