@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from router_service.config.routing_source import Reload, RoutingSource
+from router_service.domain.errors import ConfigError
 from router_service.observability.logging import get_logger
 
 WATCH_INTERVAL_S = 0.5
@@ -54,10 +56,15 @@ def log_reload(result: Reload, *, was_refused: bool = False) -> None:
         )
 
 
-async def watch_routing(source: RoutingSource, interval_s: float = WATCH_INTERVAL_S) -> None:
+async def watch_routing(
+    source: RoutingSource,
+    interval_s: float = WATCH_INTERVAL_S,
+    on_reload: Callable[[Reload], object] | None = None,
+) -> None:
     """Reload ``source`` whenever its file changes, until cancelled. A reload that fails
     unexpectedly is logged, and the watch goes on: it ended silently, and hot reload with it,
-    for the life of the process."""
+    for the life of the process. ``on_reload`` hears of every new version and every refusal
+    (the reload metric and ``/health``'s ``last_reload``), not of a file saved unchanged."""
     path = source.path
     if path is None:
         return
@@ -74,13 +81,14 @@ async def watch_routing(source: RoutingSource, interval_s: float = WATCH_INTERVA
         try:
             result = await asyncio.to_thread(source.reload)
         except Exception as exc:  # a bug in reading a file must not end the watch for good
+            kept = source.current()
+            error = f"{type(exc).__name__}: {exc}"
             get_logger("routing").exception(
-                "routing.reload_failed",
-                error=f"{type(exc).__name__}: {exc}",
-                file=str(path),
-                kept_version=source.current().version,
+                "routing.reload_failed", error=error, file=str(path), kept_version=kept.version
             )
-            refused = True
-            continue
-        log_reload(result, was_refused=refused)
+            result = Reload(kept, False, ConfigError(f"{path}: {error}"), previous=kept)
+        else:
+            log_reload(result, was_refused=refused)
+        if on_reload is not None and (result.changed or result.error is not None):
+            on_reload(result)
         refused = result.error is not None

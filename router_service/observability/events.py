@@ -165,8 +165,11 @@ class Telemetry:
         self.metrics.replays.labels(outcome).inc()
 
     def routing_reloaded(self, report: ReloadReport) -> None:
-        """The audit event of a reload (who, how, what is active now) and its metric."""
+        """The audit event of a reload (who, how, what is active now) and its metric. The
+        watcher's reloads are counted; their line is the watcher's own (``routing.reloaded``)."""
         self.metrics.routing_reloads.labels(report.outcome).inc()
+        if report.trigger == "watch":
+            return
         fields = report.as_dict()
         if report.outcome == "refused":
             self._log.error("routing.reload", audit=True, **fields)

@@ -5,7 +5,8 @@ tests (``routing_source.py``); this step says what happened, to the caller, the 
 event with the key's name, never the key) and a metric. Under ``serve --workers N`` a reload
 asked of one worker over HTTP is passed on to the others through the supervisor, which forwards
 SIGHUP to every worker (``runtime/supervisor.py``); a reload that came by signal is never passed on,
-so a signal cannot bounce between processes.
+so a signal cannot bounce between processes. The routing file's watcher (``ROUTING_WATCH``) reports
+what it changed or refused here too, so the metric and ``/health`` count every way a file is read.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from router_service.config.routing_source import RoutingSource, RoutingVersion
+from router_service.config.routing_source import Reload, RoutingSource, RoutingVersion
 
 
 @dataclass(frozen=True, slots=True)
 class ReloadReport:
     outcome: str  # reloaded, unchanged, refused
-    trigger: str  # api, sighup
+    trigger: str  # api, sighup, watch
     by: str | None  # the API key's name (None for a signal)
     active: RoutingVersion
     previous_version: str
@@ -64,6 +65,14 @@ class RoutingReloader:
         # Reading, parsing and testing the file is blocking work: off the event loop. The
         # previous version comes with the result, read under the source's lock with the swap.
         result = await asyncio.to_thread(self._source.reload)
+        report = self.record(result, trigger=trigger, by=by)
+        if trigger != "sighup" and self._notify_peers is not None:
+            self._notify_peers()
+        return report
+
+    def record(self, result: Reload, *, trigger: str, by: str | None = None) -> ReloadReport:
+        """Report a reload: ``last`` (``/health``), the metric, and the audit event. The
+        routing file's watcher reloads by itself and reports here with ``trigger="watch"``."""
         if result.error is not None:
             outcome = "refused"
         else:
@@ -79,6 +88,4 @@ class RoutingReloader:
         )
         self.last = report
         self._events.routing_reloaded(report)
-        if trigger != "sighup" and self._notify_peers is not None:
-            self._notify_peers()
         return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -76,7 +77,8 @@ class Services:
         s = self.settings
         self.tasks.append(asyncio.create_task(self.backlog.run()))
         if s.routing_watch:
-            self.tasks.append(asyncio.create_task(watch_routing(self.routing)))
+            watched = functools.partial(self.reloader.record, trigger="watch")
+            self.tasks.append(asyncio.create_task(watch_routing(self.routing, on_reload=watched)))
         self.tasks.append(
             asyncio.create_task(
                 run_every(s.sweep_interval_s, "sweep", self.sweeper.sweep_once, self.telemetry)

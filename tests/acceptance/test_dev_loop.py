@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.db import sqlite_url
 from tests.support.polling import wait_for
@@ -49,6 +50,17 @@ def events(lines: list[str], name: str) -> list[dict[str, Any]]:
             if record.get("event") == name:
                 found.append(record)
     return found
+
+
+def reloads(base_url: str) -> dict[str, float]:
+    """``routing_reloads_total`` by outcome, the outcomes counted so far."""
+    text = httpx.get(f"{base_url}/metrics", headers=HEADERS, timeout=30).text
+    counted = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "routing_reloads_total":
+                counted[sample.labels["outcome"]] = sample.value
+    return {outcome: value for outcome, value in counted.items() if value}
 
 
 def route(base_url: str, message: str) -> dict[str, Any]:
@@ -90,15 +102,34 @@ def test_make_dev_reloads_an_edited_routing_file_and_keeps_it_on_a_bad_edit(
             assert (answer["kind"], answer["rule"]) == ("policy", "zebra-rule")
             health = httpx.get(f"{base_url}/health", timeout=30).json()
             assert health["routing"]["version"] == edited
+            # The watcher's reloads are reported as SIGHUP's and the API's are: the metric and
+            # /health's last reload (both stayed empty for them).
+            last = health["routing"]["last_reload"]
+            assert (last["outcome"], last["trigger"], last["version"]) == (
+                "reloaded",
+                "watch",
+                edited,
+            )
+            assert reloads(base_url) == {"reloaded": 1.0}
 
             routing.write_text(routing.read_text().replace("[zebra]", "[zebra"))
             failed = wait_in_output(output, lambda lines: events(lines, "routing.reload_failed"))
             assert failed[0]["kept_version"] == edited
             assert str(routing) in failed[0]["error"]
             assert route(base_url, "a zebra crossing")["rule"] == "zebra-rule"
+            last = httpx.get(f"{base_url}/health", timeout=30).json()["routing"]["last_reload"]
+            assert (last["outcome"], last["trigger"], last["version"]) == (
+                "refused",
+                "watch",
+                edited,
+            )
+            assert str(routing) in last["error"]
+            assert reloads(base_url) == {"reloaded": 1.0, "refused": 1.0}
         finally:
             stop(dev)
-    assert len(events(output.read_text().splitlines(), "routing.reloaded")) == 1
+    lines = output.read_text().splitlines()
+    assert len(events(lines, "routing.reloaded")) == 1
+    assert events(lines, "routing.reload") == []  # one line a reload: the watcher's own
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +198,37 @@ def test_the_watcher_reloads_an_edited_file_and_keeps_the_old_version_on_a_bad_e
     asyncio.run(scenario())
 
 
+def test_the_watcher_reports_each_new_version_and_each_refusal_not_a_file_saved_unchanged(
+    routing: Path,
+) -> None:
+    """What it hears feeds the reload metric and /health (they missed the watcher's reloads)."""
+    source = _Recording.from_file(routing)
+    assert isinstance(source, _Recording)
+    heard: list[Reload] = []
+
+    async def scenario() -> None:
+        watcher = asyncio.create_task(watch_routing(source, 0.01, on_reload=heard.append))
+        try:
+            await eventually(lambda: len(source.results) == 1)  # the first look: unchanged
+            good = keyword_routing("giraffe", "tall")
+            routing.write_text(good)
+            await eventually(lambda: len(heard) == 1)
+            routing.write_text(good + "\n")  # a new version: its text differs
+            await eventually(lambda: len(heard) == 2)
+            os.utime(routing, ns=(1, 1))  # the same content saved again: read, not reported
+            await eventually(lambda: len(source.results) == 4)
+            routing.write_text("agents: [")
+            await eventually(lambda: len(heard) == 3)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    asyncio.run(scenario())
+    outcomes = [(r.changed, r.error is None) for r in heard]
+    assert outcomes == [(True, True), (True, True), (False, False)]
+    assert len(source.results) == 5
+
+
 class _FailingOnce(_Recording):
     """Its next reload fails as a bug would, with something other than a ConfigError."""
 
@@ -214,10 +246,11 @@ def test_the_watcher_goes_on_after_a_reload_that_failed_unexpectedly(routing: Pa
     silently, and hot reload with it for the life of the process."""
     source = _FailingOnce.from_file(routing)
     assert isinstance(source, _FailingOnce)
+    heard: list[Reload] = []
 
     async def scenario() -> None:
         with structlog.testing.capture_logs() as logs:
-            watcher = asyncio.create_task(watch_routing(source, interval_s=0.01))
+            watcher = asyncio.create_task(watch_routing(source, 0.01, on_reload=heard.append))
             try:
                 await eventually(lambda: not source.failing)  # the first look failed
                 good = keyword_routing("giraffe", "tall")
@@ -230,6 +263,12 @@ def test_the_watcher_goes_on_after_a_reload_that_failed_unexpectedly(routing: Pa
         assert failed["error"] == "RuntimeError: a bug in reading the file"
 
     asyncio.run(scenario())
+    refused, reloaded = heard  # the failure counts as a refusal: the old version stayed
+    assert refused.error is not None
+    assert not refused.changed
+    assert refused.error.message == f"{routing}: RuntimeError: a bug in reading the file"
+    assert reloaded.changed
+    assert reloaded.error is None
 
 
 def test_a_value_pyyaml_cannot_build_is_refused_on_reload_and_the_old_version_stays(
