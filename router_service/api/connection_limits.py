@@ -22,20 +22,46 @@ from collections import Counter
 
 from router_service.api.auth import is_trusted_proxy
 from router_service.config.settings import IpNetwork, Settings
+from router_service.domain.errors import ConfigError
 
 # Files the process keeps for itself beyond its database pool and agent connections: the log,
 # the listening sockets, the metrics directory, a reload's routing file.
 OWN_FILES = 64
 
 
+# Fewer connections than this for all clients together is a limit on open files too low for
+# the router's own sockets: ``serve`` refuses to start rather than serve one client at a time.
+MIN_CLIENT_CONNECTIONS = 64
+
+
 def default_max_connections(settings: Settings) -> int:
     """The limit on open files (``serve`` raises the soft one to the hard one first), less the
     router's own sockets."""
+    return max(1, _files_left_for_clients(settings)[0])
+
+
+def _files_left_for_clients(settings: Settings) -> tuple[int, int, int]:
+    """(files left for clients, the open-files limit, the files the router keeps for itself)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
     own = settings.db_pool_size + settings.db_max_overflow + settings.global_concurrency
-    return max(1, soft - own - OWN_FILES)
+    return soft - own - OWN_FILES, soft, own + OWN_FILES
+
+
+def check_open_files(settings: Settings) -> None:
+    """``ConfigError`` when the default ``MAX_CONNECTIONS`` would leave clients next to nothing
+    (GLOBAL_CONCURRENCY close to the open-files limit left one connection, without a word)."""
+    if settings.max_connections:
+        return  # the operator's number
+    left, limit, own = _files_left_for_clients(settings)
+    if left < MIN_CLIENT_CONNECTIONS:
+        raise ConfigError(
+            f"the open-files limit ({limit}) leaves {max(left, 0)} connections for clients after"
+            f" the router's own {own} files (DB_POOL_SIZE + DB_MAX_OVERFLOW + GLOBAL_CONCURRENCY"
+            f" + {OWN_FILES}); at least {MIN_CLIENT_CONNECTIONS} are needed: raise the limit"
+            " (ulimit -n) or lower GLOBAL_CONCURRENCY"
+        )
 
 
 class ConnectionLimits:

@@ -130,18 +130,24 @@ async def route(request: Request) -> Response:
 
 async def handle_route(request: Request, svc: Services, http: Edge) -> Response:
     authenticate(request, "route")
+    received = datetime.now(UTC)
+    # A signal is in flight once its body is read: counted from the request's start, clients
+    # that sent their bodies slowly held every slot of MAX_IN_FLIGHT (for BODY_TIMEOUT_S each)
+    # and everyone else got 503. Bodies being read are bounded by the connections a client
+    # may hold, each with one body of at most MAX_BODY_BYTES.
+    body = await read_model(request, RouteRequest, http.limits)
     if http.in_flight >= http.max_in_flight:
         raise Overloaded("too many signals in flight; retry shortly")
     http.in_flight += 1
     try:
-        return await _route(request, svc, http)
+        return await _route(request, svc, body, received)
     finally:
         http.in_flight -= 1
 
 
-async def _route(request: Request, svc: Services, http: Edge) -> Response:
-    received = datetime.now(UTC)
-    body = await read_model(request, RouteRequest, http.limits)
+async def _route(
+    request: Request, svc: Services, body: RouteRequest, received: datetime
+) -> Response:
     signal = Signal.create(
         sender_id=body.sender_id,
         payload=body.payload,

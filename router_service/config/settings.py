@@ -45,6 +45,12 @@ def normalise_database_url(url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// or sqlite:// URL, not {scheme}://")
 
 
+# A share a million times another's is already "almost never"; below that, a weight asked
+# the round robin for ever more rounds (1e-12 held the event loop without end).
+MIN_SENDER_WEIGHT = 0.001
+MAX_SENDER_WEIGHT = 1000
+
+
 def parse_weights(text: str) -> dict[str, float]:
     """``SENDER_WEIGHTS``: ``prefix=weight`` pairs, comma-separated; ``ValueError`` if bad."""
     weights: dict[str, float] = {}
@@ -56,8 +62,13 @@ def parse_weights(text: str) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             raise ValueError(f"weight of {prefix!r} is not a number: {value!r}") from None
-        if not 0 < weight <= 1000:
-            raise ValueError(f"weight of {prefix!r} must be in (0, 1000], got {value}")
+        if not MIN_SENDER_WEIGHT <= weight <= MAX_SENDER_WEIGHT:
+            raise ValueError(
+                f"weight of {prefix!r} must be in [{MIN_SENDER_WEIGHT}, {MAX_SENDER_WEIGHT}],"
+                f" got {value}"
+            )
+        if prefix in weights:
+            raise ValueError(f"{prefix!r} is given a weight twice")
         weights[prefix] = weight
     return weights
 
@@ -122,6 +133,9 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(10.0, ge=0)
     max_in_flight: int = Field(512, ge=1)
     sender_max_in_flight: int = Field(0, ge=0)  # 0: no per-sender limit
+    # Agent slots one sender may hold at once (a signal to several agents takes several);
+    # 0: no cap beyond SENDER_MAX_IN_FLIGHT's signals.
+    sender_max_agent_calls: int = Field(0, ge=0)
     sender_weights: str = ""  # "prefix=weight,..." for the fair share of agent slots
     dlq_worker_enabled: bool = False
     dlq_worker_rate: float = Field(50.0, gt=0)

@@ -39,10 +39,14 @@ def prepare_environment(workers: int, reload: bool) -> str | None:
 
 def check_before_serving(settings: Settings, host: str, port: int) -> str:
     """Fail here, in one line (a ``RouterError``): a missing key, a bad routing file (or shadow
-    routing file), an old schema. Returns the line announced once the server answers."""
+    routing file), an old schema, an open-files limit too low for the connections. Returns
+    the line announced once the server answers."""
     from router_service.api.app import create_app
+    from router_service.api.connection_limits import check_open_files
     from router_service.runtime.startup import preflight
 
+    raise_open_files_limit()  # what the server will have (run raises it too: a no-op then)
+    check_open_files(settings)
     routing = RoutingSource.from_file(settings.routing_config)
     if settings.shadow_routing_config is not None:
         # Read as the server will read it (a candidate: its tests need not pass).

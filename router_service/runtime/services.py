@@ -187,6 +187,7 @@ def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics)
         global_concurrency=settings.global_concurrency,
         guard_policy=settings.guard_policy,
         sender_weight=SenderWeights(settings.sender_weight_map),
+        sender_slots=settings.sender_max_agent_calls,
     )
     owner = instance_id()
     deadline_s = settings.request_deadline_ms / 1000

@@ -27,7 +27,7 @@ from router_service.domain.retry import RetryPolicy
 from router_service.domain.routing import AgentSpec, HedgePolicy, Mode, Plan
 from router_service.domain.trace import TraceContext
 from router_service.service import hedge
-from router_service.service.fairness import FairGate
+from router_service.service.fairness import FairGate, SenderSlotsFull
 from router_service.service.ports import AgentClient, AgentReply, Envelope, Events
 
 T = TypeVar("T")
@@ -64,6 +64,7 @@ class Dispatcher:
         global_concurrency: int,
         guard_policy: GuardPolicy | None = None,
         sender_weight: Callable[[str], float] | None = None,
+        sender_slots: int = 0,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.perf_counter,
@@ -73,7 +74,9 @@ class Dispatcher:
         self._policy = policy
         self._agent_timeout_s = agent_timeout_s
         self._fanout_concurrency = fanout_concurrency
-        self.agent_calls = FairGate(global_concurrency, sender_weight, events.senders_waiting)
+        self.agent_calls = FairGate(
+            global_concurrency, sender_weight, events.senders_waiting, per_sender=sender_slots
+        )
         self._guard_policy = guard_policy or GuardPolicy()
         self._guards: dict[str, AgentGuard] = {}
         self._latencies: dict[str, LatencyWindow] = {}  # successful attempts, for hedge: p95
@@ -276,9 +279,13 @@ class Dispatcher:
                 # get one in time fails like a timed-out attempt (its lease must not run out
                 # while it queues).
                 waited = await self.agent_calls.acquire_within(envelope.sender_id, remaining)
-            except TimeoutError:
+            except TimeoutError as exc:
                 guard.breaker.release()  # not the agent's doing
-                progress.last_error = "no agent slot free before the deadline (GLOBAL_CONCURRENCY)"
+                progress.last_error = "no agent slot free before the deadline " + (
+                    "(this sender's SENDER_MAX_IN_FLIGHT)"
+                    if isinstance(exc, SenderSlotsFull)
+                    else "(GLOBAL_CONCURRENCY)"
+                )
                 return self._failed(agent, progress)
             progress.attempts += 1
             try:
@@ -287,7 +294,7 @@ class Dispatcher:
                         agent, envelope, trace, remaining - waited, progress, guard
                     )
                 finally:
-                    self.agent_calls.release()  # before any retry's backoff
+                    self.agent_calls.release(envelope.sender_id)  # before any retry's backoff
             except AgentNeedsInput as exc:
                 progress.needs_input = exc  # not a success, and re-sending cannot help
                 return self._failed(agent, progress, exc.response)

@@ -36,6 +36,34 @@ def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     assert "API_KEY" in line
 
 
+def test_serve_refuses_an_open_files_limit_that_leaves_clients_next_to_nothing(
+    tmp_path: Path,
+) -> None:
+    """GLOBAL_CONCURRENCY close to the limit on open files left clients one connection in all
+    (the second client got 503 ``too_many_connections``), and the server said nothing."""
+
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"API_KEYS", "DATABASE_URL"}},
+        "API_KEY": "k",
+        "DATABASE_URL": sqlite_url(tmp_path / "r.db"),
+        "GLOBAL_CONCURRENCY": "950",
+    }
+    # prlimit (util-linux) sets the hard limit too, so serve cannot raise the soft one.
+    result = subprocess.run(
+        ["prlimit", "--nofile=1024:1024", str(BIN / "router-service"), "serve", "--port", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "the open-files limit (1024) leaves 0 connections for clients" in line
+    assert "GLOBAL_CONCURRENCY" in line
+
+
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     env = {"API_KEY": "k", "DATABASE_URL": sqlite_url(tmp_path / "r.db"), "STARTUP_DB_WAIT_S": "0"}
     result = run("serve", "--port", "1", env=env)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from router_service.devtools.demo_agents import RunningAgents
-from tests.conftest import make_settings
+from tests.conftest import API_KEY, make_settings
+from tests.support.polling import wait_for
 from tests.support.server import RouterServer
 
 
@@ -35,6 +37,9 @@ def strict(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
         yield server
     finally:
         server.stop()
+
+
+IN_FLIGHT_GAUGE = "router_in_flight_requests"
 
 
 def post(
@@ -128,6 +133,35 @@ def test_beyond_max_in_flight_is_a_fast_503_with_retry_after(
     assert second.status_code == 503
     assert second.json()["error"]["code"] == "overloaded"
     assert second.headers["Retry-After"] == "1"
+
+
+def _in_flight_requests(server: RouterServer) -> float:
+    text = httpx.get(f"{server.base_url}/metrics", headers={"X-API-Key": API_KEY}).text
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == IN_FLIGHT_GAUGE]
+    return float(family.samples[0].value)
+
+
+def test_a_client_sending_its_body_slowly_holds_no_slot_of_max_in_flight(
+    database_url: str, routing_file: Path
+) -> None:
+    """Counted from the request's start, 512 connections stalled in their bodies held every
+    MAX_IN_FLIGHT slot for BODY_TIMEOUT_S, and every other client got 503 ``overloaded``."""
+    settings = make_settings(database_url, routing_file, max_in_flight=1, body_timeout_s=20)
+    server = RouterServer(settings).start()
+    port = int(server.base_url.rsplit(":", 1)[1])
+    head = (
+        f"POST /route HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    ).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
+            slow.sendall(head)  # and nothing more
+            # The stalled request is in the router (this read is the other one in flight).
+            wait_for(lambda: _in_flight_requests(server) >= 2, what="the stalled request")
+            answer = post(server, API_KEY, {"sender_id": "s", "payload": {"route": "one"}})
+            assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
 
 
 def test_long_strings_and_arrays_are_422(strict: RouterServer) -> None:
