@@ -112,12 +112,16 @@ def _serve_workers(workers: int, options: dict[str, object]) -> None:
     """uvicorn's multi-process mode, with SIGHUP forwarded to the workers as a routing reload
     rather than a restart of every worker (see ``runtime/supervisor.py``)."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from router_service.runtime.supervisor import SUPERVISOR_ENV, ReloadingSupervisor
 
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
     config = uvicorn.Config(APP_FACTORY, workers=workers, **options)  # type: ignore[arg-type]
-    ReloadingSupervisor(config, sockets=[config.bind_socket()]).run()
+    supervisor = ReloadingSupervisor(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if supervisor.failed:
+        sys.exit(STARTUP_FAILURE)  # no worker could start: not a clean stop
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
