@@ -229,8 +229,11 @@ class Telemetry:
             self._spans.record("dlq replay", trace, 0.0, attributes, kind=SpanKind.INTERNAL)
 
     def close(self) -> None:
-        if self._spans is not None:
-            self._spans.shutdown()
+        if self._spans is not None and not self._spans.shutdown():
+            self._log.warning(
+                "otel.flush_abandoned",
+                error="the OTLP collector did not take the queued spans in time; they are dropped",
+            )
 
     def db_call(self, *, operation: str, latency_s: float, ok: bool) -> None:
         self._db_latency(operation, "ok" if ok else "error").observe(latency_s)

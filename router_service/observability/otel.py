@@ -7,6 +7,7 @@ unset this module is never imported: no OpenTelemetry cost on the hot path.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -61,14 +62,24 @@ def _traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
 
 
+# A collector that is down, slow or failing must not hold the router's shutdown: one export
+# waits at most EXPORT_TIMEOUT_S, and the flush at shutdown at most SHUTDOWN_TIMEOUT_S in all
+# (the SDK's own exported batch after batch, each with its 10-s timeout and retries: SIGTERM
+# took 27-30 s against a collector down, hanging or answering 503).
+EXPORT_TIMEOUT_S = 3.0
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
 class SpanExporter:
     def __init__(self, endpoint: str, service_name: str = "router-service") -> None:
         self._ids = _PresetIds()
         resource = Resource.create({"service.name": service_name, "service.version": __version__})
-        self._provider = TracerProvider(resource=resource, id_generator=self._ids)
-        self._provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(endpoint)))
+        # No flush of its own at exit: ``shutdown`` is the one, bounded.
+        self._provider = TracerProvider(
+            resource=resource, id_generator=self._ids, shutdown_on_exit=False
         )
+        exporter = OTLPSpanExporter(endpoint=_traces_url(endpoint), timeout=EXPORT_TIMEOUT_S)
+        self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self._provider.get_tracer("router_service")
 
     def record(
@@ -108,6 +119,10 @@ class SpanExporter:
             span.set_status(Status(StatusCode.ERROR, error))
         span.end(end_time=end)
 
-    def shutdown(self) -> None:
-        """Flushes what is queued."""
-        self._provider.shutdown()
+    def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> bool:
+        """Flushes what is queued, for at most ``timeout_s``; False when the collector had not
+        taken it all by then (what is left goes with the process)."""
+        flush = threading.Thread(target=self._provider.shutdown, name="otel-flush", daemon=True)
+        flush.start()
+        flush.join(timeout_s)
+        return not flush.is_alive()
