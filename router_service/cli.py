@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import math
 import shutil
 import signal
 import sys
@@ -233,8 +234,22 @@ def replay_dlq(limit: int, **options: Any) -> None:
         click.echo(f"  {reason['message']}")
 
 
+# A century: past it, the cutoff is before any date Python holds (it raised OverflowError).
+MAX_RETENTION_DAYS = 36_500
+
+
+class _Days(click.FloatRange):
+    """A finite number of days in [0, MAX_RETENTION_DAYS]: FloatRange lets nan and inf in."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        days = super().convert(value, param, ctx)
+        if not math.isfinite(days):
+            self.fail(f"{value!r} is not a finite number of days", param, ctx)
+        return days
+
+
 @main.command()
-@click.option("--older-than-days", type=click.FloatRange(min=0), required=True)
+@click.option("--older-than-days", type=_Days(min=0, max=MAX_RETENTION_DAYS), required=True)
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 def prune(older_than_days: float, batch: int) -> None:
     """Retention: delete finished signals (and their settled dead letters) older than N days.

@@ -230,3 +230,23 @@ def test_migrate_waits_then_gives_up_in_one_line_when_the_database_never_comes()
     lines = result.stderr.strip().splitlines()
     assert any(line.startswith("waiting for the database") for line in lines)
     assert lines[-1].startswith("error: cannot reach the database after waiting 1 s")
+
+
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        ("nan", "'nan' is not a finite number of days"),
+        ("inf", "is not in the range 0<=x<=36500"),
+        ("1e9", "is not in the range 0<=x<=36500"),
+        ("-1", "is not in the range 0<=x<=36500"),
+    ],
+)
+def test_prune_refuses_a_retention_that_is_not_a_number_of_days(
+    tmp_path: Path, days: str, message: str
+) -> None:
+    """nan, inf and 1e9 days were tracebacks (ValueError, OverflowError), exit 1."""
+    env = {"API_KEY": "k", "DATABASE_URL": sqlite_url(tmp_path / "r.db")}
+    result = run("prune", "--older-than-days", days, env=env)
+    assert result.returncode == 2  # click's usage error
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
