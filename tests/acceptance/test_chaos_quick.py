@@ -132,6 +132,32 @@ def test_a_repeated_effect_the_router_recorded_as_a_retry_is_a_redelivery() -> N
     assert _invariants(three) == {"b"}
 
 
+def test_effects_of_a_replay_the_router_recorded_as_failed_are_redeliveries() -> None:
+    """A replay timed out while the agent held it (the agent took it, and its retry), was
+    recorded as failed, and another replayer sent it again: three effects, the last dispatch
+    one attempt. Judged a replay done twice, the quick suite failed on a loaded machine."""
+    receipts = [_receipt("s1"), _receipt("s1"), _receipt("s1")]
+    rows = [LogRow("s1", "delivered", {"a": 1})]
+    parked = [DeadLetter(1, "s1", "a")]
+    evidence = Evidence(
+        [_answer("s1", 202)], receipts, rows, parked, failed_replays={("s1", "a"): 1}
+    )
+    verdict = evaluate(evidence)
+    assert verdict.passed, verdict.violations
+    assert (verdict.redeliveries, verdict.duplicate_dispatches) == (2, 0)
+    whole_signal = Evidence(
+        [_answer("s1", 202)], receipts, rows, parked, failed_replays={("s1", ""): 1}
+    )
+    assert evaluate(whole_signal).passed
+    # A failed replay explains at most its own attempts; one of another agent explains none.
+    many = Evidence(
+        [_answer("s1", 202)], receipts * 2, rows, parked, failed_replays={("s1", "a"): 1}
+    )
+    assert evaluate(many).duplicate_dispatches == 2  # six effects: one, three, two too many
+    other = Evidence([_answer("s1", 202)], receipts, rows, parked, failed_replays={("s1", "b"): 1})
+    assert _invariants(evaluate(other)) == {"b"}
+
+
 def test_retried_attempts_at_a_failing_agent_are_not_effects() -> None:
     receipts = [_receipt("s1", effect=False), _receipt("s1", effect=False), _receipt("s1")]
     verdict = _verdict([_answer("s1")], receipts)

@@ -38,6 +38,8 @@ EXPECTED_503_CODES = frozenset({"database_unavailable", "overloaded"})
 FINAL_STATUSES = frozenset({"delivered", "partial", "dead_lettered"})
 PARKED_STATUSES = frozenset({"partial", "dead_lettered"})
 _EXAMPLES = 3
+# Attempts a dispatch makes at most: the stack runs the router with this RETRY_MAX_ATTEMPTS.
+RETRY_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,8 @@ class Evidence:
     log_rows: Sequence[LogRow]
     dead_letters: Sequence[DeadLetter]
     crash_affected: frozenset[str] = frozenset()
+    # (log_id, agent) -> replays the router recorded as failed ('' : every agent of the signal)
+    failed_replays: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,13 +184,18 @@ def check_dispatches(
     answers: Sequence[Answer],
     touched: frozenset[str],
     rows: Sequence[LogRow] = (),
+    failed_replays: Mapping[tuple[str, str], int] | None = None,
 ) -> DispatchCount:
     """(b) Receipts per (idempotency key, agent).
 
     A repeated effect is explained by a fault that touched the signal (``touched``), or by the
     router's own retries: an attempt that timed out after the agent had taken the request, which
-    the router records as more than one attempt for that agent. Anything else is a duplicate.
+    the router records as more than one attempt for that agent, or a replay it recorded as failed
+    (up to ``RETRY_MAX_ATTEMPTS`` attempts each, any of which the agent may have taken before
+    the router gave up on it; the log's attempts are the last dispatch's only). Anything else
+    is a duplicate.
     """
+    failed = failed_replays or {}
     client_traces: dict[str, set[str]] = defaultdict(set)
     for answer in answers:
         client_traces[answer.log_id].add(answer.trace_id)
@@ -212,7 +221,9 @@ def check_dispatches(
         if key in touched:
             redeliveries += again
             again = 0
-        retried = min(again, max(0, attempts.get(key, {}).get(agent, 1) - 1))
+        replays = failed.get((key, agent), 0) + failed.get((key, ""), 0)
+        allowance = attempts.get(key, {}).get(agent, 1) - 1 + RETRY_MAX_ATTEMPTS * replays
+        retried = min(again, max(0, allowance))
         redeliveries += retried
         retries += retried
         if again > retried:
@@ -228,8 +239,8 @@ def check_dispatches(
         violations.append(_found("b", what, from_clients))
     if unexplained:
         what = (
-            "(log_id, agent) with repeated effects that no fault and no recorded retry explain "
-            "(a sweep of a live signal, a replay done twice)"
+            "(log_id, agent) with repeated effects that no fault, no recorded retry and no "
+            "replay recorded as failed explain (a sweep of a live signal, a replay done twice)"
         )
         violations.append(_found("b", what, unexplained))
     return DispatchCount(duplicates, redeliveries, retries, violations)
@@ -296,7 +307,11 @@ def evaluate(evidence: Evidence) -> Verdict:
         evidence.answers, evidence.log_rows, evidence.dead_letters
     )
     dispatches = check_dispatches(
-        evidence.receipts, evidence.answers, touched_by_faults(evidence), evidence.log_rows
+        evidence.receipts,
+        evidence.answers,
+        touched_by_faults(evidence),
+        evidence.log_rows,
+        evidence.failed_replays,
     )
     verdict.duplicate_dispatches = dispatches.duplicates
     verdict.redeliveries = dispatches.redeliveries

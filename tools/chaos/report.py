@@ -230,10 +230,10 @@ def markdown(outcomes: Sequence[Outcome], meta: Mapping[str, Any]) -> str:
         "- **lost**: acknowledged signals without a final log row, or parked without a dead "
         "letter (invariant a).",
         "- **duplicate dispatches**: an agent reached by a client duplicate, or receiving a "
-        "signal's work twice with neither a fault nor a recorded retry to explain it (invariant "
-        "b); **redeliveries**: a signal's work received again under the same key, after a fault "
-        "interrupted its dispatch or an attempt timed out after the agent took it (allowed, "
-        "counted; the notes say how many were retries).",
+        "signal's work twice with neither a fault nor a recorded retry (or replay recorded as "
+        "failed) to explain it (invariant b); **redeliveries**: a signal's work received again "
+        "under the same key, after a fault interrupted its dispatch or an attempt timed out "
+        "after the agent took it (allowed, counted; the notes say how many were retries).",
         "- **5xx**: 503 `database_unavailable`/`overloaded` during a fault are expected; anything "
         "else is a violation (invariant c).",
         "- **recovery**: per scenario, below.",
@@ -271,7 +271,9 @@ def _invariants_section(meta: Mapping[str, Any]) -> list[str]:
         "(202, `partial`) has a dead letter;",
         "- **(b)** per (`Idempotency-Key`, agent) at most one effect: no receipt from a second "
         "client request, no repeated effect unless a fault interrupted that signal or the "
-        "router recorded a retry for that agent (then it is a redelivery), and the key is "
+        "router recorded a retry for that agent, or a replay of it as failed (each up to "
+        "`RETRY_MAX_ATTEMPTS` attempts the agent may have taken before the router gave up: "
+        "then it is a redelivery), and the key is "
         "always the body's `log_id`. A receipt is an effect when "
         "the agent was answering success in time; attempts at a failing agent are not;",
         "- **(c)** no 5xx from client input (a 503 `database_unavailable`/`overloaded` during a "

@@ -17,7 +17,7 @@ import orjson
 
 from chaos.client import Agents, Recorder
 from chaos.cluster import ThrowawayCluster
-from chaos.invariants import DeadLetter, Evidence, LogRow
+from chaos.invariants import RETRY_MAX_ATTEMPTS, DeadLetter, Evidence, LogRow
 from chaos.procs import API_KEY, ROUTER, Proc, Processes, free_port, run_command, wait_http
 
 REQUEST_DEADLINE_MS = 2500
@@ -72,6 +72,7 @@ def base_env(database_url: str, routing: Path) -> dict[str, str]:
         "ROUTING_CONFIG": str(routing),
         "REQUEST_DEADLINE_MS": str(REQUEST_DEADLINE_MS),
         "AGENT_TIMEOUT_MS": str(AGENT_TIMEOUT_MS),
+        "RETRY_MAX_ATTEMPTS": str(RETRY_MAX_ATTEMPTS),
         "RETRY_BASE_MS": "20",
         "RETRY_CAP_MS": "200",
         "SWEEP_INTERVAL_S": str(SWEEP_INTERVAL_S),
@@ -210,7 +211,18 @@ class Stack:
             log_rows=await self.log_rows(),
             dead_letters=await self.dead_letters(),
             crash_affected=crash_affected,
+            failed_replays=await self.failed_replays(),
         )
+
+    async def failed_replays(self) -> dict[tuple[str, str], int]:
+        """Replays the router recorded as failed: the agent may have taken any of their
+        attempts (held past the router's timeout) before the entry was replayed again."""
+        rows = await self.cluster.fetch(
+            "SELECT log_id, agent, count(*) AS n FROM replay_attempts "
+            "WHERE outcome IN ('pending', 'exhausted') GROUP BY log_id, agent",
+            database=self.database,
+        )
+        return {(r["log_id"], r["agent"]): int(r["n"]) for r in rows}
 
     async def close(self) -> None:
         self.processes.close()
