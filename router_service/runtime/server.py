@@ -9,12 +9,14 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
 
 from router_service.config.routing_source import RoutingSource, read_version
 from router_service.config.settings import Settings
+from router_service.domain.errors import ConfigError
 from router_service.observability.logging import configure_logging
 from router_service.observability.metrics import MULTIPROC_ENV
 from router_service.observability.ready import announce_when_ready, http_address, ready_line
@@ -53,7 +55,24 @@ def check_before_serving(settings: Settings, host: str, port: int) -> str:
         read_version(settings.shadow_routing_config)
     create_app(settings, routing)
     asyncio.run(preflight(settings))
+    check_port_free(host, port)
     return ready_line(http_address(host, port), settings.database_url, routing.current())
+
+
+def check_port_free(host: str, port: int) -> None:
+    """``ConfigError`` when ``host:port`` cannot be listened on. With another server on it, the
+    ready line was printed (that server answered the readiness probe) before the bind failed,
+    and under ``--workers N`` the only word was a JSON line on stdout."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {http_address(host, port)}: {reason}") from exc
 
 
 def run(settings: Settings, host: str, port: int, workers: int, reload: bool, line: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,24 @@ def test_serve_refuses_an_open_files_limit_that_leaves_clients_next_to_nothing(
     [line] = result.stderr.strip().splitlines()
     assert "the open-files limit (1024) leaves 0 connections for clients" in line
     assert "GLOBAL_CONCURRENCY" in line
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_port_another_server_holds_says_so_in_one_line(
+    tmp_path: Path, workers: str
+) -> None:
+    """The ready line was printed (the other server answered the readiness probe) before the
+    bind failed; with two workers the only word was a JSON line on stdout."""
+    url = sqlite_url(tmp_path / "r.db")
+    env = {"API_KEY": "k", "DATABASE_URL": url, "STARTUP_DB_WAIT_S": "0"}
+    assert run("migrate", env=env).returncode == 0
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = run("serve", "--host", "127.0.0.1", "--port", port, "--workers", workers, env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line == f"error: cannot listen on http://127.0.0.1:{port}: Address already in use"
+    assert "router-service ready" not in result.stdout + result.stderr
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
