@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from router_service.adapters.db.migrate import upgrade
 from router_service.config.settings import Settings
 from router_service.devtools.demo_agents import RunningAgents, run_in_thread
 from tests.support.db import PG_ADMIN as PG_ADMIN  # for tests/acceptance/test_soak_quick
 from tests.support.db import scratch_database, service_url, sqlite_url
+from tests.support.proxy import FaultyProxy
 from tests.support.routing_files import routing_yaml
 
 API_KEY = "test-key"
@@ -92,3 +94,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database_url(backend: str, migrated: Callable[[str], str]) -> str:
     """The run's migrated database of ``backend``, shared by the modules on it."""
     return migrated(backend)
+
+
+@pytest.fixture
+def proxy(migrated: Callable[[str], str]) -> Iterator[FaultyProxy]:
+    """A proxy in front of the migrated Postgres database, to cut and restore (an outage)."""
+    url = make_url(migrated("postgres"))
+    running = FaultyProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
 
 from tests.support.db import sqlite_url
 from tests.support.ports import free_ports
-from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.processes import BIN, migrate, start, stop
 from tests.support.routing_files import shipped_routing_on
 
 
@@ -26,14 +25,7 @@ def test_two_workers_metrics_add_up_to_the_requests_sent(tmp_path: Path) -> None
         "ROUTING_CONFIG": str(shipped_routing_on(agents_port, tmp_path)),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    subprocess.run(
-        [str(BIN / "router-service"), "migrate"],
-        env={**env, "PATH": str(BIN)},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    migrate(env)
     agents = start(
         [str(BIN / "router-service"), "demo-agents", "--port", str(agents_port)], env, agents_port
     )

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 from tests.support.db import sqlite_url
 from tests.support.polling import wait_for
 from tests.support.ports import free_ports
-from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.processes import BIN, migrate, start, stop
 from tests.support.routing_files import shipped_routing_on
 
 
@@ -88,14 +87,7 @@ def test_sighup_and_the_admin_endpoint_reload_every_worker(tmp_path: Path, worke
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "LOG_LEVEL": "INFO",
     }
-    subprocess.run(
-        [str(BIN / "router-service"), "migrate"],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    migrate(env)
     log = tmp_path / "router.log"
     with log.open("wb") as out:
         router = start(

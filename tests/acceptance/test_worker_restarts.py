@@ -7,16 +7,16 @@ import re
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.db import migrated_database, sqlite_url
 from tests.support.polling import wait_for
 from tests.support.ports import free_ports
-from tests.support.processes import BIN, ROOT, start, stop
+from tests.support.processes import BIN, migrate, start, stop
 from tests.support.proxy import FaultyProxy
 from tests.support.routing_files import shipped_routing_on
 
@@ -51,6 +51,7 @@ def ready(supervisor: int, output: Path) -> set[int]:
     return workers(supervisor) & said
 
 
+@contextmanager
 def serve_two_workers(
     database_url: str, tmp_path: Path, **extra: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
@@ -62,14 +63,7 @@ def serve_two_workers(
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         **extra,
     }
-    subprocess.run(
-        [str(BIN / "router-service"), "migrate"],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    migrate(env)
     agents = start(
         [str(BIN / "router-service"), "demo-agents", "--port", str(agents_port)], env, agents_port
     )
@@ -90,6 +84,14 @@ def serve_two_workers(
         stop(agents)
 
 
+@contextmanager
+def proxied_database(proxy: FaultyProxy) -> Iterator[str]:
+    """A new migrated Postgres database, reached through ``proxy``."""
+    with migrated_database("postgres") as direct:
+        url = make_url(direct).set(host="127.0.0.1", port=proxy.port)
+        yield url.render_as_string(hide_password=False)
+
+
 def metrics(base_url: str) -> str:
     return httpx.get(f"{base_url}/metrics", headers=HEADERS, timeout=10).text
 
@@ -97,9 +99,7 @@ def metrics(base_url: str) -> str:
 def test_a_killed_workers_live_gauges_leave_the_metrics(tmp_path: Path) -> None:
     """Nothing marked a dead worker dead: its pool sizes and requests in flight stayed in the
     sums for ever (db_pool_size 40 -> 60 with two workers alive)."""
-    served = serve_two_workers(sqlite_url(tmp_path / "r.db"), tmp_path)
-    router, base_url, output = next(served)
-    try:
+    with serve_two_workers(sqlite_url(tmp_path / "r.db"), tmp_path) as (router, base_url, output):
         both = set(workers(router.pid))
         # Each worker has written its gauges once it has served a request.
         wait_for(lambda: len(list((tmp_path / "metrics").glob("gauge_live*.db"))) >= 2)
@@ -115,18 +115,6 @@ def test_a_killed_workers_live_gauges_leave_the_metrics(tmp_path: Path) -> None:
         assert total(metrics(base_url), "db_pool_size") == pool
         dead = [p for p in (tmp_path / "metrics").glob("gauge_live*.db") if str(victim) in p.stem]
         assert dead == []
-    finally:
-        next(served, None)
-
-
-@pytest.fixture
-def proxy(migrated: object) -> Iterator[FaultyProxy]:
-    url = make_url(migrated("postgres"))  # type: ignore[operator]
-    running = FaultyProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_a_replacement_that_cannot_start_leaves_the_other_worker_serving(
@@ -135,54 +123,44 @@ def test_a_replacement_that_cannot_start_leaves_the_other_worker_serving(
     """A worker killed while the database was away: its replacement failed to start, and
     uvicorn stopped the healthy worker too and exited 0. Now the other worker serves, the
     replacement is tried again, and comes up when the database is back."""
-    with migrated_database("postgres") as direct:
-        through_proxy = make_url(direct).set(host="127.0.0.1", port=proxy.port)
-        url = through_proxy.render_as_string(hide_password=False)
-        served = serve_two_workers(url, tmp_path, STARTUP_DB_WAIT_S="1")
-        router, base_url, output = next(served)
-        try:
-            victim = min(workers(router.pid))
-            proxy.cut()
-            os.kill(victim, signal.SIGKILL)
-            wait_for(
-                lambda: "failed to start; the other workers serve" in output.read_text(),
-                timeout_s=60,
-                what="the replacement's failed start",
-                detail=output.read_text,
-            )
-            assert router.poll() is None  # still supervising
-            assert httpx.get(f"{base_url}/health/live", timeout=10).status_code == 200
-            proxy.restore()
-            wait_for(
-                lambda: len(ready(router.pid, output)) == 2, timeout_s=60, what="a replacement"
-            )
-            body = {"sender_id": "w", "payload": {"message": "policy question"}}
-            answers = [
-                httpx.post(
-                    f"{base_url}/route",
-                    json=body | {"payload": {"message": f"policy question {i}"}},
-                    headers=HEADERS | {"Connection": "close"},  # spread over both workers
-                    timeout=30,
-                ).status_code
-                for i in range(10)
-            ]
-            assert answers == [200] * 10
-        finally:
-            next(served, None)
+    with (
+        proxied_database(proxy) as url,
+        serve_two_workers(url, tmp_path, STARTUP_DB_WAIT_S="1") as (router, base_url, output),
+    ):
+        victim = min(workers(router.pid))
+        proxy.cut()
+        os.kill(victim, signal.SIGKILL)
+        wait_for(
+            lambda: "failed to start; the other workers serve" in output.read_text(),
+            timeout_s=60,
+            what="the replacement's failed start",
+            detail=output.read_text,
+        )
+        assert router.poll() is None  # still supervising
+        assert httpx.get(f"{base_url}/health/live", timeout=10).status_code == 200
+        proxy.restore()
+        wait_for(lambda: len(ready(router.pid, output)) == 2, timeout_s=60, what="a replacement")
+        body = {"sender_id": "w", "payload": {"message": "policy question"}}
+        answers = [
+            httpx.post(
+                f"{base_url}/route",
+                json=body | {"payload": {"message": f"policy question {i}"}},
+                headers=HEADERS | {"Connection": "close"},  # spread over both workers
+                timeout=30,
+            ).status_code
+            for i in range(10)
+        ]
+        assert answers == [200] * 10
 
 
 def test_serve_exits_3_when_no_worker_can_start(proxy: FaultyProxy, tmp_path: Path) -> None:
     """Every worker failing its start is a failed start (uvicorn's 3), not a clean stop."""
-    with migrated_database("postgres") as direct:
-        through_proxy = make_url(direct).set(host="127.0.0.1", port=proxy.port)
-        url = through_proxy.render_as_string(hide_password=False)
-        served = serve_two_workers(url, tmp_path, STARTUP_DB_WAIT_S="1")
-        router, _, output = next(served)
-        try:
-            proxy.cut()
-            for pid in workers(router.pid):
-                os.kill(pid, signal.SIGKILL)
-            assert router.wait(timeout=60) == 3, output.read_text()
-            assert "no worker serves: stopping" in output.read_text()
-        finally:
-            next(served, None)
+    with (
+        proxied_database(proxy) as url,
+        serve_two_workers(url, tmp_path, STARTUP_DB_WAIT_S="1") as (router, _, output),
+    ):
+        proxy.cut()
+        for pid in workers(router.pid):
+            os.kill(pid, signal.SIGKILL)
+        assert router.wait(timeout=60) == 3, output.read_text()
+        assert "no worker serves: stopping" in output.read_text()

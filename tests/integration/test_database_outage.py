@@ -24,16 +24,6 @@ from tests.support.server import RouterServer
 
 
 @pytest.fixture
-def proxy(migrated: object) -> Iterator[FaultyProxy]:
-    url = make_url(migrated("postgres"))  # type: ignore[operator]
-    running = FaultyProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
 def proxied_router(
     proxy: FaultyProxy, migrated: object, routing_file: Path
 ) -> Iterator[RouterServer]:

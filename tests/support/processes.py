@@ -17,6 +17,18 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def migrate(env: dict[str, str]) -> None:
+    """``router-service migrate`` with ``env`` over this process's environment."""
+    subprocess.run(
+        [str(BIN / "router-service"), "migrate"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     """Until something accepts on ``port``; fail at once if the process died instead."""
 
