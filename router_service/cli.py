@@ -277,8 +277,11 @@ async def _prune(settings: Settings, days: float, batch: int) -> int:
     store = build_store(settings, Telemetry(Metrics()))
     total = 0
     try:
-        while deleted := await store.prune(cutoff, batch):
-            total += deleted
+        done = await store.prune(cutoff, batch)
+        total += done.deleted
+        while done.resume_after is not None:
+            done = await store.prune(cutoff, batch, after=done.resume_after)
+            total += done.deleted
     finally:
         await store.close()
     return total

@@ -21,6 +21,8 @@ from router_service.service.records import (
     LogQuery,
     LogRecord,
     Page,
+    Pruned,
+    PrunePosition,
     ReplayAttemptRecord,
     ReplayJobProgress,
     ReplayJobRecord,
@@ -153,7 +155,14 @@ class Store(ReplayJobStore, Protocol):
 
     async def release_leases(self, owner: str) -> int: ...
 
-    async def prune(self, older_than: datetime, batch: int = 1000) -> int: ...
+    async def prune(
+        self, older_than: datetime, batch: int = 1000, after: PrunePosition | None = None
+    ) -> Pruned:
+        """Delete up to ``batch`` finished signals created before ``older_than``, oldest
+        first and after ``after`` (the previous batch's ``resume_after``), with their settled
+        dead letters and their idempotency keys. Signals in flight or with a pending dead
+        letter are kept."""
+        ...
 
     async def dlq_backlog(self) -> int: ...
 

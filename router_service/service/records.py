@@ -121,6 +121,20 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+# Where a prune stopped: the last deleted signal's key as its store holds it (opaque to callers).
+PrunePosition = tuple[object, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """One batch of ``Store.prune``. The next batch starts after ``resume_after``, so the
+    signals it had to keep are read once per run, not once per batch; None: the walk reached
+    the retention's end."""
+
+    deleted: int
+    resume_after: PrunePosition | None
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """``record`` is None when this caller won the claim, else the row that already held it.

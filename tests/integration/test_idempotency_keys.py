@@ -131,7 +131,7 @@ async def _claim_and_record(url: str, outcomes: dict[str, Outcome | None]) -> No
 
 async def _prune(url: str, older_than: datetime) -> int:
     async with open_store(url) as store:
-        return await store.prune(older_than)
+        return (await store.prune(older_than)).deleted
 
 
 def test_prune_takes_the_keys_of_pruned_signals_and_keeps_the_others(url: str) -> None:

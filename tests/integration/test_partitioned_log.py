@@ -208,7 +208,7 @@ def test_expired_leases_are_taken_over_on_the_partitioned_log(url: str) -> None:
 def test_prune_on_the_partitioned_log_takes_signals_and_keys(url: str) -> None:
     async def prune() -> int:
         async with open_store(url) as store:
-            return await store.prune(OLD + timedelta(days=1))
+            return (await store.prune(OLD + timedelta(days=1))).deleted
 
     assert asyncio.run(prune()) == 1  # p-old-parked keeps its pending dead letter
     assert "p-old-done" not in keys(url)

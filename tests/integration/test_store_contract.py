@@ -22,10 +22,12 @@ from router_service.service.records import (
     DeadLetterQuery,
     DeadLetterRecord,
     LogQuery,
+    Pruned,
+    PrunePosition,
     ReplayResult,
 )
 from tests.support.db import migrated_database, query
-from tests.support.store import DELIVERED, PARKED, PLAN, open_store, signal
+from tests.support.store import DELIVERED, PARKED, PLAN, backdate, keys, open_store, signal
 
 LEASE_S = 30.0
 FANOUT = Plan(
@@ -391,6 +393,36 @@ def test_expired_leases_are_reclaimed_once_and_released_on_shutdown(url: str) ->
     assert after_release == ["e-alive"]
 
 
+def test_prune_goes_on_from_where_its_last_batch_stopped(url: str) -> None:
+    """Each batch starts after the previous one's last signal: the signals a batch had to keep
+    are not read again (a log of 200,000 kept signals cost every batch of 1,000 about 375 ms).
+    A signal before the position that became prunable meanwhile waits for the next run."""
+    kept, done = ("w1-parked", "w3-parked"), ("w2-done", "w4-done", "w5-done")
+
+    async def write(store: Store) -> None:
+        for log_id in sorted(kept + done):
+            at = await claimed(store, log_id)
+            await store.record(log_id, at, PLAN, PARKED if log_id in kept else DELIVERED, 1.0)
+
+    run(url, write)
+    for minute, log_id in enumerate(sorted(kept + done)):
+        backdate(url, log_id, datetime(2001, 1, 1, 0, minute, tzinfo=UTC))
+    cutoff = datetime(2001, 1, 2, tzinfo=UTC)
+
+    def prune(after: PrunePosition | None = None) -> Pruned:
+        return run(url, lambda store: store.prune(cutoff, batch=2, after=after))
+
+    first = prune()
+    assert (first.deleted, keys(url)) == (2, {"w1-parked", "w3-parked", "w5-done"})
+    assert first.resume_after is not None
+    # w1 becomes prunable behind the position; the walk does not go back for it.
+    query(url, "UPDATE dead_letters SET status = 'replayed' WHERE log_id = 'w1-parked'")
+    assert prune(first.resume_after) == Pruned(1, None)  # w5, and the end of the walk
+    assert keys(url) == {"w1-parked", "w3-parked"}
+    assert prune() == Pruned(1, None)  # the next run takes w1
+    assert keys(url) == {"w3-parked"}
+
+
 def test_prune_keeps_signals_in_flight_and_with_pending_dead_letters(url: str) -> None:
     async def scenario(store: Store) -> tuple[int, int, list[str]]:
         for log_id, outcome in (("p-done", DELIVERED), ("p-parked", PARKED)):
@@ -400,8 +432,8 @@ def test_prune_keeps_signals_in_flight_and_with_pending_dead_letters(url: str) -
         future = datetime.now(UTC) + timedelta(days=1)
         pruned = await store.prune(future, batch=10)
         return (
-            pruned,
-            await store.prune(future, batch=10),
+            pruned.deleted,
+            (await store.prune(future, batch=10)).deleted,
             sorted(r.log_id for r in (await store.list_logs(LogQuery())).items),
         )
 

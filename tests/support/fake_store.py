@@ -21,6 +21,8 @@ from router_service.service.records import (
     LogQuery,
     LogRecord,
     Page,
+    Pruned,
+    PrunePosition,
     ReplayAttemptRecord,
     ReplayResult,
 )
@@ -309,21 +311,26 @@ class FakeStore:
             lease.expires_at = now
         return len(mine)
 
-    async def prune(self, older_than: datetime, batch: int = 1000) -> int:
+    async def prune(
+        self, older_than: datetime, batch: int = 1000, after: PrunePosition | None = None
+    ) -> Pruned:
         await self._enter("prune")
         pending = {e.record.log_id for e in self.letters.values() if e.record.status == "pending"}
         doomed = [
-            r.log_id
-            for r in sorted(self.signals.values(), key=lambda r: r.created_at)
+            r
+            for r in sorted(self.signals.values(), key=lambda r: (r.created_at, r.log_id))
             if r.created_at < older_than
+            and (after is None or (r.created_at, r.log_id) > after)
             and r.status is not Status.IN_PROGRESS
             and r.log_id not in pending
         ][:batch]
-        for log_id in doomed:
+        gone = {r.log_id for r in doomed}
+        for log_id in gone:
             del self.signals[log_id]
-            for entry_id in [i for i, e in self.letters.items() if e.record.log_id == log_id]:
-                del self.letters[entry_id]
-        return len(doomed)
+        for entry_id in [i for i, e in self.letters.items() if e.record.log_id in gone]:
+            del self.letters[entry_id]
+        last = (doomed[-1].created_at, doomed[-1].log_id) if len(doomed) == batch else None
+        return Pruned(len(doomed), last)
 
     async def dlq_backlog(self) -> int:
         await self._enter("dlq_backlog")

@@ -205,11 +205,14 @@ SELECT {SIGNAL_COLUMNS} FROM taken AS t
 RELEASE_LEASES = "UPDATE signal_leases SET expires_at = $2 WHERE owner = $1"
 
 # Retention: one batch of finished signals older than $1 with no pending dead letter.
+# From a position in the key (the previous batch's last signal; the first batch starts from
+# before every key): the signals a batch keeps are not read again by the next one.
 PRUNE_PICK = """
 SELECT s.log_id, s.created_at FROM signals AS s
- WHERE s.created_at < $1 AND s.status <> 'in_progress'
+ WHERE s.created_at < $1 AND (s.created_at, s.log_id) > ($3::timestamptz, $4::text)
+   AND s.status <> 'in_progress'
    AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.log_id = s.log_id AND d.status = 'pending')
- ORDER BY s.created_at
+ ORDER BY s.created_at, s.log_id
  LIMIT $2
 """
 PRUNE_DEAD_LETTERS = "DELETE FROM dead_letters WHERE log_id = ANY($1::text[])"

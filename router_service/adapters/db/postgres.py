@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -50,8 +50,13 @@ from router_service.service.records import (
     LogQuery,
     LogRecord,
     Page,
+    Pruned,
+    PrunePosition,
     ReplayResult,
 )
+
+# Before every key of the log: where the first batch of a prune starts.
+_PRUNE_START: PrunePosition = (datetime.min.replace(tzinfo=UTC), "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,22 +402,23 @@ class PgStore(PgReplayJobs):
         )
         return int(status.split()[-1])
 
-    async def prune(self, older_than: datetime, batch: int = 1000) -> int:
-        """Delete one batch of finished signals created before ``older_than`` (with their
-        settled dead letters and their idempotency keys); returns how many signals went.
-        Signals still in flight or with a pending dead letter are kept. Run it until it
-        returns 0. A pruned signal's key goes with it: the deduplication window equals the
-        retention period."""
+    async def prune(
+        self, older_than: datetime, batch: int = 1000, after: PrunePosition | None = None
+    ) -> Pruned:
+        """``Store.prune``. A pruned signal's key goes with it: the deduplication window
+        equals the retention period."""
+        since = after or _PRUNE_START
 
-        async def delete(conn: Any) -> int:
+        async def delete(conn: Any) -> Pruned:
             async with conn.transaction():
-                picked = await conn.fetch(sql.PRUNE_PICK, as_utc(older_than), batch)
+                picked = await conn.fetch(sql.PRUNE_PICK, as_utc(older_than), batch, *since)
                 ids = [r["log_id"] for r in picked]
                 if ids:
                     await conn.execute(sql.PRUNE_DEAD_LETTERS, ids)
                     await conn.execute(sql.PRUNE_SIGNALS, [r["created_at"] for r in picked], ids)
                     await conn.execute(sql.PRUNE_KEYS, ids)
-                return len(ids)
+            last = (picked[-1]["created_at"], ids[-1]) if len(ids) == batch else None
+            return Pruned(len(ids), last)
 
         return await self._pool.run("prune", delete)
 

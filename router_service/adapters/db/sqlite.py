@@ -17,7 +17,18 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import and_, func, literal_column, or_, select, text, tuple_, update
+from sqlalchemy import (
+    String,
+    and_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -56,7 +67,7 @@ from router_service.domain.outcome import Outcome, Status
 from router_service.domain.routing import Plan
 from router_service.domain.signal import Signal
 from router_service.service.ports import Events
-from router_service.service.records import Claim, LogQuery, LogRecord, Page
+from router_service.service.records import Claim, LogQuery, LogRecord, Page, Pruned, PrunePosition
 
 T = TypeVar("T")
 
@@ -317,35 +328,40 @@ class SqliteStore(SqliteDeadLetters):
             )
             return int(result.rowcount)
 
-    async def prune(self, older_than: datetime, batch: int = 1000) -> int:
-        """Delete one batch of finished signals created before ``older_than`` (with their
-        settled dead letters and their idempotency keys); returns how many signals went.
-        Signals still in flight or with a pending dead letter are kept. Run it until it
-        returns 0. A pruned signal's key goes with it: the deduplication window equals the
-        retention period."""
+    async def prune(
+        self, older_than: datetime, batch: int = 1000, after: PrunePosition | None = None
+    ) -> Pruned:
+        """``Store.prune``. A pruned signal's key goes with it: the deduplication window
+        equals the retention period."""
         pending = (
             select(dead_letters.c.log_id)
             .where(dead_letters.c.status == "pending")
             .where(dead_letters.c.log_id == signals.c.log_id)
         )
-        # By rowid: exact whatever text the time was stored as, and no scan by ``log_id``.
+        # By rowid, and the position by the time's text: exact whatever text the time was
+        # stored as, and no scan by ``log_id``. Every stored text sorts after ''.
         rowid: ColumnClause[int] = literal_column("signals.rowid")
+        stored_at: ColumnClause[str] = literal_column("signals.created_at", String)
+        since_at, since_id = after or ("", "")
         doomed = (
-            select(rowid, signals.c.log_id)
+            select(rowid, signals.c.log_id, stored_at)
             .where(
                 signals.c.created_at < as_utc(older_than),
+                tuple_(stored_at, signals.c.log_id)
+                > tuple_(literal(since_at, String), literal(since_id, String)),
                 signals.c.status != Status.IN_PROGRESS.value,
                 ~pending.exists(),
             )
-            .order_by(signals.c.created_at)
+            .order_by(stored_at, signals.c.log_id)
             .limit(batch)
         )
         async with self._connect("prune", transaction=True) as conn:
             picked = (await conn.execute(doomed)).all()
-            if not picked:
-                return 0
-            ids = [log_id for _, log_id in picked]
-            await conn.execute(dead_letters.delete().where(dead_letters.c.log_id.in_(ids)))
-            await conn.execute(signals.delete().where(rowid.in_([r for r, _ in picked])))
-            await conn.execute(idempotency_keys.delete().where(idempotency_keys.c.log_id.in_(ids)))
-        return len(ids)
+            ids = [log_id for _, log_id, _ in picked]
+            if ids:
+                await conn.execute(dead_letters.delete().where(dead_letters.c.log_id.in_(ids)))
+                await conn.execute(signals.delete().where(rowid.in_([r for r, _, _ in picked])))
+                keys = idempotency_keys.delete().where(idempotency_keys.c.log_id.in_(ids))
+                await conn.execute(keys)
+        last = (picked[-1][2], ids[-1]) if len(ids) == batch else None
+        return Pruned(len(ids), last)
