@@ -182,6 +182,12 @@ class Metrics:
             ["active_kind", "shadow_kind"],
             registry=r,
         )
+        self.otel_spans = Counter(
+            "otel_spans",
+            "Spans for the OTLP collector, by result (exported, failed, dropped)",
+            ["result"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "router_build_info",
             "Build information (always 1)",

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
     Link,
@@ -70,16 +71,59 @@ EXPORT_TIMEOUT_S = 3.0
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
+# ``counted(result, spans)``: ``exported``, ``failed`` (the collector refused them or was away
+# for the export's whole timeout) or ``dropped`` (the queue was full or shut down).
+SpanCount = Callable[[str, int], None]
+
+
+class _CountedExporter(OTLPSpanExporter):
+    def __init__(self, counted: SpanCount, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._counted = counted
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = super().export(spans)
+        self._counted("exported" if result is SpanExportResult.SUCCESS else "failed", len(spans))
+        return result
+
+
+class _CountedProcessor(BatchSpanProcessor):
+    """Counts the spans the SDK drops because its queue is full (its log says so once)."""
+
+    def __init__(self, exporter: _CountedExporter, counted: SpanCount) -> None:
+        super().__init__(exporter)
+        self._counted = counted
+
+    def on_end(self, span: ReadableSpan) -> None:
+        # The SDK's queue, read as its own ``emit`` reads it: a full queue drops a span.
+        queue = getattr(self._batch_processor, "_queue", None)
+        if queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen:
+            self._counted("dropped", 1)
+        super().on_end(span)
+
+
+def _uncounted(result: str, spans: int) -> None:
+    pass
+
+
 class SpanExporter:
-    def __init__(self, endpoint: str, service_name: str = "router-service") -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        service_name: str = "router-service",
+        *,
+        counted: SpanCount = _uncounted,
+    ) -> None:
         self._ids = _PresetIds()
         resource = Resource.create({"service.name": service_name, "service.version": __version__})
         # No flush of its own at exit: ``shutdown`` is the one, bounded.
         self._provider = TracerProvider(
             resource=resource, id_generator=self._ids, shutdown_on_exit=False
         )
-        exporter = OTLPSpanExporter(endpoint=_traces_url(endpoint), timeout=EXPORT_TIMEOUT_S)
-        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        exporter = _CountedExporter(
+            counted, endpoint=_traces_url(endpoint), timeout=EXPORT_TIMEOUT_S
+        )
+        self._provider.add_span_processor(_CountedProcessor(exporter, counted))
         self._tracer = self._provider.get_tracer("router_service")
 
     def record(
@@ -92,6 +136,8 @@ class SpanExporter:
         kind: SpanKind,
         error: str | None = None,
     ) -> None:
+        if not context.sampled:
+            return  # the caller's traceparent said not to record this trace (W3C sampled flag)
         end = time.time_ns()
         parent = None
         if context.parent_id:

@@ -166,7 +166,11 @@ def build_services(settings: Settings, routing: RoutingSource, metrics: Metrics)
     if settings.otel_exporter_otlp_endpoint:
         from router_service.observability.otel import SpanExporter
 
-        spans = SpanExporter(settings.otel_exporter_otlp_endpoint, settings.otel_service_name)
+        spans = SpanExporter(
+            settings.otel_exporter_otlp_endpoint,
+            settings.otel_service_name,
+            counted=lambda result, n: metrics.otel_spans.labels(result).inc(n),
+        )
     telemetry = Telemetry(metrics, spans=spans)
     store = build_store(settings, telemetry)
     client = HttpAgentClient(

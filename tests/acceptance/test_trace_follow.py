@@ -4,51 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from router_service.devtools.demo_agents import RunningAgents
+from tests.support.collector import Collector
 from tests.support.db import sqlite_url
+from tests.support.metrics import sample
+from tests.support.polling import wait_for
 from tests.support.ports import free_port
 from tests.support.processes import BIN, ROOT, start, stop
 from tests.support.routing_files import routing_yaml
-
-
-class Collector:
-    """An OTLP/HTTP endpoint on loopback that keeps every span it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[object] = []
-        spans = self.spans
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest.FromString(body)
-                for resource in request.resource_spans:
-                    for scope in resource.scope_spans:
-                        spans.extend(scope.spans)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -72,6 +41,7 @@ def test_one_signal_has_one_trace_everywhere(
         "DATABASE_URL": sqlite_url(tmp_path / "r.db"),
         "ROUTING_CONFIG": str(config),
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",  # ms between the SDK's exports
     }
     subprocess.run(
         [str(BIN / "router-service"), "migrate"],
@@ -86,19 +56,32 @@ def test_one_signal_has_one_trace_everywhere(
         router = start(
             [str(BIN / "router-service"), "serve", "--port", str(port)], env, port, stdout=out
         )
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": "k"})
         try:
-            response = httpx.post(
-                f"http://127.0.0.1:{port}/route",
+            response = client.post("/route", json={"sender_id": "t", "payload": {"route": "one"}})
+            # The caller's traceparent says not to record: continued, not exported.
+            unsampled = f"00-{'ab' * 16}-{'cd' * 8}-00"
+            quiet = client.post(
+                "/route",
                 json={"sender_id": "t", "payload": {"route": "one"}},
-                headers={"X-API-Key": "k"},
+                headers={"traceparent": unsampled},
             )
+            assert quiet.json()["trace_id"] == "ab" * 16
+            assert quiet.headers["traceparent"].endswith("-00")
+            counted = wait_for(
+                lambda: sample(client, "otel_spans_total", result="exported") >= 2,
+                what="the two spans of the sampled signal counted as exported",
+            )
+            assert counted
         finally:
+            client.close()
             stop(router)  # SIGTERM: the lifespan flushes the queued spans
     body = response.json()
     trace_id = body["trace_id"]
     assert response.headers["traceparent"].split("-")[1] == trace_id
 
-    [received] = agents.received("alpha")
+    received, quietly = agents.received("alpha")
+    assert quietly["headers"]["traceparent"].endswith("-00")  # the agent is told not to record
     _, agent_trace, agent_span, _ = received["headers"]["traceparent"].split("-")
     assert agent_trace == trace_id
 

@@ -7,10 +7,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.trace import SpanKind
 
+from router_service.domain.trace import new_span_id, new_trace_id
+from router_service.observability.otel import SpanExporter
+from router_service.observability.tracing import TraceContext
+from tests.support.collector import Collector
+from tests.support.ports import free_port
 from tests.support.processes import ROOT
 
 # The span exporter made, one span recorded, its flush given one second, then the process ends:
@@ -76,3 +83,39 @@ def test_the_flush_at_shutdown_gives_up_at_its_bound_against_a_silent_collector(
     # One second of flush, the interpreter's start and end; the SDK's own export timeout
     # (10 s) alone would exceed it.
     assert elapsed < 8.0, elapsed
+
+
+def _exporter(endpoint: str) -> tuple[SpanExporter, Counter[str]]:
+    counts: Counter[str] = Counter()
+    return SpanExporter(endpoint, counted=lambda result, n: counts.update({result: n})), counts
+
+
+def _record(exporter: SpanExporter, spans: int, *, sampled: bool = True) -> None:
+    for _ in range(spans):
+        context = TraceContext(new_trace_id(), new_span_id(), sampled)
+        exporter.record("signal", context, 0.001, {"kind": "k"}, kind=SpanKind.SERVER)
+
+
+def test_spans_are_counted_as_exported_or_failed() -> None:
+    """``otel_spans_total``: what the collector took, and what it refused (400: not retried)."""
+    for status, result in ((200, "exported"), (400, "failed")):
+        collector = Collector(status)
+        try:
+            exporter, counts = _exporter(collector.url)
+            _record(exporter, 3)
+            _record(exporter, 2, sampled=False)  # the caller said not to record them
+            assert exporter.shutdown(timeout_s=5.0)
+        finally:
+            collector.close()
+        assert counts == {result: 3}
+        assert len(collector.spans) == (3 if status == 200 else 0)
+
+
+def test_the_spans_a_full_queue_drops_are_counted() -> None:
+    """A collector away holds the SDK's one export (retried for its 3 s): its queue of 2,048
+    fills and drops the newest. Only one line of the SDK's log said so."""
+    exporter, counts = _exporter(f"http://127.0.0.1:{free_port()}")  # nothing listens
+    _record(exporter, 3000)
+    # The export under way took 512 or none of them: the rest, past 2,048, were dropped.
+    assert 3000 - 2048 - 512 <= counts["dropped"] <= 3000 - 2048
+    exporter.shutdown(timeout_s=0.1)
