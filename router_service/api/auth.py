@@ -5,7 +5,9 @@ addresses, and one noisy client must not lock out the others).
 
 Keys come from ``API_KEY`` (one key, every scope), ``API_KEYS`` (comma-separated
 ``name:key`` or ``name:key:scope+scope``; bare keys are named key1, key2…) and ``API_KEYS_FILE``
-(YAML: ``keys: [{name, sha256 | key, scopes}]`` — a file of digests keeps no secret at rest).
+(YAML: ``keys: [{name, sha256 | key, scopes, senders}]`` — a file of digests keeps no secret at
+rest). A key of the file may be bound to the sender ids it routes as (``senders``), so that the
+per-sender limit and share hold between keys, not only between the integrations of one key.
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ class ApiKey:
     name: str
     digest: bytes
     scopes: frozenset[str] = SCOPES
+    # The sender ids the key may route signals as: exact ids, or prefixes ending in '*'.
+    # None: any sender id (``API_KEY`` and ``API_KEYS``, and a file's key without ``senders``).
+    senders: tuple[str, ...] | None = None
+
+    def may_send_as(self, sender_id: str) -> bool:
+        if self.senders is None:
+            return True
+        return any(
+            sender_id.startswith(p[:-1]) if p.endswith("*") else sender_id == p
+            for p in self.senders
+        )
+
+
+def require_sender(key: ApiKey, sender_id: str) -> None:
+    if not key.may_send_as(sender_id):
+        raise Forbidden(f"the key {key.name!r} may not route signals as sender {sender_id!r}")
 
 
 def _digest(key: str) -> bytes:
@@ -47,6 +65,19 @@ def _scopes(raw: Any, where: str) -> frozenset[str]:
         known = ", ".join(sorted(SCOPES))
         raise ConfigError(f"{where}: unknown or empty scopes {sorted(unknown)} (known: {known})")
     return scopes
+
+
+def _senders(raw: Any, where: str) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p for p in raw):
+        raise ConfigError(f"{where}: 'senders' must be a non-empty list of sender ids")
+    misplaced = [p for p in raw if "*" in p[:-1]]
+    if misplaced:
+        raise ConfigError(
+            f"{where}: '*' may only end a sender pattern (a prefix), not {misplaced[0]!r}"
+        )
+    return tuple(raw)
 
 
 def _split_scopes(rest: str) -> tuple[str, str]:
@@ -95,7 +126,8 @@ def _from_file(path: Path) -> list[ApiKey]:
             digest = _digest(entry["key"])
         else:
             raise ConfigError(f"{where}: give 'sha256' (hex digest of the key) or 'key'")
-        keys.append(ApiKey(entry["name"], digest, _scopes(entry.get("scopes", SCOPES), where)))
+        scopes = _scopes(entry.get("scopes", SCOPES), where)
+        keys.append(ApiKey(entry["name"], digest, scopes, _senders(entry.get("senders"), where)))
     return keys
 
 

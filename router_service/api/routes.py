@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from router_service.api.auth import ApiKey, client_address, require_scope
+from router_service.api.auth import ApiKey, client_address, require_scope, require_sender
 from router_service.api.body import read_model
 from router_service.api.edge import Edge, edge, services
 from router_service.api.schemas import (
@@ -129,13 +129,14 @@ async def route(request: Request) -> Response:
 
 
 async def handle_route(request: Request, svc: Services, http: Edge) -> Response:
-    authenticate(request, "route")
+    key = authenticate(request, "route")
     received = datetime.now(UTC)
     # A signal is in flight once its body is read: counted from the request's start, clients
     # that sent their bodies slowly held every slot of MAX_IN_FLIGHT (for BODY_TIMEOUT_S each)
     # and everyone else got 503. Bodies being read are bounded by the connections a client
     # may hold, each with one body of at most MAX_BODY_BYTES.
     body = await read_model(request, RouteRequest, http.limits)
+    require_sender(key, body.sender_id)
     if http.in_flight >= http.max_in_flight:
         raise Overloaded("too many signals in flight; retry shortly")
     http.in_flight += 1

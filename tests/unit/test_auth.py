@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,13 +115,54 @@ def test_key_ring_keeps_no_plaintext_key() -> None:
     assert PLAINTEXT not in repr(vars(ring))
 
 
-def test_api_key_holds_only_a_name_the_sha256_digest_and_scopes() -> None:
+def test_api_key_holds_only_a_name_the_sha256_digest_scopes_and_senders() -> None:
     ring = KeyRing.from_settings(SecretStr(PLAINTEXT), None)
     key = ring.authenticate(PLAINTEXT)
     assert not hasattr(key, "__dict__")
-    assert set(ApiKey.__slots__) == {"name", "digest", "scopes"}
+    assert set(ApiKey.__slots__) == {"name", "digest", "scopes", "senders"}
     assert key.digest == hashlib.sha256(PLAINTEXT.encode()).digest()
     assert PLAINTEXT not in repr(key)
+
+
+def test_a_file_key_may_be_bound_to_exact_senders_and_prefixes(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(
+        "keys:\n"
+        "  - {name: shop, key: k-shop, senders: [shop, 'shop-eu-*']}\n"
+        "  - {name: any, key: k-any}\n"
+    )
+    ring = KeyRing.from_settings(SecretStr("k-env"), None, keys)
+    shop = ring.authenticate("k-shop")
+    assert [shop.may_send_as(s) for s in ("shop", "shop-eu-1", "shop-eu-", "shop-us", "sho")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert ring.authenticate("k-any").may_send_as("anyone")
+    assert ring.authenticate("k-env").senders is None  # API_KEY: every sender
+
+
+@pytest.mark.parametrize(
+    ("senders", "message"),
+    [
+        ("shop", "'senders' must be a non-empty list"),
+        ("[]", "'senders' must be a non-empty list"),
+        ("[shop, 3]", "'senders' must be a non-empty list"),
+        ("['']", "'senders' must be a non-empty list"),
+        ("['*-eu']", "'*' may only end a sender pattern (a prefix), not '*-eu'"),
+    ],
+)
+def test_a_bad_senders_list_is_a_config_error_naming_the_key(
+    tmp_path: Path, senders: str, message: str
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - {{name: shop, key: k, senders: {senders}}}\n")
+    with pytest.raises(ConfigError) as raised:
+        KeyRing.from_settings(None, None, keys)
+    assert "keys[0]" in str(raised.value)
+    assert message in str(raised.value)
 
 
 # --------------------------------------------------------------------------- failure limit
