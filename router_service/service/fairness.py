@@ -200,20 +200,32 @@ class FairGate:
 
     def _take_now(self, sender: str) -> bool:
         """A slot at once, when one is free, nobody waits, and the sender is under its share."""
-        if self._free <= 0 or len(self._waiting):
+        if not self._slot_free():
             return False
         if self._per_sender:
-            share = self._shares.get(sender)
-            if share is None:
-                share = self._shares[sender] = _Share()
-            elif share.held >= self._per_sender or share.waiting:
+            share = self._share_of(sender)
+            if not self._share_open(share):
                 return False
             share.held += 1
         self._free -= 1
         return True
 
+    def _slot_free(self) -> bool:
+        """A slot is free and nobody waits for one (a waiter is served first)."""
+        return self._free > 0 and not len(self._waiting)
+
+    def _share_of(self, sender: str) -> _Share:
+        share = self._shares.get(sender)
+        if share is None:
+            share = self._shares[sender] = _Share()
+        return share
+
+    def _share_open(self, share: _Share) -> bool:
+        """The sender holds fewer than its ``per_sender`` slots and none of its calls waits."""
+        return share.held < self._per_sender and not share.waiting
+
     async def _acquire_slot(self, sender: str) -> None:
-        if self._free > 0 and not len(self._waiting):
+        if self._slot_free():
             self._free -= 1
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -240,10 +252,8 @@ class FairGate:
 
     async def _enter_share(self, sender: str) -> None:
         """One of the sender's ``per_sender`` slots; a freed one is handed to its next waiter."""
-        share = self._shares.get(sender)
-        if share is None:
-            share = self._shares[sender] = _Share()
-        if share.held < self._per_sender and not share.waiting:
+        share = self._share_of(sender)
+        if self._share_open(share):
             share.held += 1
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
