@@ -123,11 +123,8 @@ def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
     settings = make_settings(
         database_url, routing_file, api_key=None, api_keys=KEYS, console_sample_interval_s=0.5
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -16,11 +16,8 @@ from tests.support.server import RouterServer
 
 @pytest.fixture(scope="module")
 def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
-    server = RouterServer(make_settings(database_url, routing_file)).start()
-    try:
+    with RouterServer(make_settings(database_url, routing_file)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -29,11 +29,8 @@ REQUEST = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def _serve(database_url: str, routing_file: Path, **overrides: float) -> Iterator[RouterServer]:
-    server = RouterServer(make_settings(database_url, routing_file, **overrides)).start()
-    try:
+    with RouterServer(make_settings(database_url, routing_file, **overrides)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -31,11 +31,8 @@ def proxied_router(
     settings = make_settings(
         url.render_as_string(hide_password=False), routing_file, db_connect_timeout_s=1
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_database_outage_is_503_then_recovers_without_restart(

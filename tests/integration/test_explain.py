@@ -19,11 +19,8 @@ from tests.support.server import RouterServer
 def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
     # A breaker that opens after two failed attempts, so a test can open a circuit.
     settings = make_settings(database_url, routing_file, breaker_failures=2, retry_max_attempts=1)
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_explain_traces_every_rule_and_sends_nothing(

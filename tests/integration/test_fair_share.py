@@ -26,11 +26,8 @@ def limited(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
         agent_timeout_ms=5000,
         request_deadline_ms=8000,
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_sender_over_its_limit_is_refused_and_others_are_not(

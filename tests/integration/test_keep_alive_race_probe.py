@@ -19,11 +19,8 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
-    server = RouterServer(make_settings(database_url, routing_file, keep_alive_s=0.3)).start()
-    try:
+    with RouterServer(make_settings(database_url, routing_file, keep_alive_s=0.3)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_idle_under_keep_alive_keeps_every_connection(router: RouterServer) -> None:

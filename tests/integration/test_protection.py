@@ -32,11 +32,8 @@ def strict(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
         max_string_chars=1000,
         max_array_items=50,
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 IN_FLIGHT_GAUGE = "router_in_flight_requests"

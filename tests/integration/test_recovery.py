@@ -122,11 +122,8 @@ def worker_router(database_url: str, routing_file: Path) -> Iterator[RouterServe
         dlq_retry_cap_s=0.1,
         max_replays=2,
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_redelivery_worker_replays_until_success(

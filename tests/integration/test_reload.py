@@ -29,11 +29,8 @@ def router(database_url: str, live_file: Path, agents: RunningAgents) -> Iterato
     settings = make_settings(
         database_url, live_file, api_keys=f"reader:{READER_KEY}:route+logs:read"
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

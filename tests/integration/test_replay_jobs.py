@@ -36,11 +36,8 @@ def router(database_url: str, routing_file: Path) -> Iterator[RouterServer]:
         replay_job_lease_s=1.0,
         api_keys=f"reader:{READER}:logs:read",
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def park(

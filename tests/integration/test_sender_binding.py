@@ -31,11 +31,8 @@ def bound(database_url: str, routing_file: Path, tmp_path: Path) -> Iterator[Rou
         api_keys_file=keys,
         auth_failures_per_minute=1,
     )
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def route(server: RouterServer, key: str, sender_id: str) -> httpx.Response:

@@ -26,11 +26,8 @@ def router(
     # The candidate sends kind "one" to alpha and beta as kind "race".
     shadow.write_text(routing_yaml(agents, kind_of={"one": "race"}))
     settings = make_settings(database_url, routing_file, shadow_routing_config=shadow)
-    server = RouterServer(settings).start()
-    try:
+    with RouterServer(settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def diffs(client: httpx.Client) -> dict[str, float]:

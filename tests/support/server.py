@@ -53,6 +53,12 @@ class RouterServer:
             client.get("/health/live").raise_for_status()
         return self
 
+    def __enter__(self) -> RouterServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
