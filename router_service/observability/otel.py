@@ -72,7 +72,8 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 # ``counted(result, spans)``: ``exported``, ``failed`` (the collector refused them or was away
-# for the export's whole timeout) or ``dropped`` (the queue was full or shut down).
+# for the export's whole timeout) or ``dropped`` (the SDK's queue was full). What is still
+# queued when the shutdown's flush gives up is not counted: ``otel.flush_abandoned`` says so.
 SpanCount = Callable[[str, int], None]
 
 
