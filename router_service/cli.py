@@ -277,11 +277,12 @@ async def _prune(settings: Settings, days: float, batch: int) -> int:
     store = build_store(settings, Telemetry(Metrics()))
     total = 0
     try:
-        done = await store.prune(cutoff, batch)
-        total += done.deleted
-        while done.resume_after is not None:
-            done = await store.prune(cutoff, batch, after=done.resume_after)
+        after = None
+        while True:  # one walk from the oldest signal: each batch starts where the last stopped
+            done = await store.prune(cutoff, batch, after=after)
             total += done.deleted
+            if (after := done.resume_after) is None:
+                break
     finally:
         await store.close()
     return total

@@ -22,11 +22,8 @@ from tests.support.routing_files import routing_yaml
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    running = Collector()
-    try:
+    with Collector() as running:
         yield running
-    finally:
-        running.close()
 
 
 def test_one_signal_has_one_trace_everywhere(

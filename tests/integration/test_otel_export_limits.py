@@ -99,14 +99,11 @@ def _record(exporter: SpanExporter, spans: int, *, sampled: bool = True) -> None
 def test_spans_are_counted_as_exported_or_failed() -> None:
     """``otel_spans_total``: what the collector took, and what it refused (400: not retried)."""
     for status, result in ((200, "exported"), (400, "failed")):
-        collector = Collector(status)
-        try:
+        with Collector(status) as collector:
             exporter, counts = _exporter(collector.url)
             _record(exporter, 3)
             _record(exporter, 2, sampled=False)  # the caller said not to record them
             assert exporter.shutdown(timeout_s=5.0)
-        finally:
-            collector.close()
         assert counts == {result: 3}
         assert len(collector.spans) == (3 if status == 200 else 0)
 

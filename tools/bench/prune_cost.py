@@ -16,7 +16,6 @@ import os
 import secrets
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,34 +24,34 @@ import asyncpg
 
 from bench.environment import VENV_BIN, create_database, database_url, drop_database
 
-# Every signal 40 days old or more (1 second apart), the retention 30 days.
-FILL_PG = """
+# Every signal 40 days old or more (1 second apart), the retention 30 days. The oldest are the
+# highest n: the kept signals (with a pending dead letter) are n in (prunable, prunable + kept].
+FILL_KEYS = """
 INSERT INTO idempotency_keys (log_id, created_at)
 SELECT 'p-' || n, now() - interval '40 days' - n * interval '1 second'
-  FROM generate_series(1, $1::int + $2::int) AS n;
+  FROM generate_series(1, $1::int) AS n
+"""
+FILL_SIGNALS = """
 INSERT INTO signals (log_id, sender_id, payload_hash, payload, metadata, signal_ts, trace_id,
                      kind, rule, mode, routed_agents, status, created_at, updated_at)
 SELECT log_id, 's', 'h', repeat('x', 300), '{}', created_at, 't', 'k', 'r', 'fallback', '[]',
        'delivered', created_at, created_at
-  FROM idempotency_keys;
+  FROM idempotency_keys
+"""
+FILL_DEAD_LETTERS = """
 INSERT INTO dead_letters (log_id, agent, kind, mode, error, attempts, replay_count, status,
                           created_at)
 SELECT 'p-' || n, 'a', 'k', 'fallback', 'down', 1, 0, 'pending', now()
-  FROM generate_series($1::int + 1, $1::int + $2::int) AS n;
+  FROM generate_series($1::int + 1, $2::int) AS n
 """
 
 
 async def _fill_postgres(url: str, kept: int, prunable: int) -> None:
     conn = await asyncpg.connect(url)
     try:
-        # The oldest are the highest n: the kept signals are n in (prunable, prunable + kept].
-        for statement in FILL_PG.strip().split(";\n"):
-            if "dead_letters" in statement:
-                await conn.execute(statement, prunable, kept)
-            elif "$1" in statement:
-                await conn.execute(statement, kept, prunable)
-            else:
-                await conn.execute(statement)
+        await conn.execute(FILL_KEYS, kept + prunable)
+        await conn.execute(FILL_SIGNALS)
+        await conn.execute(FILL_DEAD_LETTERS, prunable, kept + prunable)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -131,4 +130,4 @@ if __name__ == "__main__":
     parser.add_argument("--prunable", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1000)
     options = parser.parse_args()
-    sys.exit(main(options.postgres_url, options.kept, options.prunable, options.batch))
+    main(options.postgres_url, options.kept, options.prunable, options.batch)
