@@ -47,6 +47,7 @@ from router_service.adapters.db.records import (
     text_column,
     utcnow,
 )
+from router_service.adapters.db.sqlite_checkout import Checkouts
 from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
 from router_service.adapters.db.sqlite_replay_jobs import as_stored
 from router_service.adapters.db.sqlite_writer import SqliteWriter
@@ -84,11 +85,13 @@ class SqliteStore(SqliteDeadLetters):
         self._events = events
         self._pool_size = pool_size
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._checkouts = Checkouts()  # safe to cancel (``sqlite_checkout.py``)
         events.db_pool(size=pool_size)
 
     async def close(self) -> None:
         self._events.db_pool(size=-self._pool_size)
         await self._writer.close()
+        await self._checkouts.close()
         await self._engine.dispose()
 
     @asynccontextmanager
@@ -99,10 +102,14 @@ class SqliteStore(SqliteDeadLetters):
         turn among the process's writes), autocommit otherwise (reads)."""
         async with self._call(operation):
             if transaction:
-                async with self._writer.turn(), self._engine.begin() as conn:
+                async with (
+                    self._writer.turn(),
+                    self._checkouts.connect(self._engine) as conn,
+                    conn.begin(),
+                ):
                     yield conn
             else:
-                async with self._autocommit.connect() as conn:
+                async with self._checkouts.connect(self._autocommit) as conn:
                     yield conn
 
     async def _write(
