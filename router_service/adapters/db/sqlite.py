@@ -189,10 +189,10 @@ class SqliteStore(SqliteDeadLetters):
         }
 
         def take(conn: Connection) -> bool:
-            won = conn.execute(sql.TAKE_KEY, key).first() is not None
+            won = bool(sql.TAKE_KEY.execute(conn, key).fetchall())
             if won:
-                conn.execute(sql.ADD_LEASE, lease)
-                conn.execute(sql.ADD_SIGNAL, row)
+                sql.ADD_LEASE.execute(conn, lease)
+                sql.ADD_SIGNAL.execute(conn, row)
             return won
 
         # Not flushed by itself: the outcome's durable commit flushes it before any answer.
@@ -244,10 +244,10 @@ class SqliteStore(SqliteDeadLetters):
         ]
 
         def write(conn: Connection) -> int | None:
-            conn.execute(sql.END_LEASE, key)
-            if conn.execute(sql.FINISH_SIGNAL, finished).rowcount == 0:
+            sql.END_LEASE.execute(conn, key)
+            if sql.FINISH_SIGNAL.execute(conn, finished).rowcount == 0:
                 return None
-            return sum(len(conn.execute(sql.PARK, values).all()) for values in letters)
+            return sum(len(sql.PARK.execute(conn, values).fetchall()) for values in letters)
 
         return await self._write("record", write)
 

@@ -12,7 +12,8 @@ reset is a hop to the connection's thread and back: about twenty hops per signal
 outcome), each a wake-up of another thread and a hand-over of the GIL. They cost about 3 ms of
 CPU per signal and held the embedded default under 250 signals/s. ``run`` makes a transaction
 one hop: the writer thread runs the same SQLAlchemy Core statements on its own synchronous
-connection (pysqlite), commits, and hands back the result.
+connection (pysqlite), commits, and hands back the result. The hot ones run on the driver's
+cursor, compiled once (``sqlite_prepared.py``).
 
 **Together.** The claims and outcomes of concurrent signals share a transaction and its flush
 (``group_commit.py``): while one transaction is on the thread, those that arrive queue, and go
@@ -34,13 +35,21 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from router_service.adapters.db.group_commit import GroupCommit
+from router_service.adapters.db.sqlite_prepared import Prepared
 from router_service.domain.errors import Overloaded
 
 T = TypeVar("T")
+# A claim's transaction and an outcome's alternate at one signal at a time: each switch is
+# one statement on the driver's cursor, not a round of SQLAlchemy's execution.
+_SYNCHRONOUS = {
+    True: Prepared(text("PRAGMA synchronous=FULL")),
+    False: Prepared(text("PRAGMA synchronous=NORMAL")),
+}
 Work = Callable[[Connection], Any]  # one caller's statements, run in a transaction
 
 
@@ -118,8 +127,7 @@ class SqliteWriter:
         with self._engine.connect() as conn:
             if self._flushing is not job.durable:  # outside a transaction, as SQLite requires
                 self._flushing = None  # unknown until the pragma has run (a new connection: FULL)
-                conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if job.durable else 'NORMAL'}")
-                conn.commit()  # (SQLAlchemy's own; pysqlite began nothing for a PRAGMA)
+                _SYNCHRONOUS[job.durable].execute(conn, {})  # on the driver: nothing begins
                 self._flushing = job.durable
             with conn.begin():
                 return job.work(conn)
