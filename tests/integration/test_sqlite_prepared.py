@@ -35,7 +35,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 def claim_and_finish(conn: Connection, log_id: str, run: Any) -> tuple[bool, bool, int, int]:
     """A claim, a second claim of the same key, the outcome and a dead letter, each through
-    ``run(prepared, values)``; what each returned."""
+    ``run(statement, values)``; what each returned."""
     key = {"log_id": log_id, "created_at": CREATED}
     row = {
         **key,
@@ -111,10 +111,11 @@ class CoreResult:
 
 def test_prepared_statements_store_what_core_stores(engine: Engine) -> None:
     with engine.begin() as conn:
-        core = claim_and_finish(conn, "core", lambda p, v: CoreResult(conn.execute(p.statement, v)))
+        core = claim_and_finish(conn, "core", lambda s, v: CoreResult(conn.execute(s, v)))
+    prepared = Prepared()
     with engine.begin() as conn:
-        prepared = claim_and_finish(conn, "prep", lambda p, v: p.execute(conn, v))
-    assert core == prepared == (True, False, 1, 1)
+        on_cursor = claim_and_finish(conn, "prep", lambda s, v: prepared.execute(conn, s, v))
+    assert core == on_cursor == (True, False, 1, 1)
     assert stored(engine, "prep") == stored(engine, "core")
     assert len(stored(engine, "core")) == 3  # the lease ended; the key, the log row, the letter
 
@@ -123,8 +124,9 @@ def test_a_refused_row_is_sqlalchemys_integrity_error_and_its_transaction_rolls_
     engine: Engine,
 ) -> None:
     """The writer's batches tell a row's error from the database's by SQLAlchemy's classes."""
+    prepared = Prepared()
     with engine.begin() as conn:
-        claim_and_finish(conn, "once", lambda p, v: p.execute(conn, v))
+        claim_and_finish(conn, "once", lambda s, v: prepared.execute(conn, s, v))
     letter = {
         "log_id": "not-claimed",  # no key: the foreign key refuses it
         "agent": "alpha",
@@ -141,8 +143,8 @@ def test_a_refused_row_is_sqlalchemys_integrity_error_and_its_transaction_rolls_
     def lease_then_park() -> None:
         with engine.begin() as conn:
             lease = {"log_id": "rolled", "created_at": CREATED, "owner": "o"}
-            sql.ADD_LEASE.execute(conn, {**lease, "expires_at": CREATED})
-            sql.PARK.execute(conn, letter)
+            prepared.execute(conn, sql.ADD_LEASE, {**lease, "expires_at": CREATED})
+            prepared.execute(conn, sql.PARK, letter)
 
     with pytest.raises(IntegrityError):
         lease_then_park()
@@ -151,7 +153,6 @@ def test_a_refused_row_is_sqlalchemys_integrity_error_and_its_transaction_rolls_
 
 def test_a_statement_whose_values_python_computes_is_refused(engine: Engine) -> None:
     """``replay_count`` has a Python default: left out, only SQLAlchemy's execution fills it."""
-    park = Prepared(dead_letters.insert())
     letter = {
         "log_id": "x",
         "agent": "a",
@@ -163,4 +164,4 @@ def test_a_statement_whose_values_python_computes_is_refused(engine: Engine) -> 
         "created_at": CREATED,
     }
     with engine.begin() as conn, pytest.raises(ValueError, match="computed at execution"):
-        park.execute(conn, letter)
+        Prepared().execute(conn, dead_letters.insert(), letter)

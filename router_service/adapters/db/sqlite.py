@@ -49,6 +49,7 @@ from router_service.adapters.db.records import (
 )
 from router_service.adapters.db.sqlite_checkout import Checkouts
 from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
+from router_service.adapters.db.sqlite_prepared import Prepared
 from router_service.adapters.db.sqlite_replay_jobs import as_stored
 from router_service.adapters.db.sqlite_writer import SqliteWriter
 from router_service.adapters.db.tables import (
@@ -86,6 +87,7 @@ class SqliteStore(SqliteDeadLetters):
         self._pool_size = pool_size
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._checkouts = Checkouts()  # safe to cancel (``sqlite_checkout.py``)
+        self._prepared = Prepared()  # the writer's hot statements (``sqlite_prepared.py``)
         events.db_pool(size=pool_size)
 
     async def close(self) -> None:
@@ -188,11 +190,13 @@ class SqliteStore(SqliteDeadLetters):
             "routing_version": plan.version or None,
         }
 
+        run = self._prepared.execute
+
         def take(conn: Connection) -> bool:
-            won = bool(sql.TAKE_KEY.execute(conn, key).fetchall())
+            won = bool(run(conn, sql.TAKE_KEY, key).fetchall())
             if won:
-                sql.ADD_LEASE.execute(conn, lease)
-                sql.ADD_SIGNAL.execute(conn, row)
+                run(conn, sql.ADD_LEASE, lease)
+                run(conn, sql.ADD_SIGNAL, row)
             return won
 
         # Not flushed by itself: the outcome's durable commit flushes it before any answer.
@@ -243,11 +247,13 @@ class SqliteStore(SqliteDeadLetters):
             for letter in outcome.dead_letters
         ]
 
+        run = self._prepared.execute
+
         def write(conn: Connection) -> int | None:
-            sql.END_LEASE.execute(conn, key)
-            if sql.FINISH_SIGNAL.execute(conn, finished).rowcount == 0:
+            run(conn, sql.END_LEASE, key)
+            if run(conn, sql.FINISH_SIGNAL, finished).rowcount == 0:
                 return None
-            return sum(len(sql.PARK.execute(conn, values).fetchall()) for values in letters)
+            return sum(len(run(conn, sql.PARK, values).fetchall()) for values in letters)
 
         return await self._write("record", write)
 

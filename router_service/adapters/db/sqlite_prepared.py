@@ -6,13 +6,15 @@ object, and the bound values' processing one parameter at a time. That path cost
 writer's CPU than SQLite running the statements, and the writer shares the event loop's core
 and its GIL (docs/performance-analysis.md).
 
-A ``Prepared`` statement is still the Core statement of ``sqlite_statements.py``, compiled by
-SQLAlchemy's own SQLite compiler, once for each set of value names it is given: the SQL text,
-the order of its parameters, their types' bind processors (JSON, the timestamps' text form) and
-the statement's own literal values. Each execution then binds its values in that order and runs
-on the pysqlite connection of the caller's SQLAlchemy ``Connection``, inside the transaction
-that connection has open: the rows written are the rows ``Connection.execute`` would write.
-Driver errors become SQLAlchemy's (``DBAPIError.instance``), as the store expects them.
+The statements stay the Core statements of ``sqlite_statements.py``. ``Prepared`` compiles each
+with SQLAlchemy's own SQLite compiler, once for each set of value names it is given: the SQL
+text, the order of its parameters, their types' bind processors (JSON, the timestamps' text
+form) and the statement's own literal values. Each execution then binds its values in that
+order and runs on the pysqlite connection of the caller's SQLAlchemy ``Connection``, inside the
+transaction that connection has open: the rows written are the rows ``Connection.execute``
+would write. Driver errors become SQLAlchemy's (``DBAPIError.instance``), as the store expects
+them. The compiled forms belong to their ``Prepared`` (one per store and one per writer), so
+they are those of the one engine it runs on.
 
 A statement with values computed in Python at execution (a column's ``default=`` left out of
 the values) is not prepared: ``execute`` refuses it at its first compile.
@@ -42,17 +44,19 @@ class _Form:
 
 
 class Prepared:
-    """A Core statement run on the driver's cursor; see the module's docstring."""
+    """Compiled forms of Core statements, run on the driver's cursor; see the module."""
 
-    def __init__(self, statement: ClauseElement) -> None:
-        self.statement = statement
-        self._forms: dict[tuple[str, ...], _Form] = {}
+    def __init__(self) -> None:
+        # By the statement (a module constant: its id is stable) and its values' names.
+        self._forms: dict[tuple[int, tuple[str, ...]], _Form] = {}
 
-    def execute(self, conn: Connection, values: Mapping[str, Any]) -> sqlite3.Cursor:
-        """The statement with ``values`` on ``conn``'s driver connection, in its transaction;
+    def execute(
+        self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]
+    ) -> sqlite3.Cursor:
+        """``statement`` with ``values`` on ``conn``'s driver connection, in its transaction;
         the cursor holds what the statement returns (``fetchall``) and its ``rowcount``."""
-        keys = tuple(values)
-        form = self._forms.get(keys) or self._compile(conn.dialect, values)
+        key = (id(statement), tuple(values))
+        form = self._forms.get(key) or self._compile(key, statement, conn.dialect, values)
         params = tuple(
             bind(v) if bind is not None else v
             for bind, v in zip(
@@ -67,10 +71,14 @@ class Prepared:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(form.sql, params, exc, sqlite3.Error) from exc
 
-    def _compile(self, dialect: Dialect, values: Mapping[str, Any]) -> _Form:
-        compiled = cast(
-            SQLCompiler, self.statement.compile(dialect=dialect, column_keys=list(values))
-        )
+    def _compile(
+        self,
+        key: tuple[int, tuple[str, ...]],
+        statement: ClauseElement,
+        dialect: Dialect,
+        values: Mapping[str, Any],
+    ) -> _Form:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(values)))
         if compiled.insert_prefetch or compiled.update_prefetch:
             raise ValueError(f"values computed at execution are not prepared: {compiled}")
         names: Sequence[str] = compiled.positiontup or ()
@@ -81,5 +89,5 @@ class Prepared:
         every = compiled.construct_params(dict(values))
         literals = {name: every[name] for name in names if name not in values}
         form = _Form(compiled.string, tuple(names), binds, literals)
-        self._forms[tuple(values)] = form
+        self._forms[key] = form
         return form

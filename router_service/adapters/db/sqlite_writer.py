@@ -46,10 +46,7 @@ from router_service.domain.errors import Overloaded
 T = TypeVar("T")
 # A claim's transaction and an outcome's alternate at one signal at a time: each switch is
 # one statement on the driver's cursor, not a round of SQLAlchemy's execution.
-_SYNCHRONOUS = {
-    True: Prepared(text("PRAGMA synchronous=FULL")),
-    False: Prepared(text("PRAGMA synchronous=NORMAL")),
-}
+_SYNCHRONOUS = {True: text("PRAGMA synchronous=FULL"), False: text("PRAGMA synchronous=NORMAL")}
 Work = Callable[[Connection], Any]  # one caller's statements, run in a transaction
 
 
@@ -71,6 +68,7 @@ class SqliteWriter:
             self._write_batch, self._write_one, _about_rows
         )
         self._flushing: bool | None = None  # the writer connection's setting (thread only)
+        self._prepared = Prepared()  # the pragma's switch (thread only)
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -127,7 +125,7 @@ class SqliteWriter:
         with self._engine.connect() as conn:
             if self._flushing is not job.durable:  # outside a transaction, as SQLite requires
                 self._flushing = None  # unknown until the pragma has run (a new connection: FULL)
-                _SYNCHRONOUS[job.durable].execute(conn, {})  # on the driver: nothing begins
+                self._prepared.execute(conn, _SYNCHRONOUS[job.durable], {})  # nothing begins
                 self._flushing = job.durable
             with conn.begin():
                 return job.work(conn)
