@@ -47,15 +47,16 @@ class Prepared:
     """Compiled forms of Core statements, run on the driver's cursor; see the module."""
 
     def __init__(self) -> None:
-        # By the statement (a module constant: its id is stable) and its values' names.
-        self._forms: dict[tuple[int, tuple[str, ...]], _Form] = {}
+        # By the statement itself (held, so no other object takes its identity) and the names
+        # of its values. A statement is hashed and compared by identity.
+        self._forms: dict[tuple[ClauseElement, tuple[str, ...]], _Form] = {}
 
     def execute(
         self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]
     ) -> sqlite3.Cursor:
         """``statement`` with ``values`` on ``conn``'s driver connection, in its transaction;
         the cursor holds what the statement returns (``fetchall``) and its ``rowcount``."""
-        key = (id(statement), tuple(values))
+        key = (statement, tuple(values))
         form = self._forms.get(key) or self._compile(key, statement, conn.dialect, values)
         params = tuple(
             bind(v) if bind is not None else v
@@ -73,7 +74,7 @@ class Prepared:
 
     def _compile(
         self,
-        key: tuple[int, tuple[str, ...]],
+        key: tuple[ClauseElement, tuple[str, ...]],
         statement: ClauseElement,
         dialect: Dialect,
         values: Mapping[str, Any],
