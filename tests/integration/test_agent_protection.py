@@ -52,13 +52,14 @@ def test_breaker_opens_fails_fast_then_probes_and_closes(
     assert metric(guarded, "agent_circuit_state") == 2
 
     agents.set("alpha", mode="ok")
-    probe = None
-    for _ in range(200):  # bounded: the cool-down is 0.3 s
-        probe = guarded.post("/route", json={"sender_id": "b", "payload": {"route": "one"}})
-        if probe.status_code == 200:
-            break
-    assert probe is not None
-    assert probe.status_code == 200
+
+    def delivered() -> httpx.Response | None:
+        answer = guarded.post("/route", json={"sender_id": "b", "payload": {"route": "one"}})
+        return answer if answer.status_code == 200 else None
+
+    # Bounded by time, not by a count of requests: a fast machine sent 200 within the 0.3 s
+    # cool-down, so the probe it waited for had not yet been allowed.
+    wait_for(delivered, timeout_s=10, interval_s=0.01, what="a probe through the cool-down")
     assert guarded.get("/health").json()["checks"]["agents"]["circuits"]["alpha"] == "closed"
 
 
