@@ -23,6 +23,21 @@ from tests.support.db import migrated_database, service_url
 CREATED = datetime(2026, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
 
 
+def dead_letter(log_id: str) -> dict[str, Any]:
+    return {
+        "log_id": log_id,
+        "agent": "alpha",
+        "kind": "one",
+        "mode": "first_success",
+        "error": "alpha: HTTP 400",
+        "attempts": 1,
+        "replay_count": 0,
+        "status": "pending",
+        "created_at": CREATED,
+        "last_attempt_at": CREATED,
+    }
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     with migrated_database("sqlite", tmp_path) as url:
@@ -68,19 +83,7 @@ def claim_and_finish(conn: Connection, log_id: str, run: Any) -> tuple[bool, boo
         "new_updated_at": CREATED + timedelta(milliseconds=7),
     }
     finished = run(sql.FINISH_SIGNAL, outcome).rowcount
-    letter = {
-        "log_id": log_id,
-        "agent": "alpha",
-        "kind": "one",
-        "mode": "first_success",
-        "error": "alpha: HTTP 400",
-        "attempts": 1,
-        "replay_count": 0,
-        "status": "pending",
-        "created_at": CREATED,
-        "last_attempt_at": CREATED,
-    }
-    parked = len(run(sql.PARK, letter).fetchall())
+    parked = len(run(sql.PARK, dead_letter(log_id)).fetchall())
     return won, again, finished, parked
 
 
@@ -125,20 +128,7 @@ def test_a_refused_row_is_sqlalchemys_integrity_error_and_its_transaction_rolls_
 ) -> None:
     """The writer's batches tell a row's error from the database's by SQLAlchemy's classes."""
     prepared = Prepared()
-    with engine.begin() as conn:
-        claim_and_finish(conn, "once", lambda s, v: prepared.execute(conn, s, v))
-    letter = {
-        "log_id": "not-claimed",  # no key: the foreign key refuses it
-        "agent": "alpha",
-        "kind": "one",
-        "mode": "first_success",
-        "error": "x",
-        "attempts": 1,
-        "replay_count": 0,
-        "status": "pending",
-        "created_at": CREATED,
-        "last_attempt_at": CREATED,
-    }
+    letter = dead_letter("not-claimed")  # no key: the foreign key refuses it
 
     def lease_then_park() -> None:
         with engine.begin() as conn:
@@ -153,15 +143,7 @@ def test_a_refused_row_is_sqlalchemys_integrity_error_and_its_transaction_rolls_
 
 def test_a_statement_whose_values_python_computes_is_refused(engine: Engine) -> None:
     """``replay_count`` has a Python default: left out, only SQLAlchemy's execution fills it."""
-    letter = {
-        "log_id": "x",
-        "agent": "a",
-        "kind": "k",
-        "mode": "m",
-        "error": "e",
-        "attempts": 1,
-        "status": "pending",
-        "created_at": CREATED,
-    }
+    letter = dead_letter("x")
+    del letter["replay_count"]
     with engine.begin() as conn, pytest.raises(ValueError, match="computed at execution"):
         Prepared().execute(conn, dead_letters.insert(), letter)

@@ -49,7 +49,6 @@ from router_service.adapters.db.records import (
 )
 from router_service.adapters.db.sqlite_checkout import Checkouts
 from router_service.adapters.db.sqlite_dead_letters import SqliteDeadLetters
-from router_service.adapters.db.sqlite_prepared import Prepared
 from router_service.adapters.db.sqlite_replay_jobs import as_stored
 from router_service.adapters.db.sqlite_writer import SqliteWriter
 from router_service.adapters.db.tables import (
@@ -87,7 +86,6 @@ class SqliteStore(SqliteDeadLetters):
         self._pool_size = pool_size
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._checkouts = Checkouts()  # safe to cancel (``sqlite_checkout.py``)
-        self._prepared = Prepared()  # the writer's hot statements (``sqlite_prepared.py``)
         events.db_pool(size=pool_size)
 
     async def close(self) -> None:
@@ -190,7 +188,7 @@ class SqliteStore(SqliteDeadLetters):
             "routing_version": plan.version or None,
         }
 
-        run = self._prepared.execute
+        run = self._writer.prepared.execute  # on the writer's thread (``sqlite_prepared.py``)
 
         def take(conn: Connection) -> bool:
             won = bool(run(conn, sql.TAKE_KEY, key).fetchall())
@@ -247,7 +245,7 @@ class SqliteStore(SqliteDeadLetters):
             for letter in outcome.dead_letters
         ]
 
-        run = self._prepared.execute
+        run = self._writer.prepared.execute  # on the writer's thread (``sqlite_prepared.py``)
 
         def write(conn: Connection) -> int | None:
             run(conn, sql.END_LEASE, key)

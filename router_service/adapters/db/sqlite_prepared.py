@@ -13,8 +13,8 @@ form) and the statement's own literal values. Each execution then binds its valu
 order and runs on the pysqlite connection of the caller's SQLAlchemy ``Connection``, inside the
 transaction that connection has open: the rows written are the rows ``Connection.execute``
 would write. Driver errors become SQLAlchemy's (``DBAPIError.instance``), as the store expects
-them. The compiled forms belong to their ``Prepared`` (one per store and one per writer), so
-they are those of the one engine it runs on.
+them. The compiled forms belong to their ``Prepared``, one per writer (``sqlite_writer.py``),
+so they are those of the one engine it runs on.
 
 A statement with values computed in Python at execution (a column's ``default=`` left out of
 the values) is not prepared: ``execute`` refuses it at its first compile.

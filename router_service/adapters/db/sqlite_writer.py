@@ -68,7 +68,9 @@ class SqliteWriter:
             self._write_batch, self._write_one, _about_rows
         )
         self._flushing: bool | None = None  # the writer connection's setting (thread only)
-        self._prepared = Prepared()  # the pragma's switch (thread only)
+        # The hot statements' compiled forms, for this engine (thread only): the pragma's
+        # switch here, the claims and outcomes of the store's work.
+        self.prepared = Prepared()
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -125,7 +127,7 @@ class SqliteWriter:
         with self._engine.connect() as conn:
             if self._flushing is not job.durable:  # outside a transaction, as SQLite requires
                 self._flushing = None  # unknown until the pragma has run (a new connection: FULL)
-                self._prepared.execute(conn, _SYNCHRONOUS[job.durable], {})  # nothing begins
+                self.prepared.execute(conn, _SYNCHRONOUS[job.durable], {})  # nothing begins
                 self._flushing = job.durable
             with conn.begin():
                 return job.work(conn)
